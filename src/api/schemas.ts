@@ -1,0 +1,171 @@
+// JSON schemas of every route: requests are validated before any handler runs
+// (unknown fields refused, no type coercion), and responses are serialized
+// from these schemas. They also make the OpenAPI document at /docs/json.
+
+import type { Config } from '../config.js';
+import { TX_ID_PATTERN } from '../coordinator/ids.js';
+
+export const PARTICIPANT_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$';
+const URL_MAX_LENGTH = 2048;
+const IDEMPOTENCY_KEY_MAX_LENGTH = 255;
+
+const STATES = ['active', 'preparing', 'prepared', 'committing', 'committed', 'aborting', 'aborted'];
+
+export const problemSchema = {
+  $id: 'problem',
+  type: 'object',
+  description: 'RFC 9457 problem details',
+  properties: {
+    type: { type: 'string' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string' },
+  },
+  required: ['type', 'title', 'status', 'detail'],
+  additionalProperties: true,
+} as const;
+
+export const transactionSchema = {
+  $id: 'transaction',
+  type: 'object',
+  properties: {
+    id: { type: 'string', pattern: TX_ID_PATTERN },
+    state: { type: 'string', enum: STATES },
+    outcome: { type: ['string', 'null'], enum: ['commit', 'abort', null] },
+    createdAt: { type: 'string', format: 'date-time' },
+    deadline: { type: 'string', format: 'date-time' },
+    decidedAt: { type: ['string', 'null'], description: 'extension: when the outcome was decided' },
+    finishedAt: { type: ['string', 'null'], description: 'extension: when every participant had its outcome' },
+    abortReason: {
+      type: ['string', 'null'],
+      enum: ['client', 'vote', 'deadline', 'recovery', null],
+      description: 'extension: why an abort was decided',
+    },
+    idempotencyKey: { type: ['string', 'null'] },
+    metadata: { description: 'the metadata object given at begin, or null' },
+    participants: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' },
+          url: { type: 'string' },
+          vote: { type: ['string', 'null'], enum: ['yes', 'no', 'read-only', null] },
+          acknowledged: { type: 'boolean' },
+          heuristic: { type: 'string', enum: ['commit', 'abort'] },
+          reason: { type: 'string', description: 'extension: why the vote was no' },
+          attempts: { type: 'integer', description: 'extension: failed phase-two attempts since the last start' },
+          lastError: { type: 'string', description: 'extension: the last phase-two failure' },
+        },
+        required: ['name', 'url', 'vote', 'acknowledged'],
+      },
+    },
+  },
+  required: ['id', 'state', 'outcome', 'createdAt', 'deadline', 'participants'],
+} as const;
+
+const txRef = { $ref: 'transaction#' };
+const problemRef = { $ref: 'problem#' };
+
+export const idParams = {
+  type: 'object',
+  properties: { id: { type: 'string', pattern: TX_ID_PATTERN } },
+  required: ['id'],
+  additionalProperties: false,
+} as const;
+
+function participantSchema(config: Config) {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    required: ['name', 'url'],
+    properties: {
+      name: { type: 'string', pattern: PARTICIPANT_NAME_PATTERN },
+      url: { type: 'string', maxLength: URL_MAX_LENGTH, pattern: '^[Hh][Tt][Tt][Pp][Ss]?://' },
+      payload: {
+        description: `any JSON value handed to the participant with prepare; at most ${config.transactions.maxPayloadBytes} bytes`,
+      },
+    },
+  } as const;
+}
+
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, problemRef]));
+
+export function beginSchema(config: Config) {
+  const t = config.transactions;
+  return {
+    summary: 'Begin a transaction (with "commit": true, run the whole two-phase commit)',
+    body: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        participants: { type: 'array', maxItems: t.maxParticipants, items: participantSchema(config) },
+        timeoutMs: { type: 'integer', minimum: t.timeoutMsMin, maximum: t.timeoutMsMax },
+        idempotencyKey: { type: 'string', minLength: 1, maxLength: IDEMPOTENCY_KEY_MAX_LENGTH },
+        metadata: { type: 'object', description: `at most ${t.maxMetadataBytes} bytes as JSON` },
+        commit: { type: 'boolean' },
+      },
+    },
+    response: { 200: txRef, 201: txRef, 202: txRef, ...errors(400, 401, 403, 409, 413, 415, 503) },
+  };
+}
+
+export function enlistSchema(config: Config) {
+  return {
+    summary: 'Enlist one more participant while the transaction is active',
+    params: idParams,
+    body: participantSchema(config),
+    response: { 200: txRef, 201: txRef, ...errors(400, 401, 403, 404, 409, 413, 415, 503) },
+  };
+}
+
+export function actionSchema(summary: string) {
+  return {
+    summary,
+    params: idParams,
+    response: { 200: txRef, 202: txRef, ...errors(400, 401, 403, 404, 409, 503) },
+  };
+}
+
+export const getSchema = {
+  summary: 'Read a transaction',
+  params: idParams,
+  response: { 200: txRef, ...errors(400, 401, 403, 404, 503) },
+};
+
+export const outcomeSchema = {
+  summary: 'Participant inquiry: the durable outcome (unknown ids are presumed aborted)',
+  params: idParams,
+  response: {
+    200: {
+      type: 'object',
+      properties: { outcome: { type: 'string', enum: ['commit', 'abort', 'pending'] } },
+      required: ['outcome'],
+    },
+    ...errors(400, 401, 403, 503),
+  },
+};
+
+export function listSchema(config: Config) {
+  return {
+    summary: 'List transactions, newest first',
+    querystring: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        state: { type: 'string', enum: STATES },
+        // Query values are strings: validated as digits, bounded in the handler.
+        limit: { type: 'string', pattern: '^[0-9]{1,6}$', description: `1 to ${config.transactions.listLimitMax}` },
+        after: { type: 'string', pattern: TX_ID_PATTERN, description: 'the `next` cursor of the previous page' },
+      },
+    },
+    response: {
+      200: {
+        type: 'object',
+        properties: { transactions: { type: 'array', items: txRef }, next: { type: ['string', 'null'] } },
+        required: ['transactions', 'next'],
+      },
+      ...errors(400, 401, 403, 503),
+    },
+  };
+}

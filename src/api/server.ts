@@ -1,0 +1,107 @@
+// The HTTP server: fastify with strict schemas, problem+json errors, bearer
+// authentication on /v1 when configured, readiness gating, operations
+// endpoints and the OpenAPI document.
+
+import { timingSafeEqual } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Config } from '../config.js';
+import type { Coordinator } from '../coordinator/coordinator.js';
+import type { Metrics } from '../metrics.js';
+import { errorHandler, problem, sendProblem } from './problems.js';
+import { problemSchema, transactionSchema } from './schemas.js';
+import { transactionRoutes } from './transactions-routes.js';
+
+/** What /readyz reports: set by main once recovery is under way, cleared on shutdown. */
+export interface Readiness {
+  ready: boolean;
+  stopping: boolean;
+}
+
+export interface ApiOptions {
+  readonly coordinator: Coordinator;
+  readonly config: Config;
+  readonly metrics: Metrics;
+  readonly readiness: Readiness;
+  readonly logger: FastifyServerOptions['logger'];
+}
+
+export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: o.logger,
+    bodyLimit: o.config.server.bodyLimitBytes,
+    // Keep-alive connections from participants and clients outlive a request;
+    // on shutdown they are closed once idle.
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    ajv: {
+      // Unknown fields are refused, not silently dropped, and "5" is not 5.
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
+    },
+  });
+
+  // An empty body on the action endpoints (POST .../commit with
+  // content-type: application/json and no body) means "no body", not bad JSON.
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, undefined);
+    jsonParser(request, body as string, done);
+  });
+
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, problem('not-found', 404, `no route ${request.method} ${request.url.split('?')[0]}`)),
+  );
+
+  app.addSchema(transactionSchema);
+  app.addSchema(problemSchema);
+
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'commitd',
+        version: '0.1.0',
+        description: 'A durable two-phase commit coordinator. See README.md for the participant protocol.',
+      },
+      components: o.config.server.authToken ? { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } } : {},
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  const token = o.config.server.authToken;
+  app.addHook('onRequest', async (request, reply) => {
+    if (!request.url.startsWith('/v1/')) return;
+    if (!o.readiness.ready) {
+      reply.header('retry-after', '1');
+      return sendProblem(reply, problem('unavailable', 503, 'commitd is starting or stopping'));
+    }
+    if (token === null) return;
+    const header = request.headers.authorization;
+    if (!header?.startsWith('Bearer ')) {
+      reply.header('www-authenticate', 'Bearer');
+      return sendProblem(reply, problem('unauthorized', 401, 'send Authorization: Bearer <token>'));
+    }
+    if (!sameSecret(header.slice(7), token)) return sendProblem(reply, problem('forbidden', 403, 'wrong token'));
+  });
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
+    if (o.readiness.ready && !o.readiness.stopping) return { status: 'ready' };
+    return sendProblem(reply, problem('unavailable', 503, o.readiness.stopping ? 'shutting down' : 'recovering'));
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    reply.type(o.metrics.registry.contentType);
+    return o.metrics.registry.metrics();
+  });
+
+  transactionRoutes(app, o.coordinator, o.config);
+  return app;
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}

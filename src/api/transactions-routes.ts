@@ -1,0 +1,176 @@
+// The client API and the participant inquiry (API.md): a thin shell that
+// checks what the schemas cannot, calls the coordinator and maps its answer
+// to a status code.
+
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { Config } from '../config.js';
+import type { Answer, Coordinator } from '../coordinator/coordinator.js';
+import type { NewParticipant, TxState } from '../protocol/types.js';
+import { ProblemError, problem, sendProblem } from './problems.js';
+import { actionSchema, beginSchema, enlistSchema, getSchema, listSchema, outcomeSchema } from './schemas.js';
+import { transactionView } from './view.js';
+
+interface ParticipantBody {
+  name: string;
+  url: string;
+  payload?: unknown;
+}
+
+interface BeginBody {
+  participants?: ParticipantBody[];
+  timeoutMs?: number;
+  idempotencyKey?: string;
+  metadata?: Record<string, unknown>;
+  commit?: boolean;
+}
+
+interface IdParams {
+  id: string;
+}
+
+export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator, config: Config): void {
+  const limits = config.transactions;
+
+  app.post<{ Body: BeginBody }>('/v1/transactions', { schema: beginSchema(config) }, async (request, reply) => {
+    const body = request.body;
+    const given = body.participants ?? [];
+    const names = new Set<string>();
+    for (const p of given) {
+      if (names.has(p.name)) throw invalid(`participant name '${p.name}' appears twice`);
+      names.add(p.name);
+    }
+    const participants = given.map((p) => newParticipant(p, limits.maxPayloadBytes));
+    const metadataJson = body.metadata === undefined ? null : JSON.stringify(body.metadata);
+    if (metadataJson !== null && Buffer.byteLength(metadataJson) > limits.maxMetadataBytes) {
+      throw tooLarge(`metadata is larger than ${limits.maxMetadataBytes} bytes`);
+    }
+    const commit = body.commit === true;
+    const idempotencyKey = body.idempotencyKey ?? null;
+    const answer = await coordinator.begin({
+      participants,
+      timeoutMs: body.timeoutMs ?? null,
+      idempotencyKey,
+      // What makes a retry the same request: everything but the key itself.
+      requestHash: idempotencyKey === null ? null : fingerprint({ ...body, idempotencyKey: undefined }),
+      metadataJson,
+      commit,
+    });
+    reply.header('location', `/v1/transactions/${answer.tx.id}`);
+    if (commit) return commitReply(reply, answer);
+    return reply.code(answer.created ? 201 : 200).send(transactionView(answer.tx));
+  });
+
+  app.post<{ Params: IdParams; Body: ParticipantBody }>(
+    '/v1/transactions/:id/participants',
+    { schema: enlistSchema(config) },
+    async (request, reply) => {
+      const answer = await coordinator.enlist(request.params.id, newParticipant(request.body, limits.maxPayloadBytes));
+      if (answer.refusal) {
+        const slug = answer.refusal.code === 'conflict' ? 'conflict' : 'transaction-not-active';
+        return refused(reply, slug, answer);
+      }
+      return reply.code(answer.created ? 201 : 200).send(transactionView(answer.tx));
+    },
+  );
+
+  app.post<{ Params: IdParams }>(
+    '/v1/transactions/:id/prepare',
+    { schema: actionSchema('Phase one only: ask every participant to prepare') },
+    async (request, reply) => {
+      const answer = await coordinator.prepare(request.params.id);
+      if (answer.refusal || answer.tx.outcome === 'abort') return refused(reply, 'transaction-aborted', answer);
+      const done = answer.tx.state !== 'preparing';
+      return reply.code(done ? 200 : 202).send(transactionView(answer.tx));
+    },
+  );
+
+  app.post<{ Params: IdParams }>(
+    '/v1/transactions/:id/commit',
+    { schema: actionSchema('Prepare if needed, decide, and drive phase two') },
+    async (request, reply) => commitReply(reply, await coordinator.commit(request.params.id)),
+  );
+
+  app.post<{ Params: IdParams }>(
+    '/v1/transactions/:id/abort',
+    { schema: actionSchema('Abort, unless a commit decision exists') },
+    async (request, reply) => {
+      const answer = await coordinator.abort(request.params.id);
+      if (answer.refusal) return refused(reply, 'transaction-committed', answer);
+      return reply.code(200).send(transactionView(answer.tx));
+    },
+  );
+
+  app.get<{ Params: IdParams }>('/v1/transactions/:id', { schema: getSchema }, async (request) =>
+    transactionView(coordinator.get(request.params.id)),
+  );
+
+  app.get<{ Params: IdParams }>('/v1/transactions/:id/outcome', { schema: outcomeSchema }, async (request) => ({
+    outcome: coordinator.outcome(request.params.id),
+  }));
+
+  app.get<{ Querystring: { state?: TxState; limit?: string; after?: string } }>(
+    '/v1/transactions',
+    { schema: listSchema(config) },
+    async (request) => {
+      const q = request.query;
+      const limit = q.limit === undefined ? limits.listLimitDefault : Number(q.limit);
+      if (limit < 1 || limit > limits.listLimitMax) throw invalid(`limit must be from 1 to ${limits.listLimitMax}`);
+      const page = coordinator.list({ state: q.state ?? null, limit, after: q.after ?? null });
+      return { transactions: page.transactions.map(transactionView), next: page.next };
+    },
+  );
+}
+
+function commitReply(reply: FastifyReply, answer: Answer): FastifyReply {
+  if (answer.refusal || answer.tx.outcome === 'abort') return refused(reply, 'transaction-aborted', answer);
+  // 202: the commit is decided and durable; some participant has not acknowledged yet.
+  return reply.code(answer.tx.state === 'committed' ? 200 : 202).send(transactionView(answer.tx));
+}
+
+function refused(reply: FastifyReply, slug: string, answer: Answer): FastifyReply {
+  const detail = answer.refusal?.detail ?? `the transaction was aborted (${answer.tx.abortReason ?? 'unknown reason'})`;
+  return sendProblem(reply, problem(slug, 409, detail, { transaction: transactionView(answer.tx) }));
+}
+
+function newParticipant(p: ParticipantBody, maxPayloadBytes: number): NewParticipant {
+  let url: URL;
+  try {
+    url = new URL(p.url);
+  } catch {
+    throw invalid(`participant '${p.name}' has an invalid url`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw invalid(`participant '${p.name}' url must be http(s)`);
+  if (url.username || url.password) throw invalid(`participant '${p.name}' url must not carry credentials`);
+  if (url.search || url.hash) throw invalid(`participant '${p.name}' url must not have a query or fragment`);
+  const payloadJson = p.payload === undefined ? null : JSON.stringify(p.payload);
+  if (payloadJson !== null && Buffer.byteLength(payloadJson) > maxPayloadBytes) {
+    throw tooLarge(`participant '${p.name}' payload is larger than ${maxPayloadBytes} bytes`);
+  }
+  return { name: p.name, url: p.url, payloadJson };
+}
+
+function invalid(detail: string): ProblemError {
+  return new ProblemError(problem('invalid-request', 400, detail));
+}
+
+function tooLarge(detail: string): ProblemError {
+  return new ProblemError(problem('too-large', 413, detail));
+}
+
+/** SHA-256 of the JSON with object keys sorted, so a retry with reordered keys is still the same request. */
+function fingerprint(value: unknown): string {
+  return createHash('sha256').update(stableJson(value)).digest('hex');
+}
+
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}

@@ -1,0 +1,58 @@
+// The public shape of a transaction (API.md). Payloads are not echoed back:
+// they can be large and are meant for the participant alone.
+
+import type { Participant, Transaction } from '../protocol/types.js';
+
+export interface ParticipantView {
+  name: string;
+  url: string;
+  vote: Participant['vote'];
+  acknowledged: boolean;
+  heuristic?: Participant['heuristic'];
+  reason?: string;
+  attempts?: number;
+  lastError?: string;
+}
+
+export interface TransactionView {
+  id: string;
+  state: Transaction['state'];
+  outcome: Transaction['outcome'];
+  createdAt: string;
+  deadline: string;
+  decidedAt: string | null;
+  finishedAt: string | null;
+  abortReason: Transaction['abortReason'];
+  idempotencyKey: string | null;
+  metadata: unknown;
+  participants: ParticipantView[];
+}
+
+export function transactionView(tx: Transaction): TransactionView {
+  return {
+    id: tx.id,
+    state: tx.state,
+    outcome: tx.outcome,
+    createdAt: iso(tx.createdAtMs),
+    deadline: iso(tx.deadlineMs),
+    decidedAt: tx.decidedAtMs === null ? null : iso(tx.decidedAtMs),
+    finishedAt: tx.finishedAtMs === null ? null : iso(tx.finishedAtMs),
+    abortReason: tx.abortReason,
+    idempotencyKey: tx.idempotencyKey,
+    metadata: tx.metadataJson === null ? null : JSON.parse(tx.metadataJson),
+    participants: tx.participants.map(participantView),
+  };
+}
+
+function participantView(p: Participant): ParticipantView {
+  const view: ParticipantView = { name: p.name, url: p.url, vote: p.vote, acknowledged: p.acknowledged };
+  if (p.heuristic !== null) view.heuristic = p.heuristic;
+  if (p.reason !== null) view.reason = p.reason;
+  if (p.attempts > 0) view.attempts = p.attempts;
+  if (p.lastError !== null) view.lastError = p.lastError;
+  return view;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}

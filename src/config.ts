@@ -1,0 +1,187 @@
+// Configuration: config/default.yaml (or COMMITD_CONFIG), then one COMMITD_*
+// environment variable per key, env winning. Validated once at start; a bad
+// value stops commitd with a message naming the key, its variable and the
+// allowed range.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+
+type Spec =
+  | { readonly kind: 'int'; readonly min: number; readonly max: number }
+  | { readonly kind: 'string'; readonly nullable: boolean; readonly secret?: boolean }
+  | { readonly kind: 'enum'; readonly values: readonly string[] };
+
+const int = (min: number, max: number) => ({ kind: 'int', min, max }) as const;
+const str = { kind: 'string', nullable: false } as const;
+const optionalSecret = { kind: 'string', nullable: true, secret: true } as const;
+
+const DAY_MS = 86_400_000;
+
+// Every key, its section in the YAML file, and its allowed values. The
+// defaults live in config/default.yaml, documented there.
+export const SETTINGS = {
+  server: {
+    host: str,
+    port: int(0, 65_535),
+    dataDir: str,
+    logLevel: { kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] } as const,
+    bodyLimitBytes: int(1024, 64 * 1024 * 1024),
+    authToken: optionalSecret,
+    shutdownGraceMs: int(0, 600_000),
+  },
+  transactions: {
+    defaultTimeoutMs: int(1, DAY_MS),
+    timeoutMsMin: int(1, DAY_MS),
+    timeoutMsMax: int(1, DAY_MS),
+    maxInFlight: int(1, 1_000_000),
+    maxParticipants: int(1, 10_000),
+    maxPayloadBytes: int(0, 64 * 1024 * 1024),
+    maxMetadataBytes: int(0, 1024 * 1024),
+    retentionMs: int(0, 365 * DAY_MS),
+    listLimitDefault: int(1, 10_000),
+    listLimitMax: int(1, 10_000),
+  },
+  participants: {
+    prepareTimeoutMs: int(1, 600_000),
+    phaseTwoTimeoutMs: int(1, 600_000),
+    retryDelayMsMin: int(1, 600_000),
+    retryDelayMsMax: int(1, DAY_MS),
+    stuckAfterAttempts: int(1, 1_000_000),
+    connectionsPerOrigin: int(1, 10_000),
+    keepAliveTimeoutMs: int(1, 600_000),
+    maxAnswerBytes: int(64, 64 * 1024 * 1024),
+    signingSecret: optionalSecret,
+  },
+  log: {
+    maxBatchRecords: int(1, 100_000),
+    lazyFlushDelayMs: int(0, 10_000),
+    sweepIntervalMs: int(10, 600_000),
+    compactionBatch: int(1, 1_000_000),
+  },
+} as const satisfies Record<string, Record<string, Spec>>;
+
+type Value<S> = S extends { kind: 'int' }
+  ? number
+  : S extends { kind: 'string'; nullable: true }
+    ? string | null
+    : string;
+
+export type Config = {
+  readonly [Section in keyof typeof SETTINGS]: {
+    readonly [Key in keyof (typeof SETTINGS)[Section]]: Value<(typeof SETTINGS)[Section][Key]>;
+  };
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** The directory holding package.json: found by walking up, so it is right from src/ and from dist/src/. */
+export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.meta.url)));
+export const DEFAULT_CONFIG_FILE = path.join(PACKAGE_ROOT, 'config', 'default.yaml');
+
+/** COMMITD_ + the key in upper snake case: prepareTimeoutMs -> COMMITD_PREPARE_TIMEOUT_MS. */
+export function envName(key: string): string {
+  return `COMMITD_${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const file = env.COMMITD_CONFIG ? path.resolve(env.COMMITD_CONFIG) : DEFAULT_CONFIG_FILE;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read the config file ${file}: ${(error as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(`the config file ${file} is not valid YAML: ${(error as Error).message}`);
+  }
+  return resolveConfig(raw, env, file);
+}
+
+export function resolveConfig(raw: unknown, env: NodeJS.ProcessEnv, source: string): Config {
+  const fileValues = asRecord(raw ?? {}, source);
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const section of Object.keys(fileValues)) {
+    if (!(section in SETTINGS)) throw new ConfigError(`${source}: unknown section '${section}'`);
+  }
+  for (const [section, keys] of Object.entries(SETTINGS)) {
+    const given = asRecord(fileValues[section] ?? {}, `${source}: ${section}`);
+    for (const key of Object.keys(given)) {
+      if (!(key in keys)) throw new ConfigError(`${source}: unknown key '${section}.${key}'`);
+    }
+    out[section] = {};
+    for (const [key, spec] of Object.entries(keys) as Array<[string, Spec]>) {
+      const variable = envName(key);
+      const fromEnv = env[variable];
+      const where = fromEnv !== undefined ? variable : `${section}.${key} in ${source}`;
+      if (fromEnv === undefined && !(key in given)) {
+        throw new ConfigError(`${source}: '${section}.${key}' is missing (every key needs a value)`);
+      }
+      (out[section] as Record<string, unknown>)[key] = check(fromEnv ?? given[key], spec, where, fromEnv !== undefined);
+    }
+  }
+  const config = out as unknown as Config;
+  const t = config.transactions;
+  if (t.timeoutMsMin > t.timeoutMsMax) throw new ConfigError('transactions.timeoutMsMin must not exceed timeoutMsMax');
+  if (t.defaultTimeoutMs < t.timeoutMsMin || t.defaultTimeoutMs > t.timeoutMsMax) {
+    throw new ConfigError('transactions.defaultTimeoutMs must lie within [timeoutMsMin, timeoutMsMax]');
+  }
+  if (t.listLimitDefault > t.listLimitMax)
+    throw new ConfigError('transactions.listLimitDefault must not exceed listLimitMax');
+  const p = config.participants;
+  if (p.retryDelayMsMin > p.retryDelayMsMax) {
+    throw new ConfigError('participants.retryDelayMsMin must not exceed retryDelayMsMax');
+  }
+  return config;
+}
+
+function check(value: unknown, spec: Spec, where: string, fromEnv: boolean): unknown {
+  switch (spec.kind) {
+    case 'int': {
+      const n = fromEnv && typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < spec.min || n > spec.max) {
+        throw new ConfigError(`${where} must be an integer from ${spec.min} to ${spec.max}, got ${show(value)}`);
+      }
+      return n;
+    }
+    case 'string':
+      if (value === null || value === '') {
+        if (spec.nullable) return null;
+        throw new ConfigError(`${where} must be a non-empty string`);
+      }
+      if (typeof value !== 'string') throw new ConfigError(`${where} must be a string, got ${show(value)}`);
+      return value;
+    case 'enum':
+      if (typeof value !== 'string' || !spec.values.includes(value)) {
+        throw new ConfigError(`${where} must be one of ${spec.values.join(', ')}, got ${show(value)}`);
+      }
+      return value;
+  }
+}
+
+function asRecord(value: unknown, where: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError(`${where} must be a mapping of keys to values`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function show(value: unknown): string {
+  return JSON.stringify(value) ?? String(value);
+}
+
+function findPackageRoot(start: string): string {
+  let dir = start;
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const parent = path.dirname(dir);
+    if (parent === dir) return start;
+    dir = parent;
+  }
+  return dir;
+}

@@ -1,0 +1,26 @@
+// Errors a caller can cause, each mapped by the API to one problem type.
+
+export class NotFoundError extends Error {
+  override name = 'NotFoundError';
+}
+
+/** The request cannot be served now (starting, shutting down, at a limit): retry later. */
+export class UnavailableError extends Error {
+  override name = 'UnavailableError';
+  constructor(
+    message: string,
+    readonly retryAfterS: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A request that conflicts with what was asked before (an idempotency key reused for another request). */
+export class ConflictError extends Error {
+  override name = 'ConflictError';
+}
+
+/** A configured limit the request goes beyond. */
+export class LimitError extends Error {
+  override name = 'LimitError';
+}

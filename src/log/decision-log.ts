@@ -1,0 +1,50 @@
+import type { Transaction, TxState } from '../protocol/types.js';
+
+export interface ListQuery {
+  readonly state: TxState | null;
+  readonly limit: number;
+  /** Id of the last transaction of the previous page; the next page starts below it. */
+  readonly after: string | null;
+}
+
+export interface ListPage {
+  readonly transactions: Transaction[];
+  readonly next: string | null;
+}
+
+export interface FlushStats {
+  readonly durationMs: number;
+  readonly records: number;
+  /** The flush carried a forced record, so it was fsynced. */
+  readonly fsynced: boolean;
+}
+
+/**
+ * The durable record of every transaction the coordinator may still owe an
+ * outcome to. Writes are snapshots of whole transactions; the log keeps the
+ * newest one per transaction.
+ */
+export interface DecisionLog {
+  /** Resolves once the snapshot is on disk; no effect after it may happen before. */
+  writeForced(tx: Transaction): Promise<void>;
+  /** Rides along with the next flush. `onWritten` runs once it is in the log. */
+  writeLazy(tx: Transaction, onWritten?: () => void): void;
+  /** Writes everything queued now, fsynced if anything queued was forced. */
+  flush(): void;
+  get(id: string): Transaction | undefined;
+  findByIdempotencyKey(key: string): Transaction | undefined;
+  list(query: ListQuery): ListPage;
+  /** Every transaction not yet finished at every participant, with payloads. */
+  loadUnfinished(): Transaction[];
+  /** Forgets finished transactions that finished before `finishedBeforeMs`; returns how many. */
+  compact(finishedBeforeMs: number, maxRows: number): number;
+  close(): void;
+}
+
+export class LogLockedError extends Error {
+  override name = 'LogLockedError';
+}
+
+export class LogUnusableError extends Error {
+  override name = 'LogUnusableError';
+}

@@ -1,0 +1,59 @@
+import type Database from 'better-sqlite3';
+import { LogUnusableError } from './decision-log.js';
+
+// Migrations keyed on PRAGMA user_version: migration i takes the schema from
+// version i to i + 1. Append only; never edit a released one.
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE transactions (
+    id              TEXT PRIMARY KEY,
+    state           TEXT NOT NULL,
+    outcome         TEXT CHECK (outcome IN ('commit', 'abort')),
+    abort_reason    TEXT,
+    one_shot        INTEGER NOT NULL,
+    created_at_ms   INTEGER NOT NULL,
+    deadline_ms     INTEGER NOT NULL,
+    decided_at_ms   INTEGER,
+    finished_at_ms  INTEGER,
+    idempotency_key TEXT UNIQUE,
+    request_hash    TEXT,
+    metadata        TEXT,
+    -- the participants' mutable state as JSON: one row write per snapshot
+    -- instead of one per participant; payloads, written once, live apart
+    participants    TEXT NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX transactions_unfinished ON transactions (id) WHERE finished_at_ms IS NULL;
+  CREATE INDEX transactions_finished ON transactions (finished_at_ms) WHERE finished_at_ms IS NOT NULL;
+  CREATE INDEX transactions_state ON transactions (state, id);
+
+  CREATE TABLE payloads (
+    tx_id   TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (tx_id, name)
+  ) WITHOUT ROWID;
+
+  -- The one rule 2PC cannot bend, checked once more where it is stored.
+  CREATE TRIGGER decision_is_final BEFORE UPDATE OF outcome ON transactions
+  WHEN OLD.outcome IS NOT NULL AND NEW.outcome IS NOT OLD.outcome
+  BEGIN SELECT RAISE(ABORT, 'a decision is never rewritten'); END;
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    throw new LogUnusableError(
+      `the decision log has schema version ${version}, newer than this commitd knows (${SCHEMA_VERSION}); ` +
+        'run the newer commitd that wrote it',
+    );
+  }
+  for (let v = version; v < SCHEMA_VERSION; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v] as string);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,377 @@
+// The decision log on SQLite: WAL mode, one process at a time, group commit.
+//
+// Group commit: every snapshot written during one turn of the event loop joins
+// the same SQLite transaction, so one fsync carries them all. A batch that
+// holds a forced record commits with synchronous=FULL (fsynced before the
+// waiters hear of it); a batch of lazy records only commits with
+// synchronous=NORMAL: in WAL mode that survives a crash of the process, and
+// the next fsync, which covers the whole WAL, makes it durable against power
+// loss too. So lazy records cost no fsync of their own.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { Participant, Transaction, TxState } from '../protocol/types.js';
+import {
+  type DecisionLog,
+  type FlushStats,
+  type ListPage,
+  type ListQuery,
+  LogLockedError,
+  LogUnusableError,
+} from './decision-log.js';
+import { migrate } from './schema.js';
+
+export interface SqliteLogOptions {
+  readonly dataDir: string;
+  /** Most records one flush carries; more wait for the next flush. */
+  readonly maxBatchRecords: number;
+  /** How long lazy records may wait for a forced one to ride along with. */
+  readonly lazyFlushDelayMs: number;
+  readonly onFlush?: (stats: FlushStats) => void;
+  readonly onError?: (error: Error) => void;
+}
+
+interface Pending {
+  tx: Transaction;
+  forced: boolean;
+  waiters: Array<{ resolve: () => void; reject: (e: Error) => void }>;
+  callbacks: Array<() => void>;
+}
+
+interface TxRow {
+  id: string;
+  state: TxState;
+  outcome: 'commit' | 'abort' | null;
+  abort_reason: Transaction['abortReason'];
+  one_shot: number;
+  created_at_ms: number;
+  deadline_ms: number;
+  decided_at_ms: number | null;
+  finished_at_ms: number | null;
+  idempotency_key: string | null;
+  request_hash: string | null;
+  metadata: string | null;
+  participants: string;
+}
+
+type StoredParticipant = Pick<
+  Participant,
+  'name' | 'url' | 'vote' | 'voteLost' | 'reason' | 'acknowledged' | 'heuristic'
+>;
+
+export const LOG_FILE = 'commitd.db';
+
+export class SqliteLog implements DecisionLog {
+  private readonly db: Database.Database;
+  private readonly statements;
+  private pending = new Map<string, Pending>();
+  private flushScheduled: 'none' | 'soon' | 'later' = 'none';
+  private laterTimer: NodeJS.Timeout | null = null;
+  private fullSync = true;
+  private closed = false;
+
+  constructor(private readonly options: SqliteLogOptions) {
+    this.db = open(options.dataDir);
+    this.statements = {
+      upsert: this.db.prepare(`
+        INSERT INTO transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
+          decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants)
+        VALUES (@id, @state, @outcome, @abort_reason, @one_shot, @created_at_ms, @deadline_ms,
+          @decided_at_ms, @finished_at_ms, @idempotency_key, @request_hash, @metadata, @participants)
+        ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
+          abort_reason = excluded.abort_reason, decided_at_ms = excluded.decided_at_ms,
+          finished_at_ms = excluded.finished_at_ms, participants = excluded.participants`),
+      insertPayload: this.db.prepare('INSERT OR IGNORE INTO payloads (tx_id, name, payload) VALUES (?, ?, ?)'),
+      get: this.db.prepare('SELECT * FROM transactions WHERE id = ?'),
+      byKey: this.db.prepare('SELECT * FROM transactions WHERE idempotency_key = ?'),
+      payloads: this.db.prepare('SELECT name, payload FROM payloads WHERE tx_id = ?'),
+      unfinished: this.db.prepare('SELECT * FROM transactions WHERE finished_at_ms IS NULL ORDER BY id'),
+      finishedBefore: this.db.prepare(
+        'SELECT id FROM transactions WHERE finished_at_ms IS NOT NULL AND finished_at_ms < ? LIMIT ?',
+      ),
+      deleteTx: this.db.prepare('DELETE FROM transactions WHERE id = ?'),
+      deletePayloads: this.db.prepare('DELETE FROM payloads WHERE tx_id = ?'),
+    };
+  }
+
+  writeForced(tx: Transaction): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const entry = this.enqueue(tx, true);
+      entry.waiters.push({ resolve, reject });
+      this.schedule('soon');
+    });
+  }
+
+  writeLazy(tx: Transaction, onWritten?: () => void): void {
+    const entry = this.enqueue(tx, false);
+    if (onWritten) entry.callbacks.push(onWritten);
+    this.schedule(this.pending.size >= this.options.maxBatchRecords ? 'soon' : 'later');
+  }
+
+  private enqueue(tx: Transaction, forced: boolean): Pending {
+    this.assertOpen();
+    const entry = this.pending.get(tx.id);
+    if (entry) {
+      // A newer snapshot replaces the queued one: it holds everything the
+      // older one did, since a transaction's state only moves forward.
+      entry.tx = tx;
+      entry.forced ||= forced;
+      return entry;
+    }
+    const created: Pending = { tx, forced, waiters: [], callbacks: [] };
+    this.pending.set(tx.id, created);
+    return created;
+  }
+
+  private schedule(when: 'soon' | 'later'): void {
+    if (this.flushScheduled === 'soon') return;
+    if (when === 'soon') {
+      if (this.laterTimer) clearTimeout(this.laterTimer);
+      this.laterTimer = null;
+      this.flushScheduled = 'soon';
+      // setImmediate: everything the current turn of the event loop writes
+      // (all the answers that arrived together) joins this flush.
+      setImmediate(() => this.flushScheduledBatch());
+      return;
+    }
+    if (this.flushScheduled === 'later') return;
+    this.flushScheduled = 'later';
+    this.laterTimer = setTimeout(() => this.flushScheduledBatch(), this.options.lazyFlushDelayMs);
+    this.laterTimer.unref();
+  }
+
+  private flushScheduledBatch(): void {
+    this.flushScheduled = 'none';
+    this.laterTimer = null;
+    if (this.closed) return;
+    try {
+      this.flushBatch();
+    } catch (error) {
+      this.options.onError?.(error as Error);
+    }
+    if (this.pending.size > 0) this.schedule(this.hasForced() ? 'soon' : 'later');
+  }
+
+  flush(): void {
+    while (this.pending.size > 0) this.flushBatch();
+  }
+
+  private hasForced(): boolean {
+    for (const entry of this.pending.values()) if (entry.forced) return true;
+    return false;
+  }
+
+  /** Writes up to maxBatchRecords queued snapshots in one SQLite transaction. */
+  private flushBatch(): void {
+    if (this.pending.size === 0) return;
+    const batch: Pending[] = [];
+    for (const [id, entry] of this.pending) {
+      batch.push(entry);
+      this.pending.delete(id);
+      if (batch.length >= this.options.maxBatchRecords) break;
+    }
+    const forced = batch.some((e) => e.forced);
+    const startedAt = performance.now();
+    try {
+      this.setFullSync(forced);
+      this.db.transaction(() => {
+        for (const entry of batch) this.store(entry.tx);
+      })();
+    } catch (error) {
+      // Nothing of the batch is on disk. Forced writers hear of it (their
+      // caller gets an error, nothing was promised); lazy records go back in
+      // the queue, behind anything newer, to be tried with the next flush.
+      for (const entry of batch) {
+        for (const w of entry.waiters) w.reject(error as Error);
+        if (!entry.forced && !this.pending.has(entry.tx.id)) {
+          this.pending.set(entry.tx.id, { ...entry, waiters: [] });
+        }
+      }
+      throw error;
+    }
+    this.options.onFlush?.({ durationMs: performance.now() - startedAt, records: batch.length, fsynced: forced });
+    for (const entry of batch) {
+      for (const w of entry.waiters) w.resolve();
+      for (const cb of entry.callbacks) cb();
+    }
+  }
+
+  private setFullSync(full: boolean): void {
+    if (this.fullSync === full) return;
+    this.db.pragma(`synchronous = ${full ? 'FULL' : 'NORMAL'}`);
+    this.fullSync = full;
+  }
+
+  private store(tx: Transaction): void {
+    this.statements.upsert.run({
+      id: tx.id,
+      state: tx.state,
+      outcome: tx.outcome,
+      abort_reason: tx.abortReason,
+      one_shot: tx.oneShot ? 1 : 0,
+      created_at_ms: tx.createdAtMs,
+      deadline_ms: tx.deadlineMs,
+      decided_at_ms: tx.decidedAtMs,
+      finished_at_ms: tx.finishedAtMs,
+      idempotency_key: tx.idempotencyKey,
+      request_hash: tx.requestHash,
+      metadata: tx.metadataJson,
+      participants: JSON.stringify(tx.participants.map(storedParticipant)),
+    });
+    // Payloads can only be added while the transaction is active (begin,
+    // enlist); later snapshots need not look at them again.
+    if (tx.state === 'active') {
+      for (const p of tx.participants) {
+        if (p.payloadJson !== null) this.statements.insertPayload.run(tx.id, p.name, p.payloadJson);
+      }
+    }
+  }
+
+  get(id: string): Transaction | undefined {
+    const row = this.statements.get.get(id) as TxRow | undefined;
+    return row && fromRow(row, null);
+  }
+
+  findByIdempotencyKey(key: string): Transaction | undefined {
+    const row = this.statements.byKey.get(key) as TxRow | undefined;
+    return row && fromRow(row, null);
+  }
+
+  list(query: ListQuery): ListPage {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (query.state) {
+      where.push('state = ?');
+      params.push(query.state);
+    }
+    if (query.after) {
+      where.push('id < ?');
+      params.push(query.after);
+    }
+    const sql = `SELECT * FROM transactions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...params, query.limit + 1) as TxRow[];
+    const more = rows.length > query.limit;
+    const page = more ? rows.slice(0, query.limit) : rows;
+    return {
+      transactions: page.map((r) => fromRow(r, null)),
+      next: more ? (page[page.length - 1]?.id ?? null) : null,
+    };
+  }
+
+  loadUnfinished(): Transaction[] {
+    const rows = this.statements.unfinished.all() as TxRow[];
+    return rows.map((row) => {
+      const payloads = new Map<string, string>();
+      for (const p of this.statements.payloads.all(row.id) as Array<{ name: string; payload: string }>) {
+        payloads.set(p.name, p.payload);
+      }
+      return fromRow(row, payloads);
+    });
+  }
+
+  compact(finishedBeforeMs: number, maxRows: number): number {
+    const ids = this.statements.finishedBefore.all(finishedBeforeMs, maxRows) as Array<{ id: string }>;
+    if (ids.length === 0) return 0;
+    this.setFullSync(false);
+    this.db.transaction(() => {
+      for (const { id } of ids) {
+        this.statements.deleteTx.run(id);
+        this.statements.deletePayloads.run(id);
+      }
+    })();
+    return ids.length;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    if (this.laterTimer) clearTimeout(this.laterTimer);
+    this.db.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new LogUnusableError('the decision log is closed');
+  }
+}
+
+function open(dataDir: string): Database.Database {
+  try {
+    fs.mkdirSync(dataDir, { recursive: true });
+  } catch (error) {
+    throw new LogUnusableError(`cannot create the data directory ${dataDir}: ${(error as Error).message}`);
+  }
+  const file = path.join(dataDir, LOG_FILE);
+  let db: Database.Database;
+  try {
+    // timeout 0: a log held by another process is refused at once, not waited for.
+    db = new Database(file, { timeout: 0 });
+  } catch (error) {
+    throw new LogUnusableError(`cannot open the decision log ${file}: ${(error as Error).message}`);
+  }
+  try {
+    // EXCLUSIVE locking: this process holds the file's lock from its first
+    // write until it exits (the OS drops it on any exit, SIGKILL included), so
+    // a second commitd on the same directory is refused instead of corrupting
+    // the log.
+    db.pragma('locking_mode = EXCLUSIVE');
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (mode !== 'wal') throw new LogUnusableError(`cannot switch the decision log to WAL mode (got ${mode})`);
+    db.exec('BEGIN EXCLUSIVE; COMMIT');
+    db.pragma('synchronous = FULL');
+    // Keep the WAL from growing without bound between checkpoints.
+    db.pragma('journal_size_limit = 67108864');
+    const check = db.pragma('quick_check', { simple: true });
+    if (check !== 'ok') throw new LogUnusableError(`the decision log failed its integrity check: ${check}`);
+    migrate(db);
+    return db;
+  } catch (error) {
+    db.close();
+    const e = error as Error & { code?: string };
+    if (e.code === 'SQLITE_BUSY' || e.code === 'SQLITE_LOCKED') {
+      throw new LogLockedError(
+        `the decision log ${file} is locked by another process: is another commitd running on ${dataDir}?`,
+      );
+    }
+    if (e instanceof LogUnusableError) throw e;
+    throw new LogUnusableError(`the decision log ${file} is unusable: ${e.message}`);
+  }
+}
+
+function storedParticipant(p: Participant): StoredParticipant {
+  return {
+    name: p.name,
+    url: p.url,
+    vote: p.vote,
+    voteLost: p.voteLost,
+    reason: p.reason,
+    acknowledged: p.acknowledged,
+    heuristic: p.heuristic,
+  };
+}
+
+function fromRow(row: TxRow, payloads: Map<string, string> | null): Transaction {
+  const stored = JSON.parse(row.participants) as StoredParticipant[];
+  return {
+    id: row.id,
+    state: row.state,
+    outcome: row.outcome,
+    abortReason: row.abort_reason,
+    oneShot: row.one_shot === 1,
+    commitRequested: false,
+    createdAtMs: row.created_at_ms,
+    deadlineMs: row.deadline_ms,
+    decidedAtMs: row.decided_at_ms,
+    finishedAtMs: row.finished_at_ms,
+    idempotencyKey: row.idempotency_key,
+    requestHash: row.request_hash,
+    metadataJson: row.metadata,
+    participants: stored.map((p) => ({
+      ...p,
+      payloadJson: payloads?.get(p.name) ?? null,
+      attempts: 0,
+      lastError: null,
+    })),
+  };
+}

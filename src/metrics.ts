@@ -1,0 +1,119 @@
+// Every metric commitd exports, in one place. Each instance has its own
+// registry, so tests can run several coordinators in one process.
+
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+const LATENCY_BUCKETS_S = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly transactionsBegun = new Counter({
+    name: 'commitd_transactions_begun_total',
+    help: 'Transactions begun (durably recorded).',
+    registers: [this.registry],
+  });
+
+  readonly transactionsDecided = new Counter({
+    name: 'commitd_transactions_decided_total',
+    help: 'Decisions taken, by outcome and, for aborts, by reason.',
+    labelNames: ['outcome', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly transactionsFinished = new Counter({
+    name: 'commitd_transactions_finished_total',
+    help: 'Transactions whose outcome every participant has acknowledged, by outcome.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  /** Set by the coordinator: fills `inFlight` when Prometheus scrapes. */
+  collectInFlight: (() => void) | null = null;
+
+  readonly inFlight = new Gauge({
+    name: 'commitd_transactions_in_flight',
+    help: 'Transactions in memory, not yet finished at every participant, by state.',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+    collect: () => this.collectInFlight?.(),
+  });
+
+  readonly phaseDuration = new Histogram({
+    name: 'commitd_phase_duration_seconds',
+    help: 'Phase one (prepare: first prepare sent to decision) and phase two (commit/abort: decision to the last acknowledgement).',
+    labelNames: ['phase'] as const,
+    buckets: LATENCY_BUCKETS_S,
+    registers: [this.registry],
+  });
+
+  readonly participantRequests = new Counter({
+    name: 'commitd_participant_requests_total',
+    help: 'Calls to participants, by message and result.',
+    labelNames: ['message', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly participantLatency = new Histogram({
+    name: 'commitd_participant_request_duration_seconds',
+    help: 'Latency of calls to participants, by message.',
+    labelNames: ['message'] as const,
+    buckets: LATENCY_BUCKETS_S,
+    registers: [this.registry],
+  });
+
+  readonly heuristics = new Counter({
+    name: 'commitd_heuristic_outcomes_total',
+    help: 'Participants that reported an outcome contrary to the decision, by what they did.',
+    labelNames: ['heuristic'] as const,
+    registers: [this.registry],
+  });
+
+  readonly stuckParticipants = new Gauge({
+    name: 'commitd_participants_stuck',
+    help: 'Participants whose phase-two message has failed at least stuckAfterAttempts times in a row.',
+    registers: [this.registry],
+  });
+
+  readonly logFlushDuration = new Histogram({
+    name: 'commitd_log_flush_duration_seconds',
+    help: 'Time to write one group-commit batch to the decision log, fsync included.',
+    buckets: LATENCY_BUCKETS_S,
+    registers: [this.registry],
+  });
+
+  readonly logFlushRecords = new Histogram({
+    name: 'commitd_log_flush_records',
+    help: 'Transaction records carried by one flush of the decision log.',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+    registers: [this.registry],
+  });
+
+  readonly logFsyncs = new Counter({
+    name: 'commitd_log_fsyncs_total',
+    help: 'Flushes of the decision log that were fsynced (carried a forced record).',
+    registers: [this.registry],
+  });
+
+  readonly logErrors = new Counter({
+    name: 'commitd_log_errors_total',
+    help: 'Failed writes to the decision log.',
+    registers: [this.registry],
+  });
+
+  readonly recovered = new Counter({
+    name: 'commitd_recovered_transactions_total',
+    help: 'Unfinished transactions found in the log at start and driven on.',
+    registers: [this.registry],
+  });
+
+  readonly compacted = new Counter({
+    name: 'commitd_compacted_transactions_total',
+    help: 'Finished transactions forgotten after the retention period.',
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics: boolean } = { processMetrics: true }) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'commitd_' });
+  }
+}

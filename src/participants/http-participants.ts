@@ -1,0 +1,191 @@
+// Participants over HTTP (API.md, "Participant protocol"), on undici: one
+// keep-alive pool per participant origin, a hard timeout on every call, and
+// answers read with a size limit so a misbehaving participant cannot make the
+// coordinator buffer without bound.
+
+import { createHmac } from 'node:crypto';
+import { Agent, type Dispatcher } from 'undici';
+import type { PhaseTwoMessage } from '../protocol/types.js';
+import type { ParticipantClient, ParticipantTarget, PhaseTwoAnswer, PrepareAnswer } from './participant-client.js';
+
+export interface HttpParticipantsOptions {
+  readonly prepareTimeoutMs: number;
+  readonly phaseTwoTimeoutMs: number;
+  readonly connectionsPerOrigin: number;
+  readonly keepAliveTimeoutMs: number;
+  /** Largest answer body read from a participant. */
+  readonly maxAnswerBytes: number;
+  /** When set, every call carries an HMAC-SHA256 signature participants can check. */
+  readonly signingSecret: string | null;
+  readonly onCall?: (call: CallRecord) => void;
+}
+
+export interface CallRecord {
+  readonly message: 'prepare' | PhaseTwoMessage;
+  /** yes, no, read-only, lost, acknowledged, heuristic, failed */
+  readonly result: string;
+  readonly durationMs: number;
+}
+
+interface Endpoint {
+  readonly origin: string;
+  readonly basePath: string;
+}
+
+const MAX_CACHED_ENDPOINTS = 10_000;
+
+export class HttpParticipants implements ParticipantClient {
+  private readonly agent: Agent;
+  private readonly endpoints = new Map<string, Endpoint>();
+
+  constructor(private readonly options: HttpParticipantsOptions) {
+    this.agent = new Agent({
+      connections: options.connectionsPerOrigin,
+      keepAliveTimeout: options.keepAliveTimeoutMs,
+      pipelining: 1,
+    });
+  }
+
+  async prepare(txId: string, target: ParticipantTarget, payloadJson: string | null): Promise<PrepareAnswer> {
+    const startedAt = performance.now();
+    const body = `{"transactionId":${JSON.stringify(txId)},"participant":${JSON.stringify(target.name)},"payload":${payloadJson ?? 'null'}}`;
+    const answer = await this.prepareCall(txId, target, body);
+    const result = answer.kind === 'vote' ? answer.vote : 'lost';
+    this.options.onCall?.({ message: 'prepare', result, durationMs: performance.now() - startedAt });
+    return answer;
+  }
+
+  private async prepareCall(txId: string, target: ParticipantTarget, body: string): Promise<PrepareAnswer> {
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.post(target, 'prepare', txId, body, this.options.prepareTimeoutMs);
+    } catch (error) {
+      return { kind: 'lost', reason: describe(error) };
+    }
+    if (response.statusCode !== 200) {
+      await response.body.dump().catch(() => {});
+      return { kind: 'lost', reason: `prepare answered HTTP ${response.statusCode}` };
+    }
+    const answer = await this.readJson(response.body);
+    if (isObject(answer)) {
+      const vote = answer.vote;
+      if (vote === 'yes' || vote === 'no' || vote === 'read-only') {
+        const reason = typeof answer.reason === 'string' ? answer.reason.slice(0, 500) : null;
+        return { kind: 'vote', vote, reason };
+      }
+    }
+    return { kind: 'lost', reason: 'prepare answered without a valid vote' };
+  }
+
+  async deliver(message: PhaseTwoMessage, txId: string, target: ParticipantTarget): Promise<PhaseTwoAnswer> {
+    const startedAt = performance.now();
+    const answer = await this.deliverCall(message, txId, target);
+    this.options.onCall?.({ message, result: answer.kind, durationMs: performance.now() - startedAt });
+    return answer;
+  }
+
+  private async deliverCall(
+    message: PhaseTwoMessage,
+    txId: string,
+    target: ParticipantTarget,
+  ): Promise<PhaseTwoAnswer> {
+    const body = `{"transactionId":${JSON.stringify(txId)},"participant":${JSON.stringify(target.name)}}`;
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.post(target, message, txId, body, this.options.phaseTwoTimeoutMs);
+    } catch (error) {
+      return { kind: 'failed', error: describe(error) };
+    }
+    const status = response.statusCode;
+    if ((status >= 200 && status < 300) || (message === 'abort' && status === 404)) {
+      await response.body.dump().catch(() => {});
+      return { kind: 'acknowledged' };
+    }
+    if (status === 409) {
+      const answer = await this.readJson(response.body);
+      const contrary = message === 'commit' ? 'abort' : 'commit';
+      if (isObject(answer) && answer.heuristic === contrary) return { kind: 'heuristic', heuristic: contrary };
+      if (isObject(answer) && answer.heuristic === message) return { kind: 'acknowledged' };
+      return { kind: 'failed', error: `${message} answered HTTP 409 without a heuristic outcome` };
+    }
+    await response.body.dump().catch(() => {});
+    return { kind: 'failed', error: `${message} answered HTTP ${status}` };
+  }
+
+  private post(
+    target: ParticipantTarget,
+    action: string,
+    txId: string,
+    body: string,
+    timeoutMs: number,
+  ): Promise<Dispatcher.ResponseData> {
+    const endpoint = this.endpoint(target.url);
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      'x-commitd-transaction': txId,
+    };
+    if (this.options.signingSecret !== null) {
+      const timestamp = String(Date.now());
+      headers['x-commitd-timestamp'] = timestamp;
+      headers['x-commitd-signature'] = `sha256=${sign(this.options.signingSecret, timestamp, body)}`;
+    }
+    return this.agent.request({
+      origin: endpoint.origin,
+      path: `${endpoint.basePath}/${action}`,
+      method: 'POST',
+      headers,
+      body,
+      // One bound on the whole exchange: a participant that accepts the
+      // connection and then says nothing must not hold a vote open.
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  }
+
+  private endpoint(url: string): Endpoint {
+    let endpoint = this.endpoints.get(url);
+    if (endpoint === undefined) {
+      const parsed = new URL(url);
+      endpoint = { origin: parsed.origin, basePath: parsed.pathname.replace(/\/+$/, '') };
+      if (this.endpoints.size >= MAX_CACHED_ENDPOINTS) this.endpoints.clear();
+      this.endpoints.set(url, endpoint);
+    }
+    return endpoint;
+  }
+
+  private async readJson(body: Dispatcher.ResponseData['body']): Promise<unknown> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of body) {
+        size += (chunk as Buffer).length;
+        if (size > this.options.maxAnswerBytes) {
+          body.destroy();
+          return undefined;
+        }
+        chunks.push(chunk as Buffer);
+      }
+      return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+/** HMAC-SHA256 over `${timestamp}.${body}`, hex: what a participant recomputes to check the caller. */
+export function sign(secret: string, timestamp: string, body: string): string {
+  return createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describe(error: unknown): string {
+  const e = error as { name?: string; code?: string; message?: string };
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return 'no answer within the timeout';
+  return (e?.code ?? e?.message ?? String(error)).slice(0, 200);
+}

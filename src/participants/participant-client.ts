@@ -1,0 +1,26 @@
+import type { Heuristic, PhaseTwoMessage, Vote } from '../protocol/types.js';
+
+export interface ParticipantTarget {
+  readonly name: string;
+  readonly url: string;
+}
+
+export type PrepareAnswer =
+  | { readonly kind: 'vote'; readonly vote: Vote; readonly reason: string | null }
+  /** No usable answer: counts as `no`, and the participant may be prepared. */
+  | { readonly kind: 'lost'; readonly reason: string };
+
+export type PhaseTwoAnswer =
+  | { readonly kind: 'acknowledged' }
+  | { readonly kind: 'heuristic'; readonly heuristic: Heuristic }
+  | { readonly kind: 'failed'; readonly error: string };
+
+/**
+ * How the coordinator talks to participants. Implementations never throw: a
+ * participant's failure is an answer the protocol handles.
+ */
+export interface ParticipantClient {
+  prepare(txId: string, target: ParticipantTarget, payloadJson: string | null): Promise<PrepareAnswer>;
+  deliver(message: PhaseTwoMessage, txId: string, target: ParticipantTarget): Promise<PhaseTwoAnswer>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,336 @@
+// Two-phase commit, presumed abort, as pure functions: (transaction, event,
+// now) -> (transaction, effects). No I/O, no clock, no randomness: the runtime
+// performs the effects in order, and a forced persist is on disk before any
+// effect after it happens.
+//
+// Durability (see DESIGN.md):
+// - begin and enlist are forced: the coordinator must always know whom it may
+//   have asked to prepare;
+// - the commit decision is forced before any commit message leaves;
+// - votes are forced only when an explicit /prepare answers `prepared`;
+// - an abort decision is lazy where recovery would reach abort anyway (a
+//   one-shot transaction, or a passed deadline, which is durable); a client's
+//   abort, or a `no` answered to an explicit call, is forced, because recovery
+//   would otherwise bring back a transaction that a caller was told is aborted;
+// - acknowledgements and the end are lazy: losing one only repeats a message.
+
+import { assert } from './assert.js';
+import type {
+  AbortReason,
+  Effect,
+  Event,
+  Heuristic,
+  Message,
+  NewParticipant,
+  NewTransaction,
+  Participant,
+  Refusal,
+  Step,
+  Transaction,
+  Vote,
+} from './types.js';
+
+const FORCED: Effect = { type: 'persist', forced: true };
+const LAZY: Effect = { type: 'persist', forced: false };
+const FINISHED: Effect = { type: 'finished' };
+
+export function newParticipant(p: NewParticipant): Participant {
+  return {
+    name: p.name,
+    url: p.url,
+    payloadJson: p.payloadJson,
+    vote: null,
+    voteLost: false,
+    reason: null,
+    acknowledged: false,
+    heuristic: null,
+    attempts: 0,
+    lastError: null,
+  };
+}
+
+/** Begin: the record of whom we may ask to prepare is forced before anything else. */
+export function createTransaction(input: NewTransaction): Step {
+  const names = new Set(input.participants.map((p) => p.name));
+  assert(names.size === input.participants.length, 'participant names are unique');
+  assert(input.timeoutMs > 0, 'timeout is positive');
+  const tx: Transaction = {
+    id: input.id,
+    state: 'active',
+    outcome: null,
+    abortReason: null,
+    oneShot: input.oneShot,
+    commitRequested: false,
+    createdAtMs: input.nowMs,
+    deadlineMs: input.nowMs + input.timeoutMs,
+    decidedAtMs: null,
+    finishedAtMs: null,
+    idempotencyKey: input.idempotencyKey,
+    requestHash: input.requestHash,
+    metadataJson: input.metadataJson,
+    participants: input.participants.map(newParticipant),
+  };
+  return ok(tx, [FORCED]);
+}
+
+/**
+ * Apply one event. Any event but `recover` that finds an undecided
+ * transaction past its deadline first aborts it: a deadline is durable, so an
+ * expired transaction can never be committed, even after a restart.
+ */
+export function step(tx: Transaction, event: Event, nowMs: number): Step {
+  if (event.type === 'recover') return recover(tx, nowMs);
+  if (tx.outcome === null && nowMs >= tx.deadlineMs) {
+    const expired = decideAbort(tx, 'deadline', nowMs, tx.state === 'preparing');
+    if (event.type === 'deadline') return expired;
+    const next = apply(expired.tx, event, nowMs);
+    return { tx: next.tx, effects: [...expired.effects, ...next.effects], refusal: next.refusal };
+  }
+  return apply(tx, event, nowMs);
+}
+
+function apply(tx: Transaction, event: Event, nowMs: number): Step {
+  switch (event.type) {
+    case 'enlist':
+      return enlist(tx, event.participant);
+    case 'prepare':
+      return prepare(tx);
+    case 'commit':
+      return commit(tx, nowMs);
+    case 'abort':
+      return clientAbort(tx, nowMs);
+    case 'deadline':
+      return unchanged(tx); // not yet expired, or already decided
+    case 'vote':
+      return vote(tx, event.participant, event.vote, false, event.reason ?? null, nowMs);
+    case 'vote-lost':
+      return vote(tx, event.participant, 'no', true, event.reason, nowMs);
+    case 'acknowledged':
+      return acknowledged(tx, event.participant, null, nowMs);
+    case 'heuristic':
+      return acknowledged(tx, event.participant, event.heuristic, nowMs);
+    case 'delivery-failed':
+      return deliveryFailed(tx, event.participant, event.error);
+    case 'recover':
+      return recover(tx, nowMs);
+  }
+}
+
+function enlist(tx: Transaction, p: NewParticipant): Step {
+  if (tx.state !== 'active' || tx.oneShot) {
+    return refuse(tx, 'not-active', `transaction is ${tx.state}: participants can enlist only while it is active`);
+  }
+  const existing = tx.participants.find((q) => q.name === p.name);
+  if (existing) {
+    if (existing.url === p.url) return unchanged(tx);
+    return refuse(tx, 'conflict', `participant '${p.name}' is already enlisted with another url`);
+  }
+  return ok({ ...tx, participants: [...tx.participants, newParticipant(p)] }, [FORCED]);
+}
+
+function prepare(tx: Transaction): Step {
+  switch (tx.state) {
+    case 'active':
+      return startPhaseOne(tx, false);
+    case 'aborting':
+    case 'aborted':
+      return refuse(tx, 'aborted', abortedDetail(tx));
+    default:
+      return unchanged(tx); // already preparing, prepared or decided commit
+  }
+}
+
+function commit(tx: Transaction, nowMs: number): Step {
+  switch (tx.state) {
+    case 'active':
+      return startPhaseOne(tx, true, nowMs);
+    case 'preparing':
+      return tx.commitRequested ? unchanged(tx) : ok({ ...tx, commitRequested: true }, []);
+    case 'prepared':
+      return decideCommit({ ...tx, commitRequested: true }, nowMs);
+    case 'aborting':
+    case 'aborted':
+      return refuse(tx, 'aborted', abortedDetail(tx));
+    default:
+      return unchanged(tx); // committing or committed
+  }
+}
+
+function clientAbort(tx: Transaction, nowMs: number): Step {
+  if (tx.outcome === 'commit') return refuse(tx, 'committed', 'the transaction has a commit decision, which is final');
+  if (tx.outcome === 'abort') return unchanged(tx);
+  return decideAbort(tx, 'client', nowMs, tx.state === 'preparing');
+}
+
+function startPhaseOne(tx: Transaction, commitRequested: boolean, nowMs = 0): Step {
+  const next = { ...tx, commitRequested: tx.commitRequested || commitRequested };
+  if (next.participants.length === 0) {
+    // Nobody to ask: the vote is unanimous at once.
+    return next.commitRequested ? decideCommit(next, nowMs) : ok({ ...next, state: 'prepared' }, [FORCED]);
+  }
+  const sends: Effect[] = next.participants.map((p) => send('prepare', p.name, 0));
+  // A one-shot transaction needs no record of this step: recovery aborts an
+  // undecided one-shot whatever state it finds. An explicit one records it
+  // lazily so recovery can abort it at once instead of at its deadline.
+  const effects = next.oneShot ? sends : [LAZY, ...sends];
+  return ok({ ...next, state: 'preparing' }, effects);
+}
+
+function vote(
+  tx: Transaction,
+  name: string,
+  vote: Vote,
+  voteLost: boolean,
+  reason: string | null,
+  nowMs: number,
+): Step {
+  const p = participant(tx, name);
+  if (p.vote !== null) return unchanged(tx); // a duplicate answer
+  const voted: Participant = { ...p, vote, voteLost, reason };
+  if (tx.state === 'aborting') {
+    // The abort was decided while this prepare was on its way; now that the
+    // answer is in, the participant hears the abort unless it rolled back.
+    const needsAbort = vote === 'yes' || voteLost;
+    const next = replace(tx, { ...voted, acknowledged: !needsAbort });
+    return needsAbort ? ok(next, [send('abort', name, 0)]) : finishIfDone(next, nowMs);
+  }
+  if (tx.state !== 'preparing') return unchanged(tx); // answer to a prepare sent before a restart
+  const next = replace(tx, voted);
+  if (vote === 'no') return decideAbort(next, 'vote', nowMs, true);
+  if (next.participants.some((q) => q.vote === null)) return ok(next, []);
+  if (next.commitRequested) return decideCommit(next, nowMs);
+  return ok({ ...next, state: 'prepared' }, [FORCED]);
+}
+
+function decideCommit(tx: Transaction, nowMs: number): Step {
+  assert(tx.outcome === null, 'a decision is never rewritten');
+  assert(
+    tx.participants.every((p) => p.vote === 'yes' || p.vote === 'read-only'),
+    'commit is decided only when every participant voted yes or read-only',
+  );
+  const participants = tx.participants.map((p) => ({ ...p, acknowledged: p.vote === 'read-only' }));
+  const decided: Transaction = { ...tx, outcome: 'commit', decidedAtMs: nowMs, participants };
+  const sends = participants.filter((p) => !p.acknowledged).map((p) => send('commit', p.name, 0));
+  if (sends.length === 0) {
+    return ok({ ...decided, state: 'committed', finishedAtMs: nowMs }, [FORCED, FINISHED]);
+  }
+  return ok({ ...decided, state: 'committing' }, [FORCED, ...sends]);
+}
+
+/**
+ * @param votesInFlight prepares are out and unanswered: those participants hear
+ * the abort only once their answer is in, so an abort can never overtake a
+ * prepare and leave a participant prepared behind it.
+ */
+function decideAbort(tx: Transaction, reason: AbortReason, nowMs: number, votesInFlight: boolean): Step {
+  assert(tx.outcome === null, 'a decision is never rewritten');
+  const sends: Effect[] = [];
+  const participants = tx.participants.map((p) => {
+    const rolledBack = p.vote === 'read-only' || (p.vote === 'no' && !p.voteLost);
+    if (rolledBack) return { ...p, acknowledged: true };
+    if (p.vote === null && votesInFlight) return { ...p, acknowledged: false };
+    sends.push(send('abort', p.name, 0));
+    return { ...p, acknowledged: false };
+  });
+  const forced = !tx.oneShot && (reason === 'client' || reason === 'vote');
+  const done = participants.every((p) => p.acknowledged);
+  const decided: Transaction = {
+    ...tx,
+    state: done ? 'aborted' : 'aborting',
+    outcome: 'abort',
+    abortReason: reason,
+    decidedAtMs: nowMs,
+    finishedAtMs: done ? nowMs : null,
+    participants,
+  };
+  return ok(decided, [forced ? FORCED : LAZY, ...sends, ...(done ? [FINISHED] : [])]);
+}
+
+function acknowledged(tx: Transaction, name: string, heuristic: Heuristic | null, nowMs: number): Step {
+  const p = participant(tx, name);
+  if (p.acknowledged || tx.outcome === null) return unchanged(tx);
+  const next = replace(tx, { ...p, acknowledged: true, heuristic, lastError: null });
+  const done = finishIfDone(next, nowMs);
+  // A heuristic outcome is news an operator must see even if nothing else
+  // finishes: record it.
+  if (done.tx === next && heuristic !== null) return ok(next, [LAZY]);
+  return done;
+}
+
+function deliveryFailed(tx: Transaction, name: string, error: string): Step {
+  const p = participant(tx, name);
+  if (p.acknowledged || tx.outcome === null) return unchanged(tx);
+  const attempts = p.attempts + 1;
+  const message = tx.outcome === 'commit' ? 'commit' : 'abort';
+  // The decision is final: the message is retried for as long as it takes.
+  return ok(replace(tx, { ...p, attempts, lastError: error }), [send(message, name, attempts)]);
+}
+
+/**
+ * Restart from what was on disk: votes that were in flight are gone with the
+ * process, so an undecided transaction that may have sent prepares is aborted,
+ * and a decided one resends its decision to whoever has not acknowledged.
+ */
+function recover(loaded: Transaction, nowMs: number): Step {
+  const tx: Transaction = {
+    ...loaded,
+    participants: loaded.participants.map((p) => (p.attempts === 0 ? p : { ...p, attempts: 0, lastError: null })),
+  };
+  const expired = nowMs >= tx.deadlineMs;
+  switch (tx.state) {
+    case 'active':
+      if (tx.oneShot) return decideAbort(tx, 'recovery', nowMs, false);
+      return expired ? decideAbort(tx, 'deadline', nowMs, false) : unchanged(tx);
+    case 'preparing':
+      return decideAbort(tx, 'recovery', nowMs, false);
+    case 'prepared':
+      return expired ? decideAbort(tx, 'deadline', nowMs, false) : unchanged(tx);
+    case 'committing':
+    case 'aborting': {
+      const message = tx.outcome === 'commit' ? 'commit' : 'abort';
+      const sends = tx.participants.filter((p) => !p.acknowledged).map((p) => send(message, p.name, 0));
+      const done = finishIfDone(tx, nowMs);
+      return done.tx === tx ? ok(tx, sends) : done;
+    }
+    case 'committed':
+    case 'aborted':
+      return ok(tx, [FINISHED]);
+  }
+}
+
+function finishIfDone(tx: Transaction, nowMs: number): Step {
+  if (tx.state !== 'committing' && tx.state !== 'aborting') return ok(tx, []);
+  if (tx.participants.some((p) => !p.acknowledged)) return ok(tx, []);
+  const state = tx.state === 'committing' ? 'committed' : 'aborted';
+  return ok({ ...tx, state, finishedAtMs: nowMs }, [LAZY, FINISHED]);
+}
+
+function participant(tx: Transaction, name: string): Participant {
+  const p = tx.participants.find((q) => q.name === name);
+  assert(p !== undefined, `event for a participant the transaction has: ${name}`);
+  return p;
+}
+
+function replace(tx: Transaction, p: Participant): Transaction {
+  return { ...tx, participants: tx.participants.map((q) => (q.name === p.name ? p : q)) };
+}
+
+function send(message: Message, name: string, attempt: number): Effect {
+  return { type: 'send', message, participant: name, attempt };
+}
+
+function abortedDetail(tx: Transaction): string {
+  return `the transaction was aborted (${tx.abortReason ?? 'unknown reason'})`;
+}
+
+function ok(tx: Transaction, effects: readonly Effect[]): Step {
+  return { tx, effects, refusal: null };
+}
+
+function unchanged(tx: Transaction): Step {
+  return { tx, effects: [], refusal: null };
+}
+
+function refuse(tx: Transaction, code: Refusal['code'], detail: string): Step {
+  return { tx, effects: [], refusal: { code, detail } };
+}

@@ -1,0 +1,109 @@
+// The data of two-phase commit. Plain, immutable values: the protocol builds a
+// new transaction for every change, so a snapshot handed to the log or to a
+// reader can never change under it.
+
+export type TxState = 'active' | 'preparing' | 'prepared' | 'committing' | 'committed' | 'aborting' | 'aborted';
+export type Outcome = 'commit' | 'abort';
+export type Vote = 'yes' | 'no' | 'read-only';
+export type Heuristic = 'commit' | 'abort';
+export type PhaseTwoMessage = 'commit' | 'abort';
+export type Message = 'prepare' | PhaseTwoMessage;
+
+/** Why an abort was decided; kept so operators can tell a timeout from a refusal. */
+export type AbortReason = 'client' | 'vote' | 'deadline' | 'recovery';
+
+export interface Participant {
+  readonly name: string;
+  readonly url: string;
+  /** The participant's payload as JSON text (or null): the protocol never looks inside. */
+  readonly payloadJson: string | null;
+  readonly vote: Vote | null;
+  /**
+   * True when the `no` vote stands for a prepare that failed (timeout, refused
+   * connection, bad answer): the participant may in fact be prepared, so it
+   * must hear the abort. An explicit `no` has rolled back and hears nothing.
+   */
+  readonly voteLost: boolean;
+  readonly reason: string | null;
+  /** Phase two is done for it: it acknowledged, answered heuristically, or needs no message. */
+  readonly acknowledged: boolean;
+  readonly heuristic: Heuristic | null;
+  /** Phase-two deliveries that failed since the last start; not durable. */
+  readonly attempts: number;
+  readonly lastError: string | null;
+}
+
+export interface Transaction {
+  readonly id: string;
+  readonly state: TxState;
+  readonly outcome: Outcome | null;
+  readonly abortReason: AbortReason | null;
+  /** Begun with `"commit": true`: nobody else knows the id before the answer. */
+  readonly oneShot: boolean;
+  /** A client asked to commit: decide as soon as every vote is in. */
+  readonly commitRequested: boolean;
+  readonly createdAtMs: number;
+  readonly deadlineMs: number;
+  readonly decidedAtMs: number | null;
+  readonly finishedAtMs: number | null;
+  readonly idempotencyKey: string | null;
+  /** Fingerprint of the begin request, to tell a retry from a reuse of the key. */
+  readonly requestHash: string | null;
+  readonly metadataJson: string | null;
+  readonly participants: readonly Participant[];
+}
+
+export interface NewParticipant {
+  readonly name: string;
+  readonly url: string;
+  readonly payloadJson: string | null;
+}
+
+export interface NewTransaction {
+  readonly id: string;
+  readonly nowMs: number;
+  readonly timeoutMs: number;
+  readonly oneShot: boolean;
+  readonly participants: readonly NewParticipant[];
+  readonly idempotencyKey: string | null;
+  readonly requestHash: string | null;
+  readonly metadataJson: string | null;
+}
+
+export type Event =
+  | { readonly type: 'enlist'; readonly participant: NewParticipant }
+  | { readonly type: 'prepare' }
+  | { readonly type: 'commit' }
+  | { readonly type: 'abort' }
+  | { readonly type: 'deadline' }
+  | { readonly type: 'vote'; readonly participant: string; readonly vote: Vote; readonly reason?: string }
+  | { readonly type: 'vote-lost'; readonly participant: string; readonly reason: string }
+  | { readonly type: 'acknowledged'; readonly participant: string }
+  | { readonly type: 'heuristic'; readonly participant: string; readonly heuristic: Heuristic }
+  | { readonly type: 'delivery-failed'; readonly participant: string; readonly error: string }
+  | { readonly type: 'recover' };
+
+export type Effect =
+  /** Write the transaction to the log; when forced, nothing after it happens before it is on disk. */
+  | { readonly type: 'persist'; readonly forced: boolean }
+  /** Send a message; `attempt` > 0 is a retry, to be delayed with backoff. */
+  | { readonly type: 'send'; readonly message: Message; readonly participant: string; readonly attempt: number }
+  /** Every participant has its outcome: the transaction may leave memory once persisted. */
+  | { readonly type: 'finished' };
+
+export type RefusalCode = 'conflict' | 'not-active' | 'aborted' | 'committed';
+
+export interface Refusal {
+  readonly code: RefusalCode;
+  readonly detail: string;
+}
+
+/**
+ * What a step produced. A refused event can still carry a change: an event
+ * arriving after the deadline first aborts the transaction, then is refused.
+ */
+export interface Step {
+  readonly tx: Transaction;
+  readonly effects: readonly Effect[];
+  readonly refusal: Refusal | null;
+}

@@ -30,6 +30,9 @@ export interface ApiOptions {
 export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: o.logger,
+    // One log line per request would cost more than the request at full
+    // load; failures are logged where they happen.
+    disableRequestLogging: true,
     bodyLimit: o.config.server.bodyLimitBytes,
     // Keep-alive connections from participants and clients outlive a request;
     // on shutdown they are closed once idle.
@@ -59,6 +62,8 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   app.addSchema(problemSchema);
 
   await app.register(swagger, {
+    // Name the shared schemas by their $id in the OpenAPI document.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
     openapi: {
       info: {
         title: 'commitd',

@@ -1,0 +1,34 @@
+import t from 'tap';
+import { startHarness } from '../support/harness.js';
+import { startParticipant } from '../support/participant.js';
+
+t.test('one-shot commit across two participants commits at both', async (t) => {
+  const h = await startHarness();
+  const a = await startParticipant();
+  const b = await startParticipant();
+  t.teardown(async () => {
+    await h.close(true);
+    await a.close();
+    await b.close();
+  });
+  const res = await h.app.inject({
+    method: 'POST',
+    url: '/v1/transactions',
+    payload: {
+      participants: [
+        { name: 'orders', url: a.url, payload: { order: 1 } },
+        { name: 'payments', url: b.url },
+      ],
+      commit: true,
+    },
+  });
+  t.equal(res.statusCode, 200, res.body);
+  const tx = res.json();
+  t.equal(tx.state, 'committed');
+  t.equal(tx.outcome, 'commit');
+  t.equal(res.headers.location, `/v1/transactions/${tx.id}`);
+  t.equal(a.states.get(tx.id), 'committed');
+  t.equal(b.states.get(tx.id), 'committed');
+  t.same(a.received.find((m) => m.action === 'prepare')?.body.payload, { order: 1 });
+  t.equal(a.received[0]?.headers['x-commitd-transaction'], tx.id);
+});

@@ -1,0 +1,105 @@
+// An in-process commitd for tests: the real coordinator, log (in a fresh
+// temp directory) and API, with settings tuned for quick tests.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApi } from '../../src/api/server.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import { Coordinator } from '../../src/coordinator/coordinator.js';
+import { SqliteLog } from '../../src/log/sqlite-log.js';
+import { Metrics } from '../../src/metrics.js';
+import { HttpParticipants } from '../../src/participants/http-participants.js';
+
+export interface Harness {
+  readonly app: FastifyInstance;
+  readonly coordinator: Coordinator;
+  readonly log: SqliteLog;
+  readonly metrics: Metrics;
+  readonly config: Config;
+  readonly dataDir: string;
+  readonly errors: Error[];
+  /** Stops everything; the data directory stays for a restart unless `removeData`. */
+  close(removeData?: boolean): Promise<void>;
+}
+
+export type Overrides = { [S in keyof Config]?: Partial<Config[S]> };
+
+export function tempDir(prefix = 'commitd-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function testConfig(overrides: Overrides = {}, dataDir = tempDir()): Config {
+  const base = loadConfig({});
+  return {
+    server: { ...base.server, dataDir, logLevel: 'silent', ...overrides.server },
+    transactions: { ...base.transactions, ...overrides.transactions },
+    participants: {
+      ...base.participants,
+      prepareTimeoutMs: 1000,
+      phaseTwoTimeoutMs: 1000,
+      retryDelayMsMin: 10,
+      retryDelayMsMax: 100,
+      ...overrides.participants,
+    },
+    log: { ...base.log, sweepIntervalMs: 50, ...overrides.log },
+  };
+}
+
+export async function startHarness(overrides: Overrides = {}, dataDir?: string): Promise<Harness> {
+  const config = testConfig(overrides, dataDir);
+  const metrics = new Metrics({ processMetrics: false });
+  const errors: Error[] = [];
+  const log = new SqliteLog({
+    dataDir: config.server.dataDir,
+    maxBatchRecords: config.log.maxBatchRecords,
+    lazyFlushDelayMs: config.log.lazyFlushDelayMs,
+    onFlush: (s) => {
+      metrics.logFlushRecords.observe(s.records);
+      if (s.fsynced) metrics.logFsyncs.inc();
+    },
+    onError: (e) => errors.push(e),
+  });
+  const p = config.participants;
+  const participants = new HttpParticipants({ ...p, onCall: () => {} });
+  const coordinator = new Coordinator({
+    log,
+    participants,
+    metrics,
+    defaultTimeoutMs: config.transactions.defaultTimeoutMs,
+    maxInFlight: config.transactions.maxInFlight,
+    maxParticipants: config.transactions.maxParticipants,
+    retryDelayMsMin: p.retryDelayMsMin,
+    retryDelayMsMax: p.retryDelayMsMax,
+    stuckAfterAttempts: p.stuckAfterAttempts,
+    answerWaitMsMax: p.prepareTimeoutMs + p.phaseTwoTimeoutMs + 1000,
+    sweepIntervalMs: config.log.sweepIntervalMs,
+    retentionMs: config.transactions.retentionMs,
+    compactionBatch: config.log.compactionBatch,
+    onError: (e, context) => {
+      if (context !== 'heuristic outcome') errors.push(e);
+    },
+  });
+  const readiness = { ready: false, stopping: false };
+  const app = await buildApi({ coordinator, config, metrics, readiness, logger: false });
+  await app.ready();
+  coordinator.recover();
+  readiness.ready = true;
+  return {
+    app,
+    coordinator,
+    log,
+    metrics,
+    config,
+    dataDir: config.server.dataDir,
+    errors,
+    close: async (removeData = false) => {
+      await app.close();
+      await coordinator.stop();
+      await participants.close();
+      log.close();
+      if (removeData) fs.rmSync(config.server.dataDir, { recursive: true, force: true });
+    },
+  };
+}

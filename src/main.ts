@@ -90,7 +90,9 @@ async function main(): Promise<void> {
   // tells the orchestrator when to send traffic.
   const recovered = coordinator.recover();
   readiness.ready = true;
-  server.log.info({ recovered, dataDir: config.server.dataDir }, 'commitd ready');
+  const bound = server.server.address();
+  const address = typeof bound === 'object' && bound !== null ? `${bound.address}:${bound.port}` : String(bound);
+  server.log.info({ recovered, dataDir: config.server.dataDir, address }, 'commitd ready');
 
   let stopping = false;
   const shutdown = async (signal: string) => {

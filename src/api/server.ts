@@ -5,7 +5,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import type { Config } from '../config.js';
 import type { Coordinator } from '../coordinator/coordinator.js';
 import type { Metrics } from '../metrics.js';
@@ -32,7 +32,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     logger: o.logger,
     // One log line per request would cost more than the request at full
     // load; failures are logged where they happen.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: o.config.server.bodyLimitBytes,
     // Keep-alive connections from participants and clients outlive a request;
     // on shutdown they are closed once idle.

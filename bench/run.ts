@@ -1,0 +1,348 @@
+// npm run bench: the built service and two participants on this machine, a
+// load of one-shot two-participant commits, against a baseline that does the
+// same work with no coordinator (the load generator itself sends prepare to
+// both participants, then commit to both, logging nothing). Coordinated and
+// baseline runs alternate, so both see the same machine; the ratio of the
+// two is the figure that matters on a shared, noisy host.
+//
+// Flags: --seconds N (per run, default 5), --rounds N (default 3),
+// --clients N (default 64), --durable (participants fsync every message),
+// --out FILE (markdown, default BENCHMARKS.md), --no-write.
+
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+
+interface Options {
+  seconds: number;
+  rounds: number;
+  clients: number;
+  durable: boolean;
+  out: string;
+  write: boolean;
+}
+
+interface Run {
+  kind: 'coordinated' | 'baseline';
+  clients: number;
+  seconds: number;
+  transactions: number;
+  failed: number;
+  tps: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  /** Coordinator CPU (user + system) per committed transaction. */
+  coordinatorCpuUsPerTx: number | null;
+  /** Participant process CPU per transaction: the same work in both kinds of run. */
+  participantCpuUsPerTx: number;
+  fsyncsPerTx: number | null;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { seconds: 5, rounds: 3, clients: 64, durable: false, out: 'BENCHMARKS.md', write: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--seconds') o.seconds = Number(argv[++i]);
+    else if (a === '--rounds') o.rounds = Number(argv[++i]);
+    else if (a === '--clients') o.clients = Number(argv[++i]);
+    else if (a === '--durable') o.durable = true;
+    else if (a === '--out') o.out = String(argv[++i]);
+    else if (a === '--no-write') o.write = false;
+    else throw new Error(`unknown flag ${a}`);
+  }
+  return o;
+}
+
+const CLOCK_TICKS_PER_S = 100;
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+}
+
+/** Peak resident memory of a process so far, in MB. */
+function peakRssMb(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return kb / 1024;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number;
+}
+
+async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startParticipants(durableDir: string | null): Promise<{ child: ChildProcess; urls: string[] }> {
+  const ports = [await freePort(), await freePort()];
+  const args = [...(durableDir ? ['--durable', durableDir] : []), ...ports.map(String)];
+  const child = fork(path.join(here, 'participant-server.js'), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let listening = 0;
+  await new Promise<void>((resolve) =>
+    child.on('message', () => {
+      if (++listening === ports.length) resolve();
+    }),
+  );
+  return { child, urls: ports.map((p) => `http://127.0.0.1:${p}/tx`) };
+}
+
+async function startCoordinator(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(root, 'dist', 'src', 'main.js')], {
+    env: {
+      ...process.env,
+      COMMITD_PORT: String(port),
+      COMMITD_DATA_DIR: dataDir,
+      COMMITD_LOG_LEVEL: 'warn',
+      // Finished transactions are forgotten soon, as in a long-running deployment.
+      COMMITD_RETENTION_MS: '10000',
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      const res = await fetch(`${url}/readyz`);
+      if (res.ok) return { child, url };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('commitd did not become ready');
+}
+
+async function scrape(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line === '') continue;
+    const i = line.lastIndexOf(' ');
+    values.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return values;
+}
+
+/** Runs `once` from `clients` concurrent loops for `seconds`; collects latencies of the successes. */
+async function load(clients: number, seconds: number, once: (i: number) => Promise<boolean>) {
+  const latencies: number[] = [];
+  let failed = 0;
+  let seq = 0;
+  const end = performance.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < end) {
+        const started = performance.now();
+        if (await once(seq++)) latencies.push(performance.now() - started);
+        else failed++;
+      }
+    }),
+  );
+  const sorted = Float64Array.from(latencies).sort();
+  return { ok: sorted.length, failed, sorted };
+}
+
+async function post(pool: Pool, pathname: string, body: string): Promise<number> {
+  const res = await pool.request({
+    path: pathname,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+  });
+  await res.body.dump();
+  return res.statusCode;
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-bench-'));
+  const participants = await startParticipants(o.durable ? work : null);
+  const coordinator = await startCoordinator(path.join(work, 'data'));
+  const pid = coordinator.child.pid as number;
+  const participantsPid = participants.child.pid as number;
+  const coordinatorPool = new Pool(coordinator.url, { connections: o.clients, pipelining: 1 });
+  const participantPools = participants.urls.map((u) => new Pool(new URL(u).origin, { connections: o.clients }));
+  const oneShot = JSON.stringify({
+    participants: participants.urls.map((url, i) => ({ name: `p${i}`, url })),
+    commit: true,
+  });
+
+  const coordinated = async () => (await post(coordinatorPool, '/v1/transactions', oneShot)) === 200;
+  let baselineSeq = 0;
+  const baseline = async () => {
+    const id = `bench_${process.pid}_${baselineSeq++}`;
+    const message = (name: string) => JSON.stringify({ transactionId: id, participant: name, payload: null });
+    const votes = await Promise.all(participantPools.map((p, i) => post(p, '/tx/prepare', message(`p${i}`))));
+    if (votes.some((s) => s !== 200)) return false;
+    const acks = await Promise.all(participantPools.map((p, i) => post(p, '/tx/commit', message(`p${i}`))));
+    return acks.every((s) => s === 200);
+  };
+
+  const measure = async (kind: Run['kind'], clients: number): Promise<Run> => {
+    const before = await scrape(coordinator.url);
+    const cpu0 = cpuSeconds(pid);
+    const pcpu0 = cpuSeconds(participantsPid);
+    const r = await load(clients, o.seconds, kind === 'coordinated' ? coordinated : baseline);
+    const cpu1 = cpuSeconds(pid);
+    const pcpu1 = cpuSeconds(participantsPid);
+    const after = await scrape(coordinator.url);
+    const delta = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
+    const committed = delta('commitd_transactions_finished_total{outcome="commit"}');
+    const run: Run = {
+      kind,
+      clients,
+      seconds: o.seconds,
+      transactions: r.ok,
+      failed: r.failed,
+      tps: r.ok / o.seconds,
+      p50Ms: percentile(r.sorted, 0.5),
+      p99Ms: percentile(r.sorted, 0.99),
+      p999Ms: percentile(r.sorted, 0.999),
+      coordinatorCpuUsPerTx: kind === 'coordinated' ? ((cpu1 - cpu0) * 1e6) / Math.max(1, r.ok) : null,
+      participantCpuUsPerTx: ((pcpu1 - pcpu0) * 1e6) / Math.max(1, r.ok),
+      fsyncsPerTx: kind === 'coordinated' ? delta('commitd_log_fsyncs_total') / Math.max(1, committed) : null,
+    };
+    console.log(format(run));
+    return run;
+  };
+
+  console.log(`commitd bench: ${o.rounds} rounds of ${o.seconds} s, ${o.clients} clients, participants ${o.durable ? 'durable' : 'in-memory'}`);
+  console.log('warm-up…');
+  await load(o.clients, 2, coordinated);
+  await load(o.clients, 1, baseline);
+
+  const runs: Run[] = [];
+  for (let round = 0; round < o.rounds; round++) {
+    runs.push(await measure('coordinated', o.clients));
+    runs.push(await measure('baseline', o.clients));
+  }
+  const single = [await measure('coordinated', 1), await measure('baseline', 1)];
+  const peakRss = peakRssMb(pid);
+
+  const median = (kind: Run['kind'], f: (r: Run) => number) => {
+    const xs = runs.filter((r) => r.kind === kind).map(f).sort((a, b) => a - b);
+    return xs[Math.floor(xs.length / 2)] as number;
+  };
+  const coordTps = median('coordinated', (r) => r.tps);
+  const baseTps = median('baseline', (r) => r.tps);
+  const summary = {
+    date: new Date().toISOString(),
+    command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+    machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`,
+    participants: o.durable ? 'durable (fsync per message)' : 'in-memory',
+    coordinatedTps: coordTps,
+    baselineTps: baseTps,
+    ratio: coordTps / baseTps,
+    fsyncsPerTx: median('coordinated', (r) => r.fsyncsPerTx ?? 0),
+    coordinatorCpuUsPerTx: median('coordinated', (r) => r.coordinatorCpuUsPerTx ?? 0),
+    coordinatorPeakRssMb: peakRss,
+    singleClient: single,
+    runs,
+  };
+  console.log(
+    `\nmedian of ${o.rounds}: coordinated ${coordTps.toFixed(0)} tx/s, baseline ${baseTps.toFixed(0)} tx/s, ratio ${summary.ratio.toFixed(2)}; ` +
+      `fsyncs/tx ${summary.fsyncsPerTx.toFixed(3)}; coordinator CPU ${summary.coordinatorCpuUsPerTx.toFixed(0)} µs/tx; peak RSS ${peakRss.toFixed(0)} MB`,
+  );
+  console.log(
+    `1 client: p50 ${single[0]?.p50Ms.toFixed(2)} ms, p99 ${single[0]?.p99Ms.toFixed(2)} ms (baseline p50 ${single[1]?.p50Ms.toFixed(2)} ms, p99 ${single[1]?.p99Ms.toFixed(2)} ms)`,
+  );
+
+  await coordinatorPool.close();
+  for (const p of participantPools) await p.close();
+  coordinator.child.kill('SIGTERM');
+  participants.child.kill('SIGTERM');
+  await new Promise((r) => coordinator.child.once('exit', r));
+  fs.rmSync(work, { recursive: true, force: true });
+
+  if (o.write) {
+    fs.mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'bench', 'results', 'latest.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    fs.writeFileSync(path.join(root, o.out), markdown(summary));
+    console.log(`wrote ${o.out} and bench/results/latest.json`);
+  }
+}
+
+function format(r: Run): string {
+  const cpu = r.coordinatorCpuUsPerTx === null ? '' : `, coordinator CPU ${r.coordinatorCpuUsPerTx.toFixed(0)} µs/tx`;
+  const fsyncs = r.fsyncsPerTx === null ? '' : `, fsyncs/tx ${r.fsyncsPerTx.toFixed(3)}`;
+  return (
+    `${r.kind.padEnd(11)} ${String(r.clients).padStart(3)} clients: ${r.tps.toFixed(0).padStart(6)} tx/s ` +
+    `(failed ${r.failed}), p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, p999 ${r.p999Ms.toFixed(2)} ms${fsyncs}${cpu}`
+  );
+}
+
+function markdown(s: {
+  date: string;
+  command: string;
+  machine: string;
+  participants: string;
+  coordinatedTps: number;
+  baselineTps: number;
+  ratio: number;
+  fsyncsPerTx: number;
+  coordinatorCpuUsPerTx: number;
+  coordinatorPeakRssMb: number;
+  singleClient: Run[];
+  runs: Run[];
+}): string {
+  const row = (r: Run) =>
+    `| ${r.kind} | ${r.clients} | ${r.tps.toFixed(0)} | ${r.failed} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.p999Ms.toFixed(2)} | ${r.fsyncsPerTx?.toFixed(3) ?? '–'} | ${r.coordinatorCpuUsPerTx?.toFixed(0) ?? '–'} | ${r.participantCpuUsPerTx.toFixed(0)} |`;
+  return `# Benchmarks
+
+Written by \`npm run bench\`; rerun it to reproduce. Everything runs on one
+machine: the load generator, commitd (built, as a child process) and two
+participants (one child process). Each transaction is a one-shot commit
+(\`"commit": true\`) across two participants, its commit decision fsynced.
+The baseline does the same participant work with no coordinator: the load
+generator sends prepare to both participants, then commit to both, and logs
+nothing. Coordinated and baseline runs alternate; the figures are medians.
+
+- Date: ${s.date}
+- Command: \`${s.command}\`
+- Machine: ${s.machine}
+- Participants: ${s.participants}
+
+## Summary
+
+| figure | value |
+| --- | --- |
+| coordinated throughput | ${s.coordinatedTps.toFixed(0)} tx/s |
+| baseline throughput | ${s.baselineTps.toFixed(0)} tx/s |
+| ratio coordinated / baseline | ${s.ratio.toFixed(2)} |
+| fsyncs per committed transaction | ${s.fsyncsPerTx.toFixed(3)} |
+| coordinator CPU per transaction | ${s.coordinatorCpuUsPerTx.toFixed(0)} µs |
+| coordinator peak RSS | ${s.coordinatorPeakRssMb.toFixed(0)} MB |
+| 1 client, coordinated: p50 / p99 | ${s.singleClient[0]?.p50Ms.toFixed(2)} ms / ${s.singleClient[0]?.p99Ms.toFixed(2)} ms |
+| 1 client, baseline: p50 / p99 | ${s.singleClient[1]?.p50Ms.toFixed(2)} ms / ${s.singleClient[1]?.p99Ms.toFixed(2)} ms |
+
+## Every run
+
+| run | clients | tx/s | failed | p50 ms | p99 ms | p999 ms | fsyncs/tx | coordinator CPU µs/tx | participants CPU µs/tx |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${[...s.runs, ...s.singleClient].map(row).join('\n')}
+`;
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

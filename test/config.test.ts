@@ -1,0 +1,55 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { ConfigError, envName, loadConfig, PACKAGE_ROOT, SETTINGS } from '../src/config.js';
+
+const readme = fs.readFileSync(path.join(PACKAGE_ROOT, 'README.md'), 'utf8');
+const yaml = fs.readFileSync(path.join(PACKAGE_ROOT, 'config', 'default.yaml'), 'utf8');
+
+t.test('every setting is in default.yaml and documented with its variable in the README', async (t) => {
+  for (const [section, keys] of Object.entries(SETTINGS)) {
+    for (const key of Object.keys(keys)) {
+      t.match(yaml, new RegExp(`^  ${key}:`, 'm'), `${section}.${key} in default.yaml`);
+      t.ok(yaml.includes(envName(key)), `${envName(key)} named in default.yaml`);
+      t.ok(readme.includes(envName(key)), `${envName(key)} documented in the README`);
+    }
+  }
+});
+
+t.test('defaults load, and the environment wins over the file', async (t) => {
+  const defaults = loadConfig({});
+  t.equal(defaults.server.port, 7070);
+  t.equal(defaults.server.host, '127.0.0.1');
+  t.equal(defaults.server.dataDir, './data');
+  t.equal(defaults.server.authToken, null, 'an empty secret means none');
+  const overridden = loadConfig({ COMMITD_PORT: '8080', COMMITD_HOST: '0.0.0.0', COMMITD_AUTH_TOKEN: 'x' });
+  t.equal(overridden.server.port, 8080);
+  t.equal(overridden.server.host, '0.0.0.0');
+  t.equal(overridden.server.authToken, 'x');
+});
+
+t.test('bad values stop the start with a message naming the key', async (t) => {
+  t.throws(() => loadConfig({ COMMITD_PORT: '70000' }), { message: /COMMITD_PORT must be an integer from 0 to 65535/ });
+  t.throws(() => loadConfig({ COMMITD_PORT: '12ab' }), ConfigError);
+  t.throws(() => loadConfig({ COMMITD_LOG_LEVEL: 'loud' }), { message: /COMMITD_LOG_LEVEL must be one of/ });
+  t.throws(() => loadConfig({ COMMITD_DATA_DIR: '' }), { message: /non-empty/ });
+  t.throws(() => loadConfig({ COMMITD_TIMEOUT_MS_MIN: '5000', COMMITD_TIMEOUT_MS_MAX: '1000' }), {
+    message: /timeoutMsMin must not exceed/,
+  });
+  t.throws(() => loadConfig({ COMMITD_CONFIG: '/nonexistent/commitd.yaml' }), {
+    message: /cannot read the config file/,
+  });
+});
+
+t.test('a config file with an unknown or missing key is refused', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-config-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const unknown = path.join(dir, 'unknown.yaml');
+  fs.writeFileSync(unknown, `${yaml}\n  colour: blue\n`);
+  t.throws(() => loadConfig({ COMMITD_CONFIG: unknown }), { message: /unknown key 'log.colour'/ });
+  const missing = path.join(dir, 'missing.yaml');
+  fs.writeFileSync(missing, yaml.replace(/^ {2}port: .*$/m, ''));
+  t.throws(() => loadConfig({ COMMITD_CONFIG: missing }), { message: /'server.port' is missing/ });
+  t.equal(loadConfig({ COMMITD_CONFIG: missing, COMMITD_PORT: '9' }).server.port, 9, 'unless the environment sets it');
+});

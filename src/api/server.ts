@@ -44,10 +44,12 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     },
   });
 
+  // JSON only: text/plain is fastify's other default parser and would turn a
+  // body into a string that only fails later, as a 400 instead of a 415.
   // An empty body on the action endpoints (POST .../commit with
   // content-type: application/json and no body) means "no body", not bad JSON.
   const jsonParser = app.getDefaultJsonParser('error', 'error');
-  app.removeContentTypeParser('application/json');
+  app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (body === '') return done(null, undefined);
     jsonParser(request, body as string, done);

@@ -17,13 +17,27 @@ import type { Effect, Event, NewParticipant, Outcome, Refusal, Step, Transaction
 import { retryDelayMs } from './backoff.js';
 import { ConflictError, LimitError, NotFoundError, UnavailableError } from './errors.js';
 import { IdGenerator } from './ids.js';
+import { realTimers, type TimerHandle, type Timers } from './timers.js';
 
 export interface CoordinatorOptions {
   readonly log: DecisionLog;
   readonly participants: ParticipantClient;
   readonly metrics: Metrics;
-  readonly clock?: () => number;
+  /** Clock and timers; real ones unless a simulation passes its own. */
+  readonly timers?: Timers;
   readonly random?: () => number;
+  /** Random bytes for transaction ids. */
+  readonly entropy?: (bytes: number) => Buffer;
+  /**
+   * Called on an invariant violation (a bug). Default: crash the process, which
+   * the log makes safe. The simulator records it instead.
+   */
+  readonly onInvariantViolation?: (error: InvariantError) => void;
+  /**
+   * The protocol's transition function. Always the real one in service; the
+   * simulator's planted-bug tests wrap it to prove the checks catch bugs.
+   */
+  readonly protocolStep?: typeof step;
   readonly defaultTimeoutMs: number;
   readonly maxInFlight: number;
   readonly maxParticipants: number;
@@ -58,6 +72,7 @@ export interface Answer {
 interface Waiter {
   readonly until: (tx: Transaction) => boolean;
   readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
 }
 
 interface Driver {
@@ -67,7 +82,7 @@ interface Driver {
   published: Transaction | undefined;
   chain: Promise<unknown>;
   waiters: Set<Waiter>;
-  retryTimers: Set<NodeJS.Timeout>;
+  retryTimers: Set<TimerHandle>;
   /** Set once the commit decision is on disk; no commit message leaves before. */
   commitDurable: boolean;
   phaseOneStartedMs: number | null;
@@ -80,16 +95,19 @@ export class Coordinator {
   private readonly live = new Map<string, Driver>();
   /** Idempotency keys of the transactions in `live`; finished ones are found in the log. */
   private readonly keys = new Map<string, string>();
-  private readonly ids = new IdGenerator();
-  private readonly clock: () => number;
+  private readonly ids: IdGenerator;
+  private readonly timers: Timers;
   private readonly random: () => number;
-  private sweepTimer: NodeJS.Timeout | null = null;
+  private readonly step: typeof step;
+  private sweepTimer: TimerHandle | null = null;
   private accepting = false;
   private stopped = false;
 
   constructor(private readonly o: CoordinatorOptions) {
-    this.clock = o.clock ?? Date.now;
+    this.timers = o.timers ?? realTimers;
     this.random = o.random ?? Math.random;
+    this.step = o.protocolStep ?? step;
+    this.ids = new IdGenerator(o.entropy);
     o.metrics.collectInFlight = () => this.collectInFlight();
   }
 
@@ -108,8 +126,7 @@ export class Coordinator {
     }
     this.o.metrics.recovered.inc(loaded.length);
     this.accepting = true;
-    this.sweepTimer = setInterval(() => this.sweep(), this.o.sweepIntervalMs);
-    this.sweepTimer.unref();
+    this.scheduleSweep();
     return loaded.length;
   }
 
@@ -132,7 +149,7 @@ export class Coordinator {
     if (this.live.size >= this.o.maxInFlight) {
       throw new UnavailableError(`${this.o.maxInFlight} transactions in flight, the configured limit`, 1);
     }
-    const nowMs = this.clock();
+    const nowMs = this.timers.now();
     const created = createTransaction({
       id: this.ids.next(nowMs),
       nowMs,
@@ -230,9 +247,9 @@ export class Coordinator {
   async stop(): Promise<void> {
     this.accepting = false;
     this.stopped = true;
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.sweepTimer) this.timers.cancel(this.sweepTimer);
     for (const d of this.live.values()) {
-      for (const t of d.retryTimers) clearTimeout(t);
+      for (const t of d.retryTimers) this.timers.cancel(t);
       d.retryTimers.clear();
     }
     await Promise.allSettled([...this.live.values()].map((d) => d.chain));
@@ -241,7 +258,7 @@ export class Coordinator {
 
   /** Aborts undecided transactions past their deadline and forgets finished ones past retention. */
   sweep(): void {
-    const nowMs = this.clock();
+    const nowMs = this.timers.now();
     for (const d of this.live.values()) {
       if (d.published && d.tx.outcome === null && nowMs >= d.tx.deadlineMs) {
         this.dispatch(d, { type: 'deadline' }).catch((e) => this.fail(e, `deadline of ${d.tx.id}`));
@@ -265,7 +282,7 @@ export class Coordinator {
     if (!d?.published) {
       // Not live: finished (or unknown). The protocol answers from the stored state.
       const stored = this.read(id);
-      const result = step(stored, event, this.clock());
+      const result = this.step(stored, event, this.timers.now());
       assert(result.effects.length === 0, 'a finished transaction takes no more effects');
       return { tx: stored, refusal: result.refusal, created: false };
     }
@@ -311,7 +328,7 @@ export class Coordinator {
     if (this.live.get(d.tx.id) !== d) return;
     this.live.delete(d.tx.id);
     if (d.tx.idempotencyKey !== null) this.keys.delete(d.tx.idempotencyKey);
-    for (const t of d.retryTimers) clearTimeout(t);
+    for (const t of d.retryTimers) this.timers.cancel(t);
     for (const w of d.waiters) w.resolve();
   }
 
@@ -320,13 +337,13 @@ export class Coordinator {
       // After stop, answers still arriving change nothing: what is on disk
       // is what the next start recovers from.
       if (this.stopped) return { tx: d.tx, effects: [], refusal: null };
-      const result = step(d.tx, event, this.clock());
+      const result = this.step(d.tx, event, this.timers.now());
       await this.dispatchStep(d, result);
       return result;
     });
     d.chain = run.catch(() => {});
     return run.catch((error) => {
-      if (error instanceof InvariantError) crash(error);
+      if (error instanceof InvariantError) this.violated(error);
       throw error;
     });
   }
@@ -345,7 +362,24 @@ export class Coordinator {
           } catch (error) {
             // Not on disk, so it did not happen: nothing after it ran.
             d.tx = before;
-            throw new UnavailableError(`the decision log cannot be written: ${(error as Error).message}`, 5);
+            const unavailable = new UnavailableError(
+              `the decision log cannot be written: ${(error as Error).message}`,
+              5,
+            );
+            // A caller waiting on this transaction (a commit waiting for the
+            // decision the last vote leads to) would otherwise wait for a step
+            // that did not happen and then answer as if it had: a 202 with no
+            // decision on disk (seen with a full disk). It hears the 503 now.
+            for (const w of d.waiters) w.reject(unavailable);
+            // Every prepare was answered but what the answers led to (a commit
+            // decision, the prepared record) is not on disk, and the last vote
+            // went with the step: only the deadline would move this
+            // transaction, and a retried commit would wait for that vote.
+            // Abort it now, as recovery after a crash at this instant would.
+            if (before.state === 'preparing') {
+              this.dispatch(d, { type: 'recover' }).catch((e) => this.fail(e, `aborting ${d.tx.id} after a failed write`));
+            }
+            throw unavailable;
           }
           if (result.tx.outcome === 'commit') d.commitDurable = true;
         } else {
@@ -367,7 +401,7 @@ export class Coordinator {
     assert(p !== undefined, 'messages go to participants of the transaction');
     const target = { name: p.name, url: p.url };
     if (effect.message === 'prepare') {
-      d.phaseOneStartedMs ??= this.clock();
+      d.phaseOneStartedMs ??= this.timers.now();
       this.o.participants
         .prepare(txId, target, p.payloadJson)
         .then((answer) => {
@@ -409,30 +443,34 @@ export class Coordinator {
       deliver();
       return;
     }
-    const timer = setTimeout(
-      () => {
-        d.retryTimers.delete(timer);
-        deliver();
-      },
-      retryDelayMs(effect.attempt, this.o, this.random),
-    );
+    const timer = this.timers.after(retryDelayMs(effect.attempt, this.o, this.random), () => {
+      d.retryTimers.delete(timer);
+      deliver();
+    });
     d.retryTimers.add(timer);
   }
 
   private waitFor(d: Driver, until: (tx: Transaction) => boolean): Promise<void> {
     if (d.published && until(d.published)) return Promise.resolve();
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
+      const settle = () => {
+        this.timers.cancel(timer);
+        d.waiters.delete(waiter);
+      };
       const waiter: Waiter = {
         until,
         resolve: () => {
-          clearTimeout(timer);
-          d.waiters.delete(waiter);
+          settle();
           resolve();
+        },
+        reject: (error) => {
+          settle();
+          reject(error);
         },
       };
       // The participants' timeouts bound every wait; this bound only keeps a
       // caller from hanging on a bug.
-      const timer = setTimeout(waiter.resolve, this.o.answerWaitMsMax);
+      const timer = this.timers.after(this.o.answerWaitMsMax, waiter.resolve);
       d.waiters.add(waiter);
     });
   }
@@ -442,7 +480,7 @@ export class Coordinator {
     if (before.outcome === null && after.outcome !== null) {
       m.transactionsDecided.inc({ outcome: after.outcome, reason: after.abortReason ?? '' });
       if (d.phaseOneStartedMs !== null)
-        m.phaseDuration.observe({ phase: 'prepare' }, (this.clock() - d.phaseOneStartedMs) / 1000);
+        m.phaseDuration.observe({ phase: 'prepare' }, (this.timers.now() - d.phaseOneStartedMs) / 1000);
     }
     if (before.finishedAtMs === null && after.finishedAtMs !== null && after.outcome !== null) {
       m.transactionsFinished.inc({ outcome: after.outcome });
@@ -458,8 +496,21 @@ export class Coordinator {
     for (const [state, n] of counts) this.o.metrics.inFlight.set({ state }, n);
   }
 
+  private scheduleSweep(): void {
+    this.sweepTimer = this.timers.after(this.o.sweepIntervalMs, () => {
+      if (this.stopped) return;
+      this.sweep();
+      this.scheduleSweep();
+    });
+  }
+
+  private violated(error: InvariantError): void {
+    if (this.o.onInvariantViolation) this.o.onInvariantViolation(error);
+    else crash(error);
+  }
+
   private fail(error: unknown, context: string): void {
-    if (error instanceof InvariantError) crash(error);
+    if (error instanceof InvariantError) this.violated(error);
     this.o.onError?.(error as Error, context);
   }
 }

@@ -94,7 +94,7 @@ function apply(tx: Transaction, event: Event, nowMs: number): Step {
     case 'enlist':
       return enlist(tx, event.participant);
     case 'prepare':
-      return prepare(tx);
+      return prepare(tx, nowMs);
     case 'commit':
       return commit(tx, nowMs);
     case 'abort':
@@ -117,7 +117,8 @@ function apply(tx: Transaction, event: Event, nowMs: number): Step {
 }
 
 function enlist(tx: Transaction, p: NewParticipant): Step {
-  if (tx.state !== 'active' || tx.oneShot) {
+  if (tx.oneShot) return refuse(tx, 'not-active', 'a one-shot transaction takes no enlistment');
+  if (tx.state !== 'active') {
     return refuse(tx, 'not-active', `transaction is ${tx.state}: participants can enlist only while it is active`);
   }
   const existing = tx.participants.find((q) => q.name === p.name);
@@ -128,10 +129,10 @@ function enlist(tx: Transaction, p: NewParticipant): Step {
   return ok({ ...tx, participants: [...tx.participants, newParticipant(p)] }, [FORCED]);
 }
 
-function prepare(tx: Transaction): Step {
+function prepare(tx: Transaction, nowMs: number): Step {
   switch (tx.state) {
     case 'active':
-      return startPhaseOne(tx, false);
+      return startPhaseOne(tx, false, nowMs);
     case 'aborting':
     case 'aborted':
       return refuse(tx, 'aborted', abortedDetail(tx));
@@ -162,7 +163,7 @@ function clientAbort(tx: Transaction, nowMs: number): Step {
   return decideAbort(tx, 'client', nowMs, tx.state === 'preparing');
 }
 
-function startPhaseOne(tx: Transaction, commitRequested: boolean, nowMs = 0): Step {
+function startPhaseOne(tx: Transaction, commitRequested: boolean, nowMs: number): Step {
   const next = { ...tx, commitRequested: tx.commitRequested || commitRequested };
   if (next.participants.length === 0) {
     // Nobody to ask: the vote is unanimous at once.

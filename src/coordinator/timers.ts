@@ -1,0 +1,24 @@
+// Time as the coordinator sees it: a clock and one-shot timers. Real ones in
+// production; the deterministic simulator passes its own, so a run depends on
+// nothing but its seed.
+
+export type TimerHandle = { readonly __timer: unique symbol } | object;
+
+export interface Timers {
+  now(): number;
+  /** Runs `fn` after `delayMs`. A pending timer never keeps the process alive on its own. */
+  after(delayMs: number, fn: () => void): TimerHandle;
+  cancel(handle: TimerHandle): void;
+}
+
+export const realTimers: Timers = {
+  now: Date.now,
+  after(delayMs, fn) {
+    const t = setTimeout(fn, delayMs);
+    t.unref();
+    return t;
+  },
+  cancel(handle) {
+    clearTimeout(handle as NodeJS.Timeout);
+  },
+};

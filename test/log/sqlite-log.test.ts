@@ -1,0 +1,485 @@
+// The SQLite decision log against a real directory: durability across
+// reopen, group commit, the queries recovery and the API rely on, compaction,
+// and the refusals that keep a log from being shared or misread.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import t, { type Test } from 'tap';
+import { type FlushStats, LogLockedError, LogUnusableError } from '../../src/log/decision-log.js';
+import { SCHEMA_VERSION } from '../../src/log/schema.js';
+import { LOG_FILE, SqliteLog, type SqliteLogOptions } from '../../src/log/sqlite-log.js';
+import { createTransaction, step } from '../../src/protocol/transitions.js';
+import type { Event, Transaction } from '../../src/protocol/types.js';
+
+const T0 = 1_700_000_000_000;
+
+function tempDir(t: Test): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-log-test-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+interface Opened {
+  readonly log: SqliteLog;
+  readonly flushes: FlushStats[];
+  readonly errors: Error[];
+}
+
+/** Opens a log that is closed at teardown (closing twice is harmless). */
+function openLog(t: Test, dataDir: string, options: Partial<SqliteLogOptions> = {}): Opened {
+  const flushes: FlushStats[] = [];
+  const errors: Error[] = [];
+  const log = new SqliteLog({
+    dataDir,
+    maxBatchRecords: 100,
+    // Long enough that a lazy record only leaves with a forced one, or by an
+    // explicit flush, unless a test shortens it.
+    lazyFlushDelayMs: 60_000,
+    onFlush: (s) => flushes.push(s),
+    onError: (e) => errors.push(e),
+    ...options,
+  });
+  t.teardown(() => log.close());
+  return { log, flushes, errors };
+}
+
+function begin(id: string, names: readonly string[] = ['orders', 'payments'], key: string | null = null): Transaction {
+  return createTransaction({
+    id,
+    nowMs: T0,
+    timeoutMs: 30_000,
+    oneShot: false,
+    participants: names.map((name) => ({ name, url: `http://${name}:8080/tx`, payloadJson: `{"of":"${name}"}` })),
+    idempotencyKey: key,
+    requestHash: key === null ? null : `hash-${key}`,
+    metadataJson: '{"source":"test"}',
+  }).tx;
+}
+
+function drive(tx: Transaction, nowMs: number, ...events: Event[]): Transaction {
+  let current = tx;
+  for (const event of events) current = step(current, event, nowMs).tx;
+  return current;
+}
+
+const yes = (participant: string): Event => ({ type: 'vote', participant, vote: 'yes' });
+const ack = (participant: string): Event => ({ type: 'acknowledged', participant });
+
+/** A transaction committed and acknowledged by everyone at `finishedAtMs`. */
+function committed(id: string, finishedAtMs: number, names: readonly string[] = ['orders', 'payments']): Transaction {
+  const decided = drive(begin(id, names), T0 + 10, { type: 'commit' }, ...names.map(yes));
+  return drive(decided, finishedAtMs, ...names.map(ack));
+}
+
+/** A transaction with a commit decision that `orders` has not acknowledged yet. */
+function committing(id: string): Transaction {
+  return drive(begin(id), T0 + 10, { type: 'commit' }, yes('orders'), yes('payments'), ack('payments'));
+}
+
+/** What reading a snapshot back gives: payloads only where asked for, nothing that is not durable. */
+function asStored(tx: Transaction, withPayloads: boolean): Transaction {
+  return {
+    ...tx,
+    commitRequested: false,
+    participants: tx.participants.map((p) => ({
+      ...p,
+      payloadJson: withPayloads ? p.payloadJson : null,
+      attempts: 0,
+      lastError: null,
+    })),
+  };
+}
+
+/**
+ * Waits for `promise`, failing after `ms`. Its timer also holds the process
+ * open meanwhile: the log's own lazy-flush timer does not.
+ */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+t.test('a forced write resolves and is readable, also after close and reopen', async (t) => {
+  const dir = tempDir(t);
+  const first = openLog(t, dir);
+  const tx = begin('tx_01', ['orders', 'payments'], 'key-1');
+  await first.log.writeForced(tx);
+  t.same(
+    first.flushes.map((f) => [f.records, f.fsynced]),
+    [[1, true]],
+  );
+  t.same(first.log.get('tx_01'), asStored(tx, false));
+  first.log.close();
+  t.ok(fs.existsSync(path.join(dir, LOG_FILE)));
+
+  const second = openLog(t, dir);
+  t.same(second.log.get('tx_01'), asStored(tx, false));
+  t.same(second.log.loadUnfinished(), [asStored(tx, true)]);
+  t.equal(second.log.get('tx_02'), undefined);
+});
+
+t.test('a decided transaction keeps every durable field across reopen', async (t) => {
+  const dir = tempDir(t);
+  const first = openLog(t, dir);
+  const tx = begin('tx_01');
+  await first.log.writeForced(tx);
+  const decided = committing('tx_01');
+  await first.log.writeForced(decided);
+  first.log.close();
+  const second = openLog(t, dir);
+  const back = second.log.get('tx_01');
+  t.same(back, asStored(decided, false));
+  t.equal(back?.outcome, 'commit');
+  t.equal(back?.state, 'committing');
+  t.equal(back?.decidedAtMs, T0 + 10);
+  t.same(
+    back?.participants.map((p) => [p.name, p.vote, p.acknowledged]),
+    [
+      ['orders', 'yes', false],
+      ['payments', 'yes', true],
+    ],
+  );
+  t.same(second.log.loadUnfinished(), [asStored(decided, true)], 'payloads written while active stay');
+});
+
+t.test('forced writes issued in the same tick share one fsynced flush', async (t) => {
+  const { log, flushes } = openLog(t, tempDir(t));
+  const writes: Promise<void>[] = [];
+  for (let i = 0; i < 25; i++) writes.push(log.writeForced(begin(`tx_${String(i).padStart(2, '0')}`)));
+  t.same(flushes, [], 'nothing is written before the turn of the event loop ends');
+  await Promise.all(writes);
+  t.equal(flushes.length, 1);
+  t.equal(flushes[0]?.records, 25);
+  t.equal(flushes[0]?.fsynced, true);
+  t.equal(flushes.filter((f) => f.fsynced).length, 1);
+  t.equal(log.loadUnfinished().length, 25);
+});
+
+t.test('a flush carries at most maxBatchRecords; the rest follow in further flushes', async (t) => {
+  const { log, flushes } = openLog(t, tempDir(t), { maxBatchRecords: 2 });
+  const writes = ['tx_1', 'tx_2', 'tx_3', 'tx_4', 'tx_5'].map((id) => log.writeForced(begin(id)));
+  await Promise.all(writes);
+  t.same(
+    flushes.map((f) => [f.records, f.fsynced]),
+    [
+      [2, true],
+      [2, true],
+      [1, true],
+    ],
+  );
+});
+
+t.test('queued lazy records ride along with a forced one', async (t) => {
+  const { log, flushes } = openLog(t, tempDir(t));
+  let written = 0;
+  log.writeLazy(begin('tx_lazy'), () => written++);
+  await log.writeForced(begin('tx_forced'));
+  t.same(
+    flushes.map((f) => [f.records, f.fsynced]),
+    [[2, true]],
+  );
+  t.equal(written, 1);
+  t.ok(log.get('tx_lazy'));
+});
+
+t.test('a lazy-only batch is written without fsync and runs its onWritten callbacks', async (t) => {
+  const { log, flushes } = openLog(t, tempDir(t), { lazyFlushDelayMs: 5 });
+  const order: string[] = [];
+  const allWritten = new Promise<void>((resolve) => {
+    log.writeLazy(begin('tx_a'), () => order.push('tx_a'));
+    log.writeLazy(begin('tx_b'));
+    log.writeLazy(begin('tx_c'), () => {
+      order.push('tx_c');
+      resolve();
+    });
+  });
+  t.same(flushes, [], 'a lazy record waits for company');
+  t.same(order, []);
+  await within(allWritten, 5_000, 'lazy records written');
+  t.same(order, ['tx_a', 'tx_c']);
+  t.same(
+    flushes.map((f) => [f.records, f.fsynced]),
+    [[3, false]],
+  );
+  t.ok(log.get('tx_b'));
+});
+
+t.test('lazy records reaching maxBatchRecords are flushed without waiting for the delay', async (t) => {
+  const { log, flushes } = openLog(t, tempDir(t), { maxBatchRecords: 3 });
+  const done = new Promise<void>((resolve) => {
+    log.writeLazy(begin('tx_1'));
+    log.writeLazy(begin('tx_2'));
+    log.writeLazy(begin('tx_3'), resolve);
+  });
+  await within(done, 2_000, 'a full batch of lazy records written');
+  t.same(
+    flushes.map((f) => [f.records, f.fsynced]),
+    [[3, false]],
+  );
+});
+
+t.test('flush() writes everything queued at once', async (t) => {
+  const { log, flushes } = openLog(t, tempDir(t));
+  let written = false;
+  log.writeLazy(begin('tx_1'), () => {
+    written = true;
+  });
+  log.flush();
+  t.equal(written, true);
+  t.same(
+    flushes.map((f) => [f.records, f.fsynced]),
+    [[1, false]],
+  );
+  t.ok(log.get('tx_1'));
+});
+
+t.test('a newer snapshot of the same transaction replaces a queued older one', async (t) => {
+  t.test('lazy then forced: one record, the newer state, fsynced, both callbacks honoured', async (t) => {
+    const { log, flushes } = openLog(t, tempDir(t));
+    const older = begin('tx_1');
+    const newer = committing('tx_1');
+    let olderWritten = false;
+    log.writeLazy(older, () => {
+      olderWritten = true;
+    });
+    await log.writeForced(newer);
+    t.same(
+      flushes.map((f) => [f.records, f.fsynced]),
+      [[1, true]],
+    );
+    t.equal(olderWritten, true);
+    t.same(log.get('tx_1'), asStored(newer, false));
+  });
+
+  t.test('forced then lazy: one record, the newer state, still fsynced', async (t) => {
+    const { log, flushes } = openLog(t, tempDir(t));
+    const older = committing('tx_1');
+    const newer = drive(older, T0 + 20, ack('orders'));
+    t.equal(newer.state, 'committed');
+    const forced = log.writeForced(older);
+    log.writeLazy(newer);
+    await forced;
+    t.same(
+      flushes.map((f) => [f.records, f.fsynced]),
+      [[1, true]],
+    );
+    t.equal(log.get('tx_1')?.state, 'committed');
+    t.same(log.loadUnfinished(), []);
+  });
+});
+
+t.test('loadUnfinished returns unfinished transactions with payloads, and no finished one', async (t) => {
+  const { log } = openLog(t, tempDir(t));
+  const a = begin('tx_a', ['orders', 'payments']);
+  const b = committing('tx_b');
+  const done = committed('tx_c', T0 + 100);
+  await Promise.all([log.writeForced(a), log.writeForced(begin('tx_b')), log.writeForced(begin('tx_c'))]);
+  await Promise.all([log.writeForced(b), log.writeForced(done)]);
+  const unfinished = log.loadUnfinished();
+  t.same(
+    unfinished.map((tx) => tx.id),
+    ['tx_a', 'tx_b'],
+  );
+  t.same(unfinished, [asStored(a, true), asStored(b, true)]);
+  t.same(
+    unfinished[0]?.participants.map((p) => p.payloadJson),
+    ['{"of":"orders"}', '{"of":"payments"}'],
+  );
+  t.equal(log.get('tx_c')?.state, 'committed', 'the finished one is still readable');
+});
+
+t.test('list pages newest first, filters by state and hands out a cursor', async (t) => {
+  const { log } = openLog(t, tempDir(t));
+  const ids = ['tx_01', 'tx_02', 'tx_03', 'tx_04', 'tx_05'];
+  await Promise.all(ids.map((id) => log.writeForced(begin(id))));
+  await Promise.all([log.writeForced(committed('tx_02', T0 + 50)), log.writeForced(committed('tx_04', T0 + 50))]);
+
+  const page1 = log.list({ state: null, limit: 2, after: null });
+  t.same(
+    page1.transactions.map((tx) => tx.id),
+    ['tx_05', 'tx_04'],
+  );
+  t.equal(page1.next, 'tx_04');
+  const page2 = log.list({ state: null, limit: 2, after: page1.next });
+  t.same(
+    page2.transactions.map((tx) => tx.id),
+    ['tx_03', 'tx_02'],
+  );
+  t.equal(page2.next, 'tx_02');
+  const page3 = log.list({ state: null, limit: 2, after: page2.next });
+  t.same(
+    page3.transactions.map((tx) => tx.id),
+    ['tx_01'],
+  );
+  t.equal(page3.next, null);
+
+  const exact = log.list({ state: null, limit: 5, after: null });
+  t.equal(exact.transactions.length, 5);
+  t.equal(exact.next, null, 'no cursor when nothing is left');
+
+  const active = log.list({ state: 'active', limit: 10, after: null });
+  t.same(
+    active.transactions.map((tx) => tx.id),
+    ['tx_05', 'tx_03', 'tx_01'],
+  );
+  t.equal(active.next, null);
+  const committedPage = log.list({ state: 'committed', limit: 1, after: null });
+  t.same(
+    committedPage.transactions.map((tx) => tx.id),
+    ['tx_04'],
+  );
+  t.equal(committedPage.next, 'tx_04');
+  const committedRest = log.list({ state: 'committed', limit: 1, after: committedPage.next });
+  t.same(
+    committedRest.transactions.map((tx) => [tx.id, tx.state]),
+    [['tx_02', 'committed']],
+  );
+  t.equal(committedRest.next, null);
+  t.same(log.list({ state: 'aborted', limit: 10, after: null }), { transactions: [], next: null });
+});
+
+t.test('findByIdempotencyKey finds the transaction begun with the key', async (t) => {
+  const { log } = openLog(t, tempDir(t));
+  const tx = begin('tx_k', ['orders'], 'order-42');
+  await Promise.all([log.writeForced(tx), log.writeForced(begin('tx_other', ['orders'], 'order-43'))]);
+  const found = log.findByIdempotencyKey('order-42');
+  t.same(found, asStored(tx, false));
+  t.equal(found?.requestHash, 'hash-order-42');
+  t.equal(log.findByIdempotencyKey('order-44'), undefined);
+});
+
+t.test('compact forgets only transactions finished before the cutoff, with their payloads', async (t) => {
+  const dir = tempDir(t);
+  const { log } = openLog(t, dir);
+  const ids = ['tx_old1', 'tx_old2', 'tx_old3', 'tx_new', 'tx_open'];
+  await Promise.all(ids.map((id) => log.writeForced(begin(id))));
+  await Promise.all([
+    log.writeForced(committed('tx_old1', T0 + 100)),
+    log.writeForced(committed('tx_old2', T0 + 200)),
+    log.writeForced(committed('tx_old3', T0 + 300)),
+    log.writeForced(committed('tx_new', T0 + 1_000)),
+    log.writeForced(committing('tx_open')),
+  ]);
+
+  t.equal(log.compact(T0 + 100, 10), 0, 'the cutoff is exclusive');
+  t.equal(log.compact(T0 + 500, 2), 2, 'at most maxRows at a time');
+  t.equal(log.compact(T0 + 500, 10), 1);
+  t.equal(log.compact(T0 + 500, 10), 0);
+  for (const id of ['tx_old1', 'tx_old2', 'tx_old3']) t.equal(log.get(id), undefined, `${id} forgotten`);
+  t.equal(log.get('tx_new')?.state, 'committed');
+  t.equal(log.get('tx_open')?.state, 'committing');
+  t.same(
+    log.loadUnfinished().map((tx) => tx.id),
+    ['tx_open'],
+  );
+  log.close();
+
+  const db = new Database(path.join(dir, LOG_FILE), { readonly: true });
+  try {
+    const rows = db.prepare('SELECT tx_id, name FROM payloads ORDER BY tx_id, name').all();
+    t.same(rows, [
+      { tx_id: 'tx_new', name: 'orders' },
+      { tx_id: 'tx_new', name: 'payments' },
+      { tx_id: 'tx_open', name: 'orders' },
+      { tx_id: 'tx_open', name: 'payments' },
+    ]);
+  } finally {
+    db.close();
+  }
+});
+
+t.test('a second log on the same directory is refused while the first is open', async (t) => {
+  const dir = tempDir(t);
+  const first = openLog(t, dir);
+  await first.log.writeForced(begin('tx_1'));
+  t.throws(() => openLog(t, dir), LogLockedError);
+  t.throws(() => openLog(t, dir), { name: 'LogLockedError', message: /locked/ });
+  // The refused attempt did not disturb the holder.
+  await first.log.writeForced(begin('tx_2'));
+  first.log.close();
+  const second = openLog(t, dir);
+  t.same(
+    second.log.loadUnfinished().map((tx) => tx.id),
+    ['tx_1', 'tx_2'],
+  );
+});
+
+t.test('an existing log is locked from the moment it is opened, before any write', async (t) => {
+  const dir = tempDir(t);
+  const setup = openLog(t, dir);
+  await setup.log.writeForced(begin('tx_1'));
+  setup.log.close();
+  const first = openLog(t, dir);
+  t.throws(() => openLog(t, dir), LogLockedError);
+  first.log.close();
+  t.equal(openLog(t, dir).log.get('tx_1')?.state, 'active');
+});
+
+t.test('a log written by a newer schema version is refused', async (t) => {
+  const dir = tempDir(t);
+  const db = new Database(path.join(dir, LOG_FILE));
+  db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+  db.close();
+  t.throws(() => openLog(t, dir), LogUnusableError);
+  t.throws(() => openLog(t, dir), { message: new RegExp(`schema version ${SCHEMA_VERSION + 1}`) });
+});
+
+t.test('a log at the current schema version opens and keeps its version', async (t) => {
+  const dir = tempDir(t);
+  openLog(t, dir).log.close();
+  const db = new Database(path.join(dir, LOG_FILE), { readonly: true });
+  t.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
+  db.close();
+  t.doesNotThrow(() => openLog(t, dir).log.close());
+});
+
+t.test('a file of garbage bytes is refused', async (t) => {
+  const dir = tempDir(t);
+  const garbage = Buffer.alloc(8192);
+  for (let i = 0; i < garbage.length; i++) garbage[i] = (i * 7919 + 13) % 256;
+  fs.writeFileSync(path.join(dir, LOG_FILE), garbage);
+  t.throws(() => openLog(t, dir), LogUnusableError);
+  t.same(fs.readFileSync(path.join(dir, LOG_FILE)), garbage, 'the file is left as it was');
+});
+
+t.test('the decision_is_final trigger refuses to rewrite an outcome', async (t) => {
+  const dir = tempDir(t);
+  const { log, errors } = openLog(t, dir);
+  await log.writeForced(begin('tx_1'));
+  const decided = committed('tx_1', T0 + 100);
+  await log.writeForced(decided);
+  const rewritten: Transaction = { ...decided, state: 'aborted', outcome: 'abort', abortReason: 'client' };
+  await t.rejects(log.writeForced(rewritten), { message: /a decision is never rewritten/ });
+  t.equal(errors.length, 1, 'the failed flush is reported');
+  t.match(errors[0]?.message, /a decision is never rewritten/);
+  t.equal(log.get('tx_1')?.outcome, 'commit');
+  t.equal(log.get('tx_1')?.state, 'committed');
+  // The log goes on working for everyone else.
+  await log.writeForced(begin('tx_2'));
+  t.equal(log.get('tx_2')?.state, 'active');
+  log.close();
+  t.equal(openLog(t, dir).log.get('tx_1')?.outcome, 'commit');
+});
+
+t.test('close writes what is queued; a closed log refuses writes', async (t) => {
+  const dir = tempDir(t);
+  const { log } = openLog(t, dir);
+  log.writeLazy(begin('tx_1'));
+  log.close();
+  await t.rejects(log.writeForced(begin('tx_2')), LogUnusableError);
+  t.throws(() => log.writeLazy(begin('tx_3')), LogUnusableError);
+  const reopened = openLog(t, dir);
+  t.same(
+    reopened.log.loadUnfinished().map((tx) => tx.id),
+    ['tx_1'],
+  );
+});

@@ -1,0 +1,33 @@
+// Where the simulator records what it found. Each check names the invariant
+// it guards, so a failing seed says which rule broke.
+
+export type Invariant =
+  | 'TCConsistent: no participant commits while another aborts'
+  | 'an outcome, once decided, never changes'
+  | 'commit is decided only when every participant voted yes or read-only'
+  | 'no commit message leaves before the commit decision is durable'
+  | 'commit goes only to participants that voted yes'
+  | 'a transaction is forgotten only after every participant acknowledged'
+  | 'what a client was told survives: an acknowledged outcome is the outcome'
+  | 'an acknowledged begin is never lost'
+  | 'liveness: when faults stop, every transaction finishes and no participant stays prepared'
+  | 'the coordinator asserts its own invariants';
+
+export interface Violation {
+  readonly invariant: Invariant;
+  readonly detail: string;
+  readonly atMs: number;
+  readonly step: number;
+}
+
+export class Checks {
+  readonly violations: Violation[] = [];
+
+  constructor(private readonly where: () => { atMs: number; step: number }) {}
+
+  fail(invariant: Invariant, detail: string): void {
+    // One report per invariant and transaction is enough to act on.
+    if (this.violations.some((v) => v.invariant === invariant && v.detail === detail)) return;
+    this.violations.push({ invariant, detail, ...this.where() });
+  }
+}

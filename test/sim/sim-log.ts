@@ -1,0 +1,154 @@
+// The decision log of the simulation: the disk as a map of the last flushed
+// snapshot of each transaction. Writes queue until a flush, which happens
+// after a random delay (group commit); a coordinator crash loses whatever was
+// not flushed, exactly what a process crash does to the real log. Flushes are
+// also where "a decision is never rewritten" and "commit only on unanimous
+// yes" are checked.
+
+import type { DecisionLog, ListPage, ListQuery } from '../../src/log/decision-log.js';
+import type { Transaction } from '../../src/protocol/types.js';
+import type { Checks } from './checks.js';
+import type { World } from './world.js';
+
+interface Pending {
+  tx: Transaction;
+  waiters: Array<() => void>;
+  callbacks: Array<() => void>;
+}
+
+export interface SimLogBugs {
+  /** Planted bug: a forced write reports durable at once, before any flush. */
+  readonly ackBeforeFlush?: boolean;
+  /** Planted bug: compaction forgets decided transactions not yet acknowledged. */
+  readonly forgetUnfinished?: boolean;
+}
+
+export class SimLog implements DecisionLog {
+  readonly durable = new Map<string, Transaction>();
+  /** Every transaction ever forgotten, with the outcome it had. */
+  readonly forgotten = new Map<string, Transaction>();
+  private pending = new Map<string, Pending>();
+  private flushEpoch = 0;
+  private flushScheduled = false;
+  /** Set by the simulator: crash the coordinator right after a flush, before anyone hears of it. */
+  crashAfterFlush: (() => boolean) | null = null;
+
+  constructor(
+    private readonly world: World,
+    private readonly checks: Checks,
+    private readonly flushDelayMsMax: number,
+    private readonly bugs: SimLogBugs = {},
+  ) {}
+
+  writeForced(tx: Transaction): Promise<void> {
+    return new Promise((resolve) => {
+      this.enqueue(tx).waiters.push(resolve);
+      if (this.bugs.ackBeforeFlush) resolve();
+    });
+  }
+
+  writeLazy(tx: Transaction, onWritten?: () => void): void {
+    const entry = this.enqueue(tx);
+    if (onWritten) entry.callbacks.push(onWritten);
+  }
+
+  private enqueue(tx: Transaction): Pending {
+    let entry = this.pending.get(tx.id);
+    if (entry) entry.tx = tx;
+    else {
+      entry = { tx, waiters: [], callbacks: [] };
+      this.pending.set(tx.id, entry);
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      const epoch = this.flushEpoch;
+      this.world.at(this.world.rng.int(0, this.flushDelayMsMax), () => {
+        if (epoch === this.flushEpoch) this.flush();
+      });
+    }
+    return entry;
+  }
+
+  flush(): void {
+    this.flushScheduled = false;
+    const batch = [...this.pending.values()];
+    this.pending.clear();
+    for (const { tx } of batch) this.store(tx);
+    if (this.crashAfterFlush?.()) return; // durable, and nobody was told
+    for (const entry of batch) {
+      for (const w of entry.waiters) w();
+      for (const cb of entry.callbacks) cb();
+    }
+  }
+
+  /** The process died: everything not flushed is gone. */
+  crash(): void {
+    this.pending.clear();
+    this.flushScheduled = false;
+    this.flushEpoch++;
+  }
+
+  private store(tx: Transaction): void {
+    const before = this.durable.get(tx.id);
+    if (before?.outcome && before.outcome !== tx.outcome) {
+      this.checks.fail('an outcome, once decided, never changes', `${tx.id}: ${before.outcome} -> ${tx.outcome}`);
+    }
+    if (tx.outcome === 'commit' && !tx.participants.every((p) => p.vote === 'yes' || p.vote === 'read-only')) {
+      this.checks.fail(
+        'commit is decided only when every participant voted yes or read-only',
+        `${tx.id}: votes ${tx.participants.map((p) => p.vote).join(',')}`,
+      );
+    }
+    // What the SQLite log keeps: no in-memory-only fields.
+    this.durable.set(tx.id, {
+      ...tx,
+      commitRequested: false,
+      participants: tx.participants.map((p) => ({ ...p, attempts: 0, lastError: null })),
+    });
+  }
+
+  get(id: string): Transaction | undefined {
+    return this.durable.get(id);
+  }
+
+  findByIdempotencyKey(key: string): Transaction | undefined {
+    for (const tx of this.durable.values()) if (tx.idempotencyKey === key) return tx;
+    return undefined;
+  }
+
+  list(query: ListQuery): ListPage {
+    const all = [...this.durable.values()]
+      .filter(
+        (tx) => (query.state === null || tx.state === query.state) && (query.after === null || tx.id < query.after),
+      )
+      .sort((a, b) => (a.id < b.id ? 1 : -1));
+    const page = all.slice(0, query.limit);
+    return { transactions: page, next: all.length > query.limit ? (page.at(-1)?.id ?? null) : null };
+  }
+
+  loadUnfinished(): Transaction[] {
+    return [...this.durable.values()].filter((tx) => tx.finishedAtMs === null).sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  compact(finishedBeforeMs: number, maxRows: number): number {
+    let n = 0;
+    for (const tx of [...this.durable.values()]) {
+      if (n >= maxRows) break;
+      const finished = tx.finishedAtMs !== null && tx.finishedAtMs < finishedBeforeMs;
+      const forgettable = finished || (this.bugs.forgetUnfinished === true && tx.outcome !== null);
+      if (!forgettable) continue;
+      if (!tx.participants.every((p) => p.acknowledged)) {
+        this.checks.fail(
+          'a transaction is forgotten only after every participant acknowledged',
+          `${tx.id} forgotten while ${tx.participants.filter((p) => !p.acknowledged).map((p) => p.name)} had not acknowledged`,
+        );
+      }
+      this.durable.delete(tx.id);
+      this.forgotten.set(tx.id, tx);
+      n++;
+    }
+    return n;
+  }
+
+  close(): void {}
+}

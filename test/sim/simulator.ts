@@ -1,0 +1,333 @@
+// The deterministic simulator: the real protocol/ and coordinator/ code,
+// driven by one seed, against simulated time, log, network and participants.
+// A run has a fault phase (message loss, duplication, reordering, partitions,
+// participant and coordinator crashes, clients doing everything the API
+// allows) and then a healing phase in which every transaction must finish.
+// Invariants are checked at every step where the thing they guard happens
+// (see checks.ts for the list and where each is checked).
+
+import { Coordinator } from '../../src/coordinator/coordinator.js';
+import type { TimerHandle, Timers } from '../../src/coordinator/timers.js';
+import { Metrics } from '../../src/metrics.js';
+import { step as realStep } from '../../src/protocol/transitions.js';
+import type { Outcome, Transaction } from '../../src/protocol/types.js';
+import { Checks, type Violation } from './checks.js';
+import { SimLog, type SimLogBugs } from './sim-log.js';
+import { type Faults, type Incarnation, SimClient, SimNetwork, SimParticipant } from './sim-participants.js';
+import { Rng, World } from './world.js';
+
+export interface SimOptions {
+  readonly seed: number;
+  /** Planted bugs, to show the checks catch them. */
+  readonly logBugs?: SimLogBugs;
+  readonly protocolStep?: typeof realStep;
+  /** Simulated milliseconds of faults before healing. */
+  readonly faultMs?: number;
+  /** Bound on simulated steps for the whole run (liveness is judged within it). */
+  readonly maxSteps?: number;
+  /** Prints a line per transaction at the end (the CLI's --seed replay). */
+  readonly trace?: (line: string) => void;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly violations: Violation[];
+  readonly steps: number;
+  readonly simulatedMs: number;
+  readonly transactions: number;
+  readonly committed: number;
+  readonly aborted: number;
+  readonly coordinatorCrashes: number;
+}
+
+const PARTICIPANTS = ['alpha', 'bravo', 'charlie'];
+const CALL_TIMEOUT_MS = 200;
+const HEAL_LIMIT_MS = 120_000;
+
+export async function simulate(options: SimOptions): Promise<SimResult> {
+  const rng = new Rng(options.seed);
+  const world = new World(rng);
+  const checks = new Checks(() => ({ atMs: world.now - START_MS, step: world.steps }));
+  const faultMs = options.faultMs ?? rng.int(1000, 4000);
+  const maxSteps = options.maxSteps ?? 400_000;
+  const faults: Faults = {
+    enabled: true,
+    lossRate: rng.pick([0, 0, 0.01, 0.05, 0.15]),
+    duplicateRate: rng.pick([0, 0.05, 0.2]),
+    longDelayRate: rng.pick([0, 0.05, 0.2]),
+    crashAfterActingRate: rng.pick([0, 0.01, 0.05]),
+  };
+  const heuristics = rng.chance(0.1);
+  const log = new SimLog(world, checks, rng.int(0, 5), options.logBugs);
+  const network = new SimNetwork(world, faults);
+  const participants = new Map<string, SimParticipant>();
+  for (const name of PARTICIPANTS) {
+    const profile = {
+      noRate: rng.pick([0, 0, 0.02, 0.2]),
+      readOnlyRate: rng.pick([0, 0.1]),
+      heuristicRate: heuristics ? 0.2 : 0,
+    };
+    participants.set(name, new SimParticipant(name, world, checks, faults, profile, () => [...participants.values()]));
+  }
+  const sleep = (ms: number) => new Promise<void>((resolve) => world.at(ms, resolve));
+
+  // --- the coordinator process, which crashes and restarts ---------------
+  let incarnation: Incarnation = { alive: false };
+  let coordinator: Coordinator | null = null;
+  let crashes = 0;
+  const metrics = new Metrics({ processMetrics: false });
+  const start = () => {
+    // One coordinator process at a time, as the log's lock guarantees.
+    if (incarnation.alive) return;
+    const inc: Incarnation = { alive: true };
+    const timers: Timers = {
+      now: () => world.now,
+      after: (ms, fn) => {
+        const handle = { cancelled: false };
+        world.at(ms, () => {
+          if (inc.alive && !handle.cancelled) fn();
+        });
+        return handle as TimerHandle;
+      },
+      cancel: (handle) => {
+        (handle as { cancelled: boolean }).cancelled = true;
+      },
+    };
+    const c = new Coordinator({
+      log,
+      participants: new SimClient(world, network, participants, inc, log, checks, CALL_TIMEOUT_MS),
+      metrics,
+      timers,
+      random: () => rng.next(),
+      entropy: (n) => rng.bytes(n),
+      onInvariantViolation: (e) => checks.fail('the coordinator asserts its own invariants', e.message),
+      protocolStep: options.protocolStep ?? realStep,
+      defaultTimeoutMs: 2000,
+      maxInFlight: 10_000,
+      maxParticipants: 8,
+      retryDelayMsMin: 5,
+      retryDelayMsMax: 200,
+      stuckAfterAttempts: 10,
+      answerWaitMsMax: 2000,
+      sweepIntervalMs: 50,
+      retentionMs: 500,
+      compactionBatch: 100,
+    });
+    c.recover();
+    incarnation = inc;
+    coordinator = c;
+  };
+  const crash = () => {
+    if (!incarnation.alive) return;
+    incarnation.alive = false;
+    coordinator = null;
+    log.crash();
+    crashes++;
+    world.at(rng.int(1, 300), start);
+  };
+  log.crashAfterFlush = () => {
+    if (!faults.enabled || !rng.chance(0.02)) return false;
+    crash();
+    return true;
+  };
+  start();
+
+  // Prepared participants ask the running coordinator, over the network.
+  for (const p of participants.values()) {
+    p.inquire = (txId, answer) => {
+      network.request(
+        p,
+        () => {
+          const c = coordinator;
+          if (!c) return;
+          const outcome = c.outcome(txId);
+          network.reply(p, () => answer(outcome));
+        },
+        () => {},
+      );
+    };
+  }
+
+  // --- faults --------------------------------------------------------------
+  const coordinatorCrashes = rng.int(0, 4);
+  for (let i = 0; i < coordinatorCrashes; i++) world.at(rng.int(0, faultMs), crash);
+  for (const p of participants.values()) {
+    for (let i = rng.int(0, 2); i > 0; i--) world.at(rng.int(0, faultMs), () => p.crashFor(rng.int(50, 800)));
+    for (let i = rng.int(0, 2); i > 0; i--) {
+      world.at(rng.int(0, faultMs), () => {
+        p.partitioned = true;
+        world.at(rng.int(50, 1000), () => {
+          p.partitioned = false;
+        });
+      });
+    }
+  }
+
+  // --- clients ---------------------------------------------------------------
+  const begun = new Set<string>();
+  const told = new Map<string, Outcome>();
+  const tell = (tx: Transaction | undefined, outcome: Outcome | null) => {
+    if (!tx || outcome === null) return;
+    const before = told.get(tx.id);
+    if (before && before !== outcome) {
+      checks.fail('an outcome, once decided, never changes', `${tx.id}: a client was told ${before}, then ${outcome}`);
+    }
+    told.set(tx.id, outcome);
+  };
+  /** One call to whichever coordinator runs now; a crash mid-call is a timeout, retried a few times. */
+  const attempt = async <T>(call: (c: Coordinator) => Promise<T>): Promise<T | null> => {
+    for (let i = 0; i < 4; i++) {
+      const c = coordinator;
+      if (c) {
+        const result = await Promise.race([call(c).catch(() => null), sleep(3000).then(() => null)]);
+        if (result !== null) return result;
+      }
+      await sleep(rng.int(50, 400));
+    }
+    return null;
+  };
+  const pickParticipants = () =>
+    PARTICIPANTS.filter(() => rng.chance(0.6)).map((name) => ({
+      name,
+      url: (participants.get(name) as SimParticipant).url,
+      payloadJson: null,
+    }));
+  const commitAnswer = (a: { tx: Transaction; refusal: unknown } | null) => {
+    if (!a) return;
+    if (a.refusal || a.tx.outcome === 'abort') tell(a.tx, 'abort');
+    else if (a.tx.outcome === 'commit') tell(a.tx, 'commit');
+  };
+  const clientCount = rng.int(4, 14);
+  let keys = 0;
+  for (let i = 0; i < clientCount; i++) {
+    world.at(rng.int(0, faultMs), () => {
+      const oneShot = rng.chance(0.5);
+      const key = rng.chance(0.5) ? `key-${keys++}` : null;
+      const request = {
+        participants: pickParticipants(),
+        timeoutMs: rng.int(300, 3000),
+        idempotencyKey: key,
+        requestHash: key,
+        metadataJson: null,
+        commit: oneShot,
+      };
+      void (async () => {
+        const begin = await attempt((c) => c.begin(request));
+        if (!begin) return;
+        begun.add(begin.tx.id);
+        const id = begin.tx.id;
+        if (oneShot) {
+          commitAnswer(begin);
+          if (rng.chance(0.3)) commitAnswer(await attempt((c) => c.commit(id)));
+          return;
+        }
+        if (rng.chance(0.3)) {
+          const extra = PARTICIPANTS.filter((n) => !request.participants.some((p) => p.name === n));
+          if (extra.length > 0) {
+            const name = rng.pick(extra);
+            await attempt((c) =>
+              c.enlist(id, { name, url: (participants.get(name) as SimParticipant).url, payloadJson: null }),
+            );
+          }
+        }
+        await sleep(rng.int(0, 500));
+        if (rng.chance(0.5)) {
+          const prepared = await attempt((c) => c.prepare(id));
+          if (prepared && (prepared.refusal || prepared.tx.outcome === 'abort')) tell(prepared.tx, 'abort');
+          await sleep(rng.int(0, 500));
+        }
+        const abort = rng.chance(0.25);
+        for (let n = rng.chance(0.3) ? 2 : 1; n > 0; n--) {
+          if (abort) {
+            const a = await attempt((c) => c.abort(id));
+            if (a && !a.refusal) tell(a.tx, 'abort');
+            if (a?.refusal) tell(a.tx, 'commit');
+          } else {
+            commitAnswer(await attempt((c) => c.commit(id)));
+          }
+        }
+      })();
+    });
+  }
+
+  // --- run: faults, then healing ------------------------------------------
+  const faultEnd = world.now + faultMs;
+  while (world.now < faultEnd && world.steps < maxSteps && (await world.step())) {}
+  faults.enabled = false;
+  for (const p of participants.values()) {
+    p.partitioned = false;
+  }
+  if (!incarnation.alive) start();
+  const healDeadline = world.now + HEAL_LIMIT_MS;
+  const prepared = () => [...participants.values()].some((p) => [...p.states.values()].includes('prepared'));
+  while (world.steps < maxSteps && world.now < healDeadline) {
+    if (world.steps % 50 === 0 && coordinator && (coordinator as Coordinator).inFlight === 0 && !prepared()) break;
+    if (!(await world.step())) break;
+  }
+
+  // --- final checks ---------------------------------------------------------
+  for (const p of participants.values()) {
+    for (const [txId, state] of p.states) {
+      if (state === 'prepared') {
+        checks.fail(
+          'liveness: when faults stop, every transaction finishes and no participant stays prepared',
+          `${txId}: ${p.name} still prepared`,
+        );
+      }
+    }
+  }
+  const c = coordinator as Coordinator | null;
+  if (c && c.inFlight > 0) {
+    checks.fail(
+      'liveness: when faults stop, every transaction finishes and no participant stays prepared',
+      `${c.inFlight} transactions unfinished after ${world.now - faultEnd} ms of healing`,
+    );
+  }
+  const finalOutcome = (id: string): Outcome | null => {
+    const stored = (log.durable.get(id) ?? log.forgotten.get(id))?.outcome;
+    if (stored) return stored;
+    const states = [...participants.values()].map((p) => p.states.get(id));
+    if (states.includes('committed')) return 'commit';
+    return states.includes('aborted') ? 'abort' : null;
+  };
+  for (const [id, outcome] of told) {
+    const final = finalOutcome(id);
+    if (final !== outcome) {
+      checks.fail(
+        'what a client was told survives: an acknowledged outcome is the outcome',
+        `${id}: told ${outcome}, ended ${final}`,
+      );
+    }
+  }
+  for (const id of begun) {
+    if (!log.durable.has(id) && !log.forgotten.has(id)) {
+      checks.fail('an acknowledged begin is never lost', `${id} is in no log`);
+    }
+  }
+  let committed = 0;
+  let aborted = 0;
+  for (const id of begun) {
+    const o = finalOutcome(id);
+    if (o === 'commit') committed++;
+    if (o === 'abort') aborted++;
+  }
+  if (options.trace) {
+    for (const id of begun) {
+      const tx = log.durable.get(id) ?? log.forgotten.get(id);
+      const states = [...participants.values()].map((p) => `${p.name}=${p.states.get(id) ?? '-'}`).join(' ');
+      options.trace(`${id} ${tx?.state} ${tx?.outcome} ${tx?.abortReason ?? ''} told=${told.get(id) ?? '-'} ${states}`);
+    }
+  }
+  return {
+    seed: options.seed,
+    violations: checks.violations,
+    steps: world.steps,
+    simulatedMs: world.now - START_MS,
+    transactions: begun.size,
+    committed,
+    aborted,
+    coordinatorCrashes: crashes,
+  };
+}
+
+const START_MS = new World(new Rng(1)).now;

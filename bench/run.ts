@@ -7,14 +7,15 @@
 //
 // Flags: --seconds N (per run, default 5), --rounds N (default 3),
 // --clients N (default 64), --durable (participants fsync every message),
-// --out FILE (markdown, default BENCHMARKS.md), --no-write.
+// --out FILE (markdown, default BENCHMARKS.md), --no-write,
+// --profile DIR (write a V8 CPU profile of the coordinator to DIR).
 
-import { type ChildProcess, fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { cpuSeconds, peakRssMb, scrape, startCoordinator, startParticipants } from './processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -26,6 +27,7 @@ interface Options {
   durable: boolean;
   out: string;
   write: boolean;
+  profileDir: string | null;
 }
 
 interface Run {
@@ -46,7 +48,15 @@ interface Run {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { seconds: 5, rounds: 3, clients: 64, durable: false, out: 'BENCHMARKS.md', write: true };
+  const o: Options = {
+    seconds: 5,
+    rounds: 3,
+    clients: 64,
+    durable: false,
+    out: 'BENCHMARKS.md',
+    write: true,
+    profileDir: null,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--seconds') o.seconds = Number(argv[++i]);
@@ -55,91 +65,15 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--durable') o.durable = true;
     else if (a === '--out') o.out = String(argv[++i]);
     else if (a === '--no-write') o.write = false;
+    else if (a === '--profile') o.profileDir = path.resolve(String(argv[++i]));
     else throw new Error(`unknown flag ${a}`);
   }
   return o;
 }
 
-const CLOCK_TICKS_PER_S = 100;
-
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
-}
-
-/** Peak resident memory of a process so far, in MB. */
-function peakRssMb(pid: number): number {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return kb / 1024;
-}
-
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number;
-}
-
-async function freePort(): Promise<number> {
-  const net = await import('node:net');
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startParticipants(durableDir: string | null): Promise<{ child: ChildProcess; urls: string[] }> {
-  const ports = [await freePort(), await freePort()];
-  const args = [...(durableDir ? ['--durable', durableDir] : []), ...ports.map(String)];
-  const child = fork(path.join(here, 'participant-server.js'), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  let listening = 0;
-  await new Promise<void>((resolve) =>
-    child.on('message', () => {
-      if (++listening === ports.length) resolve();
-    }),
-  );
-  return { child, urls: ports.map((p) => `http://127.0.0.1:${p}/tx`) };
-}
-
-async function startCoordinator(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [path.join(root, 'dist', 'src', 'main.js')], {
-    env: {
-      ...process.env,
-      COMMITD_PORT: String(port),
-      COMMITD_DATA_DIR: dataDir,
-      COMMITD_LOG_LEVEL: 'warn',
-      // Finished transactions are forgotten soon, as in a long-running deployment.
-      COMMITD_RETENTION_MS: '10000',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try {
-      const res = await fetch(`${url}/readyz`);
-      if (res.ok) return { child, url };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('commitd did not become ready');
-}
-
-async function scrape(url: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const values = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line === '') continue;
-    const i = line.lastIndexOf(' ');
-    values.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return values;
 }
 
 /** Runs `once` from `clients` concurrent loops for `seconds`; collects latencies of the successes. */
@@ -176,7 +110,11 @@ async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-bench-'));
   const participants = await startParticipants(o.durable ? work : null);
-  const coordinator = await startCoordinator(path.join(work, 'data'));
+  const coordinator = await startCoordinator(path.join(work, 'data'), {
+    profileDir: o.profileDir,
+    // Finished transactions are forgotten soon, as in a long-running deployment.
+    env: { COMMITD_RETENTION_MS: '10000' },
+  });
   const pid = coordinator.child.pid as number;
   const participantsPid = participants.child.pid as number;
   const coordinatorPool = new Pool(coordinator.url, { connections: o.clients, pipelining: 1 });
@@ -225,7 +163,9 @@ async function main(): Promise<void> {
     return run;
   };
 
-  console.log(`commitd bench: ${o.rounds} rounds of ${o.seconds} s, ${o.clients} clients, participants ${o.durable ? 'durable' : 'in-memory'}`);
+  console.log(
+    `commitd bench: ${o.rounds} rounds of ${o.seconds} s, ${o.clients} clients, participants ${o.durable ? 'durable' : 'in-memory'}`,
+  );
   console.log('warm-up…');
   await load(o.clients, 2, coordinated);
   await load(o.clients, 1, baseline);
@@ -239,7 +179,10 @@ async function main(): Promise<void> {
   const peakRss = peakRssMb(pid);
 
   const median = (kind: Run['kind'], f: (r: Run) => number) => {
-    const xs = runs.filter((r) => r.kind === kind).map(f).sort((a, b) => a - b);
+    const xs = runs
+      .filter((r) => r.kind === kind)
+      .map(f)
+      .sort((a, b) => a - b);
     return xs[Math.floor(xs.length / 2)] as number;
   };
   const coordTps = median('coordinated', (r) => r.tps);

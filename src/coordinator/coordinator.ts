@@ -226,7 +226,14 @@ export class Coordinator {
   }
 
   list(query: ListQuery): ListPage {
-    this.o.log.flush();
+    try {
+      this.o.log.flush();
+    } catch (error) {
+      // The page is read from the log, so what is queued for it goes first
+      // (a state filter would miss it otherwise). With a full disk it cannot
+      // go: that is the 503 of a log that cannot be written, not a 500.
+      throw new UnavailableError(`the decision log cannot be written: ${(error as Error).message}`, 5);
+    }
     const page = this.o.log.list(query);
     const transactions: Transaction[] = [];
     for (const stored of page.transactions) {
@@ -377,7 +384,9 @@ export class Coordinator {
             // transaction, and a retried commit would wait for that vote.
             // Abort it now, as recovery after a crash at this instant would.
             if (before.state === 'preparing') {
-              this.dispatch(d, { type: 'recover' }).catch((e) => this.fail(e, `aborting ${d.tx.id} after a failed write`));
+              this.dispatch(d, { type: 'recover' }).catch((e) =>
+                this.fail(e, `aborting ${d.tx.id} after a failed write`),
+              );
             }
             throw unavailable;
           }

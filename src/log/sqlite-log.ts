@@ -303,6 +303,7 @@ function open(dataDir: string): Database.Database {
     throw new LogUnusableError(`cannot create the data directory ${dataDir}: ${(error as Error).message}`);
   }
   const file = path.join(dataDir, LOG_FILE);
+  refuseReadOnly(dataDir, file);
   let db: Database.Database;
   try {
     // timeout 0: a log held by another process is refused at once, not waited for.
@@ -317,14 +318,23 @@ function open(dataDir: string): Database.Database {
     // the log.
     db.pragma('locking_mode = EXCLUSIVE');
     const mode = db.pragma('journal_mode = WAL', { simple: true });
-    if (mode !== 'wal') throw new LogUnusableError(`cannot switch the decision log to WAL mode (got ${mode})`);
+    if (mode !== 'wal') throw new LogUnusableError(`cannot switch the decision log ${file} to WAL mode (got ${mode})`);
     db.exec('BEGIN EXCLUSIVE; COMMIT');
     db.pragma('synchronous = FULL');
     // Keep the WAL from growing without bound between checkpoints.
     db.pragma('journal_size_limit = 67108864');
     const check = db.pragma('quick_check', { simple: true });
-    if (check !== 'ok') throw new LogUnusableError(`the decision log failed its integrity check: ${check}`);
-    migrate(db);
+    if (check !== 'ok') throw new LogUnusableError(`the decision log ${file} failed its integrity check: ${check}`);
+    try {
+      migrate(db);
+    } catch (error) {
+      // migrate's refusals (a schema newer than this commitd) do not know the file.
+      if (error instanceof LogUnusableError) {
+        throw new LogUnusableError(`cannot use the decision log ${file}: ${error.message}`);
+      }
+      throw error;
+    }
+    refuseDamagedRecords(db, file);
     return db;
   } catch (error) {
     db.close();
@@ -335,7 +345,66 @@ function open(dataDir: string): Database.Database {
       );
     }
     if (e instanceof LogUnusableError) throw e;
+    if (e.code?.startsWith('SQLITE_READONLY')) {
+      throw new LogUnusableError(`the decision log ${file} is read-only, commitd cannot write it: ${e.message}`);
+    }
     throw new LogUnusableError(`the decision log ${file} is unusable: ${e.message}`);
+  }
+}
+
+/**
+ * SQLite opens a file it may not write read-only, without a word, and the
+ * first write then fails as "disk I/O error" (the exclusive lock cannot be
+ * taken on a read-only descriptor) or "attempt to write a readonly database",
+ * naming neither the cause nor the file. commitd cannot run on a log it
+ * cannot write (no decision could be made durable), so say so up front. The
+ * directory must be writable too: the WAL file is created and removed there.
+ * (access(2) also reports a read-only mount, EROFS.)
+ */
+function refuseReadOnly(dataDir: string, file: string): void {
+  const need = [
+    { at: dataDir, mode: fs.constants.W_OK, what: `the data directory ${dataDir}` },
+    { at: file, mode: fs.constants.R_OK | fs.constants.W_OK, what: file },
+    { at: `${file}-wal`, mode: fs.constants.R_OK | fs.constants.W_OK, what: `${file}-wal` },
+  ];
+  for (const { at, mode, what } of need) {
+    if (at !== dataDir && !fs.existsSync(at)) continue;
+    try {
+      fs.accessSync(at, mode);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      throw new LogUnusableError(
+        `the decision log ${file} cannot be written: ${what} is read-only for this process (${code})`,
+      );
+    }
+  }
+}
+
+/**
+ * quick_check sees the structure of the b-trees, not what a record holds:
+ * garbage torn into the bytes of a record passes it and would be read back as
+ * data (a participant list that is not JSON, found only when a request read
+ * it). Look at every record once, at start, in SQLite's own C code. This
+ * cannot catch garbage that happens to form valid values: SQLite keeps no
+ * checksums of its pages.
+ */
+function refuseDamagedRecords(db: Database.Database, file: string): void {
+  const damaged = db
+    .prepare(
+      `SELECT id FROM transactions WHERE
+         state NOT IN ('active', 'preparing', 'prepared', 'committing', 'committed', 'aborting', 'aborted')
+         OR (outcome IS NOT NULL AND outcome NOT IN ('commit', 'abort'))
+         OR NOT json_valid(participants) OR json_type(participants) != 'array'
+         OR (metadata IS NOT NULL AND NOT json_valid(metadata))
+       UNION ALL SELECT tx_id FROM payloads WHERE NOT json_valid(payload)
+       LIMIT 1`,
+    )
+    .get() as { id: string } | undefined;
+  if (damaged) {
+    throw new LogUnusableError(
+      `the decision log ${file} holds a damaged record (transaction ${JSON.stringify(damaged.id)}): ` +
+        "it passed SQLite's integrity check, but its contents are not what commitd writes",
+    );
   }
 }
 

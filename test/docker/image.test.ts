@@ -45,46 +45,50 @@ t.test('the Dockerfile builds in one stage and ships a lean, unprivileged runtim
   t.same(cmd, ['node', 'dist/src/main.js'], 'exec form: node is PID 1 and gets SIGTERM itself');
 });
 
-t.test('the runtime stage, re-enacted: production dependencies suffice, healthcheck passes, SIGTERM exits 0', async (t) => {
-  const app = tempDir('commitd-image-');
-  t.teardown(() => fs.rmSync(app, { recursive: true, force: true }));
-  for (const f of ['package.json', 'package-lock.json']) fs.copyFileSync(path.join(PACKAGE_ROOT, f), path.join(app, f));
-  // Production dependencies only, from the npm cache the test run's own install filled.
-  execFileSync('npm', ['ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], {
-    cwd: app,
-    stdio: 'pipe',
-  });
-  // The native module the image's build stage compiles: the one built here.
-  const addon = 'node_modules/better-sqlite3/build/Release/better_sqlite3.node';
-  fs.mkdirSync(path.dirname(path.join(app, addon)), { recursive: true });
-  fs.copyFileSync(path.join(PACKAGE_ROOT, addon), path.join(app, addon));
-  t.notOk(fs.existsSync(path.join(app, 'node_modules/typescript')), 'no dev dependencies in the image');
-  fs.cpSync(path.join(PACKAGE_ROOT, 'dist/src'), path.join(app, 'dist/src'), { recursive: true });
-  fs.cpSync(path.join(PACKAGE_ROOT, 'config'), path.join(app, 'config'), { recursive: true });
+t.test(
+  'the runtime stage, re-enacted: production dependencies suffice, healthcheck passes, SIGTERM exits 0',
+  async (t) => {
+    const app = tempDir('commitd-image-');
+    t.teardown(() => fs.rmSync(app, { recursive: true, force: true }));
+    for (const f of ['package.json', 'package-lock.json'])
+      fs.copyFileSync(path.join(PACKAGE_ROOT, f), path.join(app, f));
+    // Production dependencies only, from the npm cache the test run's own install filled.
+    execFileSync('npm', ['ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], {
+      cwd: app,
+      stdio: 'pipe',
+    });
+    // The native module the image's build stage compiles: the one built here.
+    const addon = 'node_modules/better-sqlite3/build/Release/better_sqlite3.node';
+    fs.mkdirSync(path.dirname(path.join(app, addon)), { recursive: true });
+    fs.copyFileSync(path.join(PACKAGE_ROOT, addon), path.join(app, addon));
+    t.notOk(fs.existsSync(path.join(app, 'node_modules/typescript')), 'no dev dependencies in the image');
+    fs.cpSync(path.join(PACKAGE_ROOT, 'dist/src'), path.join(app, 'dist/src'), { recursive: true });
+    fs.cpSync(path.join(PACKAGE_ROOT, 'config'), path.join(app, 'config'), { recursive: true });
 
-  const env = { ...process.env, ...runtimeEnv(), COMMITD_PORT: '0', COMMITD_DATA_DIR: path.join(app, 'data') };
-  const child = spawn(process.execPath, ['dist/src/main.js'], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (c) => {
-    output += c;
-  });
-  child.stderr.on('data', (c) => {
-    output += c;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  t.teardown(() => child.kill('SIGKILL'));
-  await waitUntil(() => /commitd ready/.test(output) || child.exitCode !== null, 20_000, 'the service to start');
-  t.match(output, /commitd ready/, output);
-  const port = /"address":"0\.0\.0\.0:(\d+)"/.exec(output)?.[1];
-  t.ok(port, 'bound to every interface');
+    const env = { ...process.env, ...runtimeEnv(), COMMITD_PORT: '0', COMMITD_DATA_DIR: path.join(app, 'data') };
+    const child = spawn(process.execPath, ['dist/src/main.js'], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c) => {
+      output += c;
+    });
+    child.stderr.on('data', (c) => {
+      output += c;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    t.teardown(() => child.kill('SIGKILL'));
+    await waitUntil(() => /commitd ready/.test(output) || child.exitCode !== null, 20_000, 'the service to start');
+    t.match(output, /commitd ready/, output);
+    const port = /"address":"0\.0\.0\.0:(\d+)"/.exec(output)?.[1];
+    t.ok(port, 'bound to every interface');
 
-  const health = JSON.parse(instruction(runtime, 'HEALTHCHECK')[0]?.replace(/^.*?CMD\s+/, '') ?? '[]') as string[];
-  const [command, ...args] = health;
-  t.equal(command, 'node');
-  execFileSync(process.execPath, args, { env: { ...env, COMMITD_PORT: port }, stdio: 'pipe' });
-  t.pass('the HEALTHCHECK command exits 0 against the running service');
+    const health = JSON.parse(instruction(runtime, 'HEALTHCHECK')[0]?.replace(/^.*?CMD\s+/, '') ?? '[]') as string[];
+    const [command, ...args] = health;
+    t.equal(command, 'node');
+    execFileSync(process.execPath, args, { env: { ...env, COMMITD_PORT: port }, stdio: 'pipe' });
+    t.pass('the HEALTHCHECK command exits 0 against the running service');
 
-  child.kill('SIGTERM');
-  t.equal(await exited, 0, 'SIGTERM: clean exit');
-  t.ok(fs.existsSync(path.join(app, 'data', 'commitd.db')), 'the decision log lives in COMMITD_DATA_DIR');
-});
+    child.kill('SIGTERM');
+    t.equal(await exited, 0, 'SIGTERM: clean exit');
+    t.ok(fs.existsSync(path.join(app, 'data', 'commitd.db')), 'the decision log lives in COMMITD_DATA_DIR');
+  },
+);

@@ -1,0 +1,99 @@
+// Processes for the benchmarks: the built coordinator as a child process,
+// free ports, and what /proc and /metrics say about a process.
+
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+
+const CLOCK_TICKS_PER_S = 100;
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+export function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+}
+
+/** Peak resident memory of a process so far, in MB. */
+export function peakRssMb(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return kb / 1024;
+}
+
+export async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resident memory of a process now, in MB. */
+export function rssMb(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+export async function startCoordinator(
+  dataDir: string,
+  options: { profileDir?: string | null; env?: Record<string, string> } = {},
+): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  const profile = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir] : [];
+  const child = spawn(process.execPath, [...profile, path.join(root, 'dist', 'src', 'main.js')], {
+    env: {
+      ...process.env,
+      COMMITD_PORT: String(port),
+      COMMITD_DATA_DIR: dataDir,
+      COMMITD_LOG_LEVEL: 'warn',
+      ...options.env,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      const res = await fetch(`${url}/readyz`);
+      if (res.ok) return { child, url };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('commitd did not become ready');
+}
+
+export async function scrape(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line === '') continue;
+    const i = line.lastIndexOf(' ');
+    values.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return values;
+}
+
+/** Two benchmark participants in a child process (bench/participant-server.ts). */
+export async function startParticipants(durableDir: string | null): Promise<{ child: ChildProcess; urls: string[] }> {
+  const ports = [await freePort(), await freePort()];
+  const args = [...(durableDir ? ['--durable', durableDir] : []), ...ports.map(String)];
+  const child = fork(path.join(here, 'participant-server.js'), args, {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  let listening = 0;
+  await new Promise<void>((resolve) =>
+    child.on('message', () => {
+      if (++listening === ports.length) resolve();
+    }),
+  );
+  return { child, urls: ports.map((p) => `http://127.0.0.1:${p}/tx`) };
+}

@@ -1,0 +1,110 @@
+// npm run soak: memory over a long run. The built coordinator and two
+// in-memory participants; 64 clients run one-shot commits until --transactions
+// (default 1,000,000) have committed. Every --every seconds it prints the
+// coordinator's resident memory, the decision log's size on disk and the
+// transactions in flight; at the end it compares the first and second half of
+// the run: with compaction keeping up, memory and log size stay flat.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Pool } from 'undici';
+import { peakRssMb, rssMb, scrape, startCoordinator, startParticipants } from './processes.js';
+
+interface Sample {
+  seconds: number;
+  committed: number;
+  rssMb: number;
+  logMb: number;
+  inFlight: number;
+}
+
+function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  return i === -1 ? fallback : Number(process.argv[i + 1]);
+}
+
+function dirMb(dir: string): number {
+  let bytes = 0;
+  for (const f of fs.readdirSync(dir)) bytes += fs.statSync(path.join(dir, f)).size;
+  return bytes / 2 ** 20;
+}
+
+async function main(): Promise<void> {
+  const target = flag('--transactions', 1_000_000);
+  const everyS = flag('--every', 10);
+  const clients = flag('--clients', 64);
+  const retentionMs = flag('--retention-ms', 10_000);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-soak-'));
+  const dataDir = path.join(work, 'data');
+  const participants = await startParticipants(null);
+  const coordinator = await startCoordinator(dataDir, { env: { COMMITD_RETENTION_MS: String(retentionMs) } });
+  const pid = coordinator.child.pid as number;
+  const pool = new Pool(coordinator.url, { connections: clients });
+  const body = JSON.stringify({
+    participants: participants.urls.map((url, i) => ({ name: `p${i}`, url })),
+    commit: true,
+  });
+
+  let committed = 0;
+  let failed = 0;
+  const started = performance.now();
+  const samples: Sample[] = [];
+  const sample = async () => {
+    const metrics = await scrape(coordinator.url);
+    let inFlight = 0;
+    for (const [k, v] of metrics) if (k.startsWith('commitd_transactions_in_flight')) inFlight += v;
+    const s: Sample = {
+      seconds: (performance.now() - started) / 1000,
+      committed,
+      rssMb: rssMb(pid),
+      logMb: dirMb(dataDir),
+      inFlight,
+    };
+    samples.push(s);
+    console.log(
+      `${s.seconds.toFixed(0).padStart(5)} s  ${String(s.committed).padStart(8)} committed  ` +
+        `rss ${s.rssMb.toFixed(0).padStart(4)} MB  log ${s.logMb.toFixed(1).padStart(6)} MB  in flight ${s.inFlight}`,
+    );
+  };
+  const timer = setInterval(() => void sample(), everyS * 1000);
+  console.log(`soak: ${target} one-shot commits, ${clients} clients, retention ${retentionMs} ms`);
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (committed + failed < target) {
+        const res = await pool.request({
+          path: '/v1/transactions',
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        });
+        await res.body.dump();
+        if (res.statusCode === 200) committed++;
+        else failed++;
+      }
+    }),
+  );
+  clearInterval(timer);
+  await sample();
+  const half = samples.filter((s) => s.committed >= target / 2);
+  const firstHalf = samples.filter((s) => s.committed < target / 2);
+  const max = (xs: Sample[], f: (s: Sample) => number) => Math.max(...xs.map(f));
+  const seconds = (performance.now() - started) / 1000;
+  console.log(
+    `soak: transactions=${committed} failed=${failed} seconds=${seconds.toFixed(0)} tps=${(committed / seconds).toFixed(0)} ` +
+      `peak_rss_mb=${peakRssMb(pid).toFixed(0)} rss_max_first_half_mb=${max(firstHalf, (s) => s.rssMb).toFixed(0)} ` +
+      `rss_max_second_half_mb=${max(half, (s) => s.rssMb).toFixed(0)} log_max_first_half_mb=${max(firstHalf, (s) => s.logMb).toFixed(1)} ` +
+      `log_max_second_half_mb=${max(half, (s) => s.logMb).toFixed(1)}`,
+  );
+  await pool.close();
+  coordinator.child.kill('SIGTERM');
+  participants.child.kill('SIGTERM');
+  await new Promise((r) => coordinator.child.once('exit', r));
+  fs.rmSync(work, { recursive: true, force: true });
+  process.exitCode = failed > 0 ? 1 : 0;
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -19,6 +19,7 @@ async function main(): Promise<void> {
   }
 
   const metrics = new Metrics();
+  const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const app = { log: console as { error: (...a: unknown[]) => void; warn: (...a: unknown[]) => void } };
   let log: SqliteLog;
   try {
@@ -27,11 +28,13 @@ async function main(): Promise<void> {
       maxBatchRecords: config.log.maxBatchRecords,
       lazyFlushDelayMs: config.log.lazyFlushDelayMs,
       onFlush: (s) => {
+        readiness.logWritable = true;
         metrics.logFlushDuration.observe(s.durationMs / 1000);
         metrics.logFlushRecords.observe(s.records);
         if (s.fsynced) metrics.logFsyncs.inc();
       },
       onError: (e) => {
+        readiness.logWritable = false;
         metrics.logErrors.inc();
         app.log.error({ err: e }, 'writing the decision log failed');
       },
@@ -72,7 +75,6 @@ async function main(): Promise<void> {
     onError: (e, context) => app.log.error({ err: e }, context),
   });
 
-  const readiness: Readiness = { ready: false, stopping: false };
   const server = await buildApi({ coordinator, config, metrics, readiness, logger: { level: config.server.logLevel } });
   app.log = server.log;
 

@@ -17,6 +17,8 @@ import { transactionRoutes } from './transactions-routes.js';
 export interface Readiness {
   ready: boolean;
   stopping: boolean;
+  /** False while the last write to the decision log failed (a full disk): no decision can be made durable. */
+  logWritable: boolean;
 }
 
 export interface ApiOptions {
@@ -95,8 +97,10 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
 
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
-    if (o.readiness.ready && !o.readiness.stopping) return { status: 'ready' };
-    return sendProblem(reply, problem('unavailable', 503, o.readiness.stopping ? 'shutting down' : 'recovering'));
+    const r = o.readiness;
+    if (r.ready && !r.stopping && r.logWritable) return { status: 'ready' };
+    const why = r.stopping ? 'shutting down' : !r.ready ? 'recovering' : 'the decision log cannot be written';
+    return sendProblem(reply, problem('unavailable', 503, why));
   });
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
     reply.type(o.metrics.registry.contentType);

@@ -62,6 +62,9 @@ type StoredParticipant = Pick<
 
 export const LOG_FILE = 'commitd.db';
 
+/** SQLite failures that may pass (a full disk, an I/O error, a lock), as opposed to a refused record. */
+const TRANSIENT = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|READONLY|CANTOPEN|PROTOCOL|NOMEM)/;
+
 export class SqliteLog implements DecisionLog {
   private readonly db: Database.Database;
   private readonly statements;
@@ -154,7 +157,8 @@ export class SqliteLog implements DecisionLog {
   }
 
   flush(): void {
-    while (this.pending.size > 0) this.flushBatch();
+    // Bounded: records that fail and go back in the queue wait for a later flush.
+    for (let n = Math.ceil(this.pending.size / this.options.maxBatchRecords); n > 0; n--) this.flushBatch();
   }
 
   private hasForced(): boolean {
@@ -171,30 +175,63 @@ export class SqliteLog implements DecisionLog {
       this.pending.delete(id);
       if (batch.length >= this.options.maxBatchRecords) break;
     }
+    try {
+      this.write(batch);
+      return;
+    } catch (error) {
+      if (batch.length === 1) {
+        if (this.failed(batch[0] as Pending, error as Error)) throw error;
+        return;
+      }
+    }
+    // One record the log refuses must not sink the rest of the batch: write
+    // them one by one, so only what really cannot be written fails.
+    let first: Error | null = null;
+    for (const entry of batch) {
+      try {
+        this.write([entry]);
+      } catch (e) {
+        if (this.failed(entry, e as Error)) first ??= e as Error;
+      }
+    }
+    if (first) throw first;
+  }
+
+  /** One SQLite transaction: fsynced when it carries a forced record; then its writers hear. */
+  private write(batch: Pending[]): void {
     const forced = batch.some((e) => e.forced);
     const startedAt = performance.now();
-    try {
-      this.setFullSync(forced);
-      this.db.transaction(() => {
-        for (const entry of batch) this.store(entry.tx);
-      })();
-    } catch (error) {
-      // Nothing of the batch is on disk. Forced writers hear of it (their
-      // caller gets an error, nothing was promised); lazy records go back in
-      // the queue, behind anything newer, to be tried with the next flush.
-      for (const entry of batch) {
-        for (const w of entry.waiters) w.reject(error as Error);
-        if (!entry.forced && !this.pending.has(entry.tx.id)) {
-          this.pending.set(entry.tx.id, { ...entry, waiters: [] });
-        }
-      }
-      throw error;
-    }
+    this.setFullSync(forced);
+    this.db.transaction(() => {
+      for (const entry of batch) this.store(entry.tx);
+    })();
     this.options.onFlush?.({ durationMs: performance.now() - startedAt, records: batch.length, fsynced: forced });
     for (const entry of batch) {
       for (const w of entry.waiters) w.resolve();
       for (const cb of entry.callbacks) cb();
     }
+  }
+
+  /**
+   * A record that is not on disk. Forced writers hear of it (their caller gets
+   * an error; nothing was promised). A lazy record goes back in the queue,
+   * behind anything newer, when the failure may pass (a full disk, an I/O
+   * error); one the log refuses outright would fail forever and is dropped,
+   * loudly: recovery works from what is on disk, which is where it stood.
+   * Returns whether the caller still has a failure to report.
+   */
+  private failed(entry: Pending, error: Error): boolean {
+    for (const w of entry.waiters) w.reject(error);
+    if (entry.forced) return true;
+    const code = (error as Error & { code?: string }).code ?? '';
+    if (TRANSIENT.test(code)) {
+      if (!this.pending.has(entry.tx.id)) this.pending.set(entry.tx.id, { ...entry, waiters: [] });
+      return true;
+    }
+    this.options.onError?.(
+      new LogUnusableError(`dropped a record of ${entry.tx.id} the log refuses: ${error.message}`),
+    );
+    return false;
   }
 
   private setFullSync(full: boolean): void {
@@ -285,7 +322,14 @@ export class SqliteLog implements DecisionLog {
 
   close(): void {
     if (this.closed) return;
-    this.flush();
+    try {
+      this.flush();
+    } catch (error) {
+      // What cannot be written now is lazy (forced writers were told): the
+      // next start recovers from what is on disk. Close regardless, so the
+      // lock is released.
+      this.options.onError?.(error as Error);
+    }
     this.closed = true;
     if (this.laterTimer) clearTimeout(this.laterTimer);
     this.db.close();

@@ -43,6 +43,8 @@ export class HttpParticipants implements ParticipantClient {
       connections: options.connectionsPerOrigin,
       keepAliveTimeout: options.keepAliveTimeoutMs,
       pipelining: 1,
+      // A host that never answers the connection counts within the same bound.
+      connectTimeout: Math.min(options.prepareTimeoutMs, options.phaseTwoTimeoutMs),
     });
   }
 
@@ -135,9 +137,12 @@ export class HttpParticipants implements ParticipantClient {
       method: 'POST',
       headers,
       body,
-      // One bound on the whole exchange: a participant that accepts the
-      // connection and then says nothing must not hold a vote open.
-      signal: AbortSignal.timeout(timeoutMs),
+      // Counted from when the request is on the wire, not while it waits
+      // for a connection behind others: a participant that accepts the
+      // request and then says nothing must not hold a vote open, and a busy
+      // pool must not turn into spurious no votes.
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
     });
   }
 
@@ -186,6 +191,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function describe(error: unknown): string {
   const e = error as { name?: string; code?: string; message?: string };
-  if (e?.name === 'TimeoutError' || e?.name === 'AbortError') return 'no answer within the timeout';
+  if (e?.code === 'UND_ERR_HEADERS_TIMEOUT' || e?.code === 'UND_ERR_BODY_TIMEOUT')
+    return 'no answer within the timeout';
   return (e?.code ?? e?.message ?? String(error)).slice(0, 200);
 }

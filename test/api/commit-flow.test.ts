@@ -32,3 +32,15 @@ t.test('one-shot commit across two participants commits at both', async (t) => {
   t.same(a.received.find((m) => m.action === 'prepare')?.body.payload, { order: 1 });
   t.equal(a.received[0]?.headers['x-commitd-transaction'], tx.id);
 });
+
+t.test('/readyz: 503 while the decision log cannot be written, 200 again once it can', async (t) => {
+  const h = await startHarness();
+  t.teardown(() => h.close(true));
+  t.equal((await h.app.inject({ url: '/readyz' })).statusCode, 200);
+  h.readiness.logWritable = false;
+  const down = await h.app.inject({ url: '/readyz' });
+  t.equal(down.statusCode, 503);
+  t.match(down.json(), { status: 503, detail: 'the decision log cannot be written' });
+  h.readiness.logWritable = true;
+  t.equal((await h.app.inject({ url: '/readyz' })).statusCode, 200);
+});

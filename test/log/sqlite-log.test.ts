@@ -470,6 +470,26 @@ t.test('the decision_is_final trigger refuses to rewrite an outcome', async (t) 
   t.equal(openLog(t, dir).log.get('tx_1')?.outcome, 'commit');
 });
 
+t.test('a lazy record the log refuses is dropped once, loudly, and does not sink the records beside it', async (t) => {
+  const dir = tempDir(t);
+  const { log, errors, flushes } = openLog(t, dir);
+  await log.writeForced(begin('tx_1'));
+  const decided = committed('tx_1', T0 + 100);
+  await log.writeForced(decided);
+  // A bug's record: the trigger refuses it, and it rides with an unrelated forced write.
+  log.writeLazy({ ...decided, state: 'aborted', outcome: 'abort', abortReason: 'client' });
+  await log.writeForced(begin('tx_2'));
+  t.equal(log.get('tx_2')?.state, 'active', 'the forced write beside it is on disk');
+  t.equal(errors.length, 1, 'reported once');
+  t.match(errors[0]?.message, /dropped a record of tx_1 the log refuses: a decision is never rewritten/);
+  const before = flushes.length;
+  await log.writeForced(begin('tx_3'));
+  t.equal(flushes.length, before + 1, 'and not retried: the next flush carries only new records');
+  t.equal(flushes.at(-1)?.records, 1);
+  t.equal(log.get('tx_1')?.outcome, 'commit');
+  t.doesNotThrow(() => log.close(), 'closing is not blocked by it');
+});
+
 t.test('close writes what is queued; a closed log refuses writes', async (t) => {
   const dir = tempDir(t);
   const { log } = openLog(t, dir);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { buildApi } from '../../src/api/server.js';
+import { buildApi, type Readiness } from '../../src/api/server.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import { Coordinator } from '../../src/coordinator/coordinator.js';
 import { SqliteLog } from '../../src/log/sqlite-log.js';
@@ -20,6 +20,7 @@ export interface Harness {
   readonly config: Config;
   readonly dataDir: string;
   readonly errors: Error[];
+  readonly readiness: Readiness;
   /** Stops everything; the data directory stays for a restart unless `removeData`. */
   close(removeData?: boolean): Promise<void>;
 }
@@ -50,16 +51,22 @@ export function testConfig(overrides: Overrides = {}, dataDir = tempDir()): Conf
 export async function startHarness(overrides: Overrides = {}, dataDir?: string): Promise<Harness> {
   const config = testConfig(overrides, dataDir);
   const metrics = new Metrics({ processMetrics: false });
+  // Wired as main.ts wires it.
+  const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const errors: Error[] = [];
   const log = new SqliteLog({
     dataDir: config.server.dataDir,
     maxBatchRecords: config.log.maxBatchRecords,
     lazyFlushDelayMs: config.log.lazyFlushDelayMs,
     onFlush: (s) => {
+      readiness.logWritable = true;
       metrics.logFlushRecords.observe(s.records);
       if (s.fsynced) metrics.logFsyncs.inc();
     },
-    onError: (e) => errors.push(e),
+    onError: (e) => {
+      readiness.logWritable = false;
+      errors.push(e);
+    },
   });
   const p = config.participants;
   const participants = new HttpParticipants({ ...p, onCall: () => {} });
@@ -81,7 +88,6 @@ export async function startHarness(overrides: Overrides = {}, dataDir?: string):
       if (context !== 'heuristic outcome') errors.push(e);
     },
   });
-  const readiness = { ready: false, stopping: false };
   const app = await buildApi({ coordinator, config, metrics, readiness, logger: false });
   await app.ready();
   coordinator.recover();
@@ -94,6 +100,7 @@ export async function startHarness(overrides: Overrides = {}, dataDir?: string):
     config,
     dataDir: config.server.dataDir,
     errors,
+    readiness,
     close: async (removeData = false) => {
       await app.close();
       await coordinator.stop();

@@ -3,7 +3,7 @@ import { LogUnusableError } from './decision-log.js';
 
 // Migrations keyed on PRAGMA user_version: migration i takes the schema from
 // version i to i + 1. Append only; never edit a released one.
-const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE transactions (
     id              TEXT PRIMARY KEY,
@@ -37,6 +37,14 @@ const MIGRATIONS: readonly string[] = [
   CREATE TRIGGER decision_is_final BEFORE UPDATE OF outcome ON transactions
   WHEN OLD.outcome IS NOT NULL AND NEW.outcome IS NOT OLD.outcome
   BEGIN SELECT RAISE(ABORT, 'a decision is never rewritten'); END;
+  `,
+  // 2: every index costs each of the three writes a transaction makes; these
+  // two served only recovery at start and the list API's state filter, which
+  // scan a table that compaction keeps to the retention window instead.
+  // Measured: 90 -> 59 µs per committed transaction in the log (12 per flush).
+  `
+  DROP INDEX transactions_unfinished;
+  DROP INDEX transactions_state;
   `,
 ];
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import t, { type Test } from 'tap';
 import { type FlushStats, LogLockedError, LogUnusableError } from '../../src/log/decision-log.js';
-import { SCHEMA_VERSION } from '../../src/log/schema.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../../src/log/schema.js';
 import { LOG_FILE, SqliteLog, type SqliteLogOptions } from '../../src/log/sqlite-log.js';
 import { createTransaction, step } from '../../src/protocol/transitions.js';
 import type { Event, Transaction } from '../../src/protocol/types.js';
@@ -502,4 +502,29 @@ t.test('close writes what is queued; a closed log refuses writes', async (t) => 
     reopened.log.loadUnfinished().map((tx) => tx.id),
     ['tx_1'],
   );
+});
+
+t.test('a log written by schema version 1 is migrated in place, its transactions intact', async (t) => {
+  const dir = tempDir(t);
+  const db = new Database(path.join(dir, LOG_FILE));
+  db.exec(MIGRATIONS[0] as string);
+  db.pragma('user_version = 1');
+  db.prepare(
+    `INSERT INTO transactions (id, state, outcome, one_shot, created_at_ms, deadline_ms, participants)
+     VALUES ('tx_1', 'committing', 'commit', 0, 1, 2, '[{"name":"a","url":"http://a/tx","vote":"yes","voteLost":false,"reason":null,"acknowledged":false,"heuristic":null}]')`,
+  ).run();
+  db.close();
+  const { log } = openLog(t, dir);
+  t.same(
+    log.loadUnfinished().map((tx) => [tx.id, tx.state, tx.outcome, tx.participants[0]?.vote]),
+    [['tx_1', 'committing', 'commit', 'yes']],
+  );
+  log.close();
+  const after = new Database(path.join(dir, LOG_FILE), { readonly: true });
+  t.equal(after.pragma('user_version', { simple: true }), SCHEMA_VERSION);
+  const indexes = after
+    .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'transactions_%'")
+    .all();
+  t.same(indexes, [{ name: 'transactions_finished' }], 'only the index compaction uses is left');
+  after.close();
 });

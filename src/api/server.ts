@@ -9,7 +9,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController
 import type { Config } from '../config.js';
 import type { Coordinator } from '../coordinator/coordinator.js';
 import type { Metrics } from '../metrics.js';
-import { errorHandler, problem, sendProblem } from './problems.js';
+import { errorHandler, ProblemError, problem, sendProblem } from './problems.js';
 import { problemSchema, transactionSchema } from './schemas.js';
 import { transactionRoutes } from './transactions-routes.js';
 
@@ -29,12 +29,24 @@ export interface ApiOptions {
   readonly logger: FastifyServerOptions['logger'];
 }
 
+/** Deeper than any real payload needs; far below what recursion over it could not handle. */
+export const MAX_JSON_DEPTH = 64;
+
 export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: o.logger,
     // One log line per request would cost more than the request at full
     // load; failures are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),
+    // The router's own refusals (a malformed percent-encoding, an over-long
+    // path parameter) are problem documents too.
+    frameworkErrors: (error, _request, reply) => {
+      const status = (error as { statusCode?: number }).statusCode ?? 400;
+      return sendProblem(
+        reply,
+        problem('invalid-request', status >= 400 && status < 500 ? status : 400, error.message),
+      );
+    },
     bodyLimit: o.config.server.bodyLimitBytes,
     // Keep-alive connections from participants and clients outlive a request;
     // on shutdown they are closed once idle.
@@ -54,6 +66,12 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (body === '') return done(null, undefined);
+    const depth = jsonDepth(body as string);
+    if (depth > MAX_JSON_DEPTH) {
+      return done(
+        new ProblemError(problem('invalid-request', 400, `JSON nested deeper than ${MAX_JSON_DEPTH} levels`)),
+      );
+    }
     jsonParser(request, body as string, done);
   });
 
@@ -115,4 +133,28 @@ function sameSecret(given: string, expected: string): boolean {
   const a = Buffer.from(given);
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * Deepest nesting of arrays and objects in a JSON text, from one pass over
+ * it (strings skipped). Checked before parsing: a deeply nested body is cheap
+ * to send and would overflow the stack of everything that walks it later.
+ */
+export function jsonDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      depth++;
+      if (depth > max) max = depth;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
 }

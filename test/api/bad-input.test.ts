@@ -578,3 +578,44 @@ t.test('a text/plain body is a 415 problem too: JSON in, nothing else', async (t
   t.equal(p.received.length, 0);
   await stillServes(t, h, p);
 });
+
+t.test('regressions found by fuzzing: deep nesting, bad percent-encoding, over-long ids', async (t) => {
+  const h = await startHarness();
+  t.teardown(() => h.close(true));
+  const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+  const cases: Array<{ url: string; method: 'GET' | 'POST'; body?: string; status: number }> = [
+    {
+      method: 'POST',
+      url: '/v1/transactions',
+      body: `{"participants":[{"name":"a","url":"http://127.0.0.1:9/x","payload":${deep(5000)}}]}`,
+      status: 400,
+    },
+    { method: 'POST', url: '/v1/transactions', body: `{"metadata":{"v":${deep(6000)}}}`, status: 400 },
+    {
+      method: 'POST',
+      url: '/v1/transactions/tx_00000000000000000000000000/participants',
+      body: `{"name":"a","url":"http://127.0.0.1:9/x","payload":${deep(5000)}}`,
+      status: 400,
+    },
+    { method: 'GET', url: '/v1/transactions/%', status: 400 },
+    { method: 'GET', url: '/v1/transactions/%E9', status: 400 },
+    { method: 'POST', url: '/v1/transactions/%zz/prepare', status: 400 },
+    { method: 'GET', url: `/v1/transactions/${'a'.repeat(101)}`, status: 414 },
+  ];
+  for (const c of cases) {
+    const res = await h.app.inject({
+      method: c.method,
+      url: c.url,
+      ...(c.body === undefined ? {} : { payload: c.body, headers: { 'content-type': 'application/json' } }),
+    });
+    t.equal(res.statusCode, c.status, `${c.method} ${c.url.slice(0, 60)}`);
+    t.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8');
+    t.match(res.json(), { status: c.status, type: String, title: String, detail: String });
+  }
+  const ok = await h.app.inject({
+    method: 'POST',
+    url: '/v1/transactions',
+    payload: { participants: [], metadata: { nested: [[[[{ fine: true }]]]] } },
+  });
+  t.equal(ok.statusCode, 201, 'ordinary nesting is fine');
+});

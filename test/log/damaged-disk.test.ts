@@ -41,7 +41,7 @@
 //   process stays up, works again once there is room, and after a restart
 //   the log holds exactly what was acknowledged.
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, type spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -52,7 +52,7 @@ import { LOG_FILE } from '../../src/log/sqlite-log.js';
 import { startHarness, tempDir } from '../support/harness.js';
 import { call } from '../support/http.js';
 import { type Behavior, startParticipant, waitUntil } from '../support/participant.js';
-import { MAIN, runToExit, type Service, startService } from '../support/service.js';
+import { launch, MAIN, runToExit, type Service, startService } from '../support/service.js';
 
 const WAL_HEADER_BYTES = 32;
 const WAL_FRAME_HEADER_BYTES = 24;
@@ -509,27 +509,8 @@ const unprivileged =
       }
     : {};
 
-function runUnprivileged(dataDir: string): { child: ReturnType<typeof spawn>; output: () => string } {
-  const child = spawn(process.execPath, [MAIN], {
-    ...unprivileged,
-    cwd: path.dirname(dataDir),
-    env: {
-      ...process.env,
-      COMMITD_DATA_DIR: dataDir,
-      COMMITD_PORT: '0',
-      COMMITD_HOST: '127.0.0.1',
-      COMMITD_LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout?.setEncoding('utf8').on('data', (c: string) => {
-    out += c;
-  });
-  child.stderr?.setEncoding('utf8').on('data', (c: string) => {
-    out += c;
-  });
-  return { child, output: () => out };
+function runUnprivileged(dataDir: string): ReturnType<typeof launch> {
+  return launch(dataDir, {}, { ...unprivileged, cwd: path.dirname(dataDir) });
 }
 
 function exitOf(child: ReturnType<typeof spawn>, timeoutMs = 20_000): Promise<number | null> {

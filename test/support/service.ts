@@ -20,8 +20,14 @@ export interface ExitedService {
   readonly output: string;
 }
 
-function launch(dataDir: string, env: Record<string, string>): { child: ChildProcess; output: () => string } {
+/** Spawns commitd on `dataDir`, collecting its output; `as` runs it as another user (uid/gid) from another directory. */
+export function launch(
+  dataDir: string,
+  env: Record<string, string>,
+  as: { uid?: number; gid?: number; cwd?: string } = {},
+): { child: ChildProcess; output: () => string } {
   const child = spawn(process.execPath, [MAIN], {
+    ...as,
     env: {
       ...process.env,
       COMMITD_DATA_DIR: dataDir,

@@ -50,6 +50,7 @@ export const SETTINGS = {
     retryDelayMsMax: int(1, DAY_MS),
     stuckAfterAttempts: int(1, 1_000_000),
     connectionsPerOrigin: int(1, 10_000),
+    maxCallsInFlight: int(1, 1_000_000),
     keepAliveTimeoutMs: int(1, 600_000),
     maxAnswerBytes: int(64, 64 * 1024 * 1024),
     signingSecret: optionalSecret,

@@ -48,6 +48,7 @@ async function main(): Promise<void> {
     prepareTimeoutMs: p.prepareTimeoutMs,
     phaseTwoTimeoutMs: p.phaseTwoTimeoutMs,
     connectionsPerOrigin: p.connectionsPerOrigin,
+    maxCallsInFlight: p.maxCallsInFlight,
     keepAliveTimeoutMs: p.keepAliveTimeoutMs,
     maxAnswerBytes: p.maxAnswerBytes,
     signingSecret: p.signingSecret,

@@ -6,12 +6,15 @@
 import { createHmac } from 'node:crypto';
 import { Agent, type Dispatcher } from 'undici';
 import type { PhaseTwoMessage } from '../protocol/types.js';
+import { CallLimiter } from './call-limiter.js';
 import type { ParticipantClient, ParticipantTarget, PhaseTwoAnswer, PrepareAnswer } from './participant-client.js';
 
 export interface HttpParticipantsOptions {
   readonly prepareTimeoutMs: number;
   readonly phaseTwoTimeoutMs: number;
   readonly connectionsPerOrigin: number;
+  /** Calls to all participants together in flight at once; more wait their turn. */
+  readonly maxCallsInFlight: number;
   readonly keepAliveTimeoutMs: number;
   /** Largest answer body read from a participant. */
   readonly maxAnswerBytes: number;
@@ -37,8 +40,10 @@ const MAX_CACHED_ENDPOINTS = 10_000;
 export class HttpParticipants implements ParticipantClient {
   private readonly agent: Agent;
   private readonly endpoints = new Map<string, Endpoint>();
+  private readonly limiter: CallLimiter;
 
   constructor(private readonly options: HttpParticipantsOptions) {
+    this.limiter = new CallLimiter(options.maxCallsInFlight);
     this.agent = new Agent({
       connections: options.connectionsPerOrigin,
       keepAliveTimeout: options.keepAliveTimeoutMs,
@@ -51,7 +56,7 @@ export class HttpParticipants implements ParticipantClient {
   async prepare(txId: string, target: ParticipantTarget, payloadJson: string | null): Promise<PrepareAnswer> {
     const startedAt = performance.now();
     const body = `{"transactionId":${JSON.stringify(txId)},"participant":${JSON.stringify(target.name)},"payload":${payloadJson ?? 'null'}}`;
-    const answer = await this.prepareCall(txId, target, body);
+    const answer = await this.limiter.run(() => this.prepareCall(txId, target, body));
     const result = answer.kind === 'vote' ? answer.vote : 'lost';
     this.options.onCall?.({ message: 'prepare', result, durationMs: performance.now() - startedAt });
     return answer;
@@ -81,7 +86,7 @@ export class HttpParticipants implements ParticipantClient {
 
   async deliver(message: PhaseTwoMessage, txId: string, target: ParticipantTarget): Promise<PhaseTwoAnswer> {
     const startedAt = performance.now();
-    const answer = await this.deliverCall(message, txId, target);
+    const answer = await this.limiter.run(() => this.deliverCall(message, txId, target));
     this.options.onCall?.({ message, result: answer.kind, durationMs: performance.now() - startedAt });
     return answer;
   }

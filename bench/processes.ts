@@ -97,3 +97,29 @@ export async function startParticipants(durableDir: string | null): Promise<{ ch
   );
   return { child, urls: ports.map((p) => `http://127.0.0.1:${p}/tx`) };
 }
+
+/** Writes one benchmark's summary to bench/results/NAME.json, for BENCHMARKS.md to show. */
+export function saveResult(name: string, script: string, summary: Record<string, unknown>): void {
+  const dir = path.join(root, 'bench', 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  const result = {
+    date: new Date().toISOString(),
+    command: `npm run ${script}${argsText()}`,
+    ...summary,
+  };
+  fs.writeFileSync(path.join(dir, `${name}.json`), `${JSON.stringify(result, null, 2)}\n`);
+}
+
+/** Reads a summary saveResult wrote, if there is one. */
+export function loadResult(name: string): Record<string, unknown> | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(root, 'bench', 'results', `${name}.json`), 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+function argsText(): string {
+  const args = process.argv.slice(2).join(' ');
+  return args ? ` -- ${args}` : '';
+}

@@ -9,7 +9,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
-import { peakRssMb, scrape, startCoordinator } from './processes.js';
+import { peakRssMb, saveResult, scrape, startCoordinator } from './processes.js';
 
 type Mode = 'stall' | 'normal';
 
@@ -121,6 +121,16 @@ async function main(): Promise<void> {
     `recovery: transactions=${n} ready_after_s=${readyS.toFixed(2)} all_finished_after_s=${doneS.toFixed(2)} ` +
       `committed=${committed} aborted=${aborted} split=${split} finished=${finished()} peak_rss_mb=${peakRssMb(pid).toFixed(0)}`,
   );
+  saveResult('recovery', 'bench:recovery', {
+    transactions: n,
+    readyAfterS: Number(readyS.toFixed(2)),
+    allFinishedAfterS: Number(doneS.toFixed(2)),
+    committed,
+    aborted,
+    split,
+    finished: finished(),
+    peakRssMb: Math.round(peakRssMb(pid)),
+  });
   coordinator.child.kill('SIGTERM');
   await new Promise((r) => coordinator.child.once('exit', r));
   for (const s of servers) s.close();

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { cpuSeconds, peakRssMb, scrape, startCoordinator, startParticipants } from './processes.js';
+import { cpuSeconds, loadResult, peakRssMb, scrape, startCoordinator, startParticipants } from './processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -189,7 +189,7 @@ async function main(): Promise<void> {
   const baseTps = median('baseline', (r) => r.tps);
   const summary = {
     date: new Date().toISOString(),
-    command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`,
     participants: o.durable ? 'durable (fsync per message)' : 'in-memory',
     coordinatedTps: coordTps,
@@ -282,7 +282,35 @@ nothing. Coordinated and baseline runs alternate; the figures are medians.
 | run | clients | tx/s | failed | p50 ms | p99 ms | p999 ms | fsyncs/tx | coordinator CPU µs/tx | participants CPU µs/tx |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${[...s.runs, ...s.singleClient].map(row).join('\n')}
+${otherResults()}`;
+}
+
+/** The soak and recovery benchmarks' last results, when they have been run here. */
+function otherResults(): string {
+  const soak = loadResult('soak');
+  const recovery = loadResult('recovery');
+  let out = '';
+  if (soak) {
+    out += `
+## Soak: memory over a long run
+
+\`${soak.command}\` (${soak.date}): ${soak.transactions} one-shot commits in ${soak.seconds} s (${soak.tps} tx/s), ${soak.failed} failed,
+finished transactions forgotten after ${soak.retentionMs} ms. Coordinator resident memory: at most ${soak.rssMaxFirstHalfMb} MB in the
+first half of the run, ${soak.rssMaxSecondHalfMb} MB in the second (peak ${soak.peakRssMb} MB); decision log on disk: at most
+${soak.logMaxFirstHalfMb} MB, then ${soak.logMaxSecondHalfMb} MB.
 `;
+  }
+  if (recovery) {
+    out += `
+## Recovery after kill -9
+
+\`${recovery.command}\` (${recovery.date}): killed with ${recovery.transactions} unfinished transactions (half decided commit and
+unacknowledged, half undecided); after the restart, ready in ${recovery.readyAfterS} s (process start included), every participant
+had its outcome after ${recovery.allFinishedAfterS} s (${recovery.committed} committed, ${recovery.aborted} aborted, ${recovery.split}
+split); coordinator peak resident memory ${recovery.peakRssMb} MB.
+`;
+  }
+  return out;
 }
 
 main().catch((error) => {

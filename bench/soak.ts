@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
-import { peakRssMb, rssMb, scrape, startCoordinator, startParticipants } from './processes.js';
+import { peakRssMb, rssMb, saveResult, scrape, startCoordinator, startParticipants } from './processes.js';
 
 interface Sample {
   seconds: number;
@@ -96,6 +96,18 @@ async function main(): Promise<void> {
       `rss_max_second_half_mb=${max(half, (s) => s.rssMb).toFixed(0)} log_max_first_half_mb=${max(firstHalf, (s) => s.logMb).toFixed(1)} ` +
       `log_max_second_half_mb=${max(half, (s) => s.logMb).toFixed(1)}`,
   );
+  saveResult('soak', 'soak', {
+    transactions: committed,
+    failed,
+    seconds: Math.round(seconds),
+    tps: Math.round(committed / seconds),
+    retentionMs,
+    peakRssMb: Math.round(peakRssMb(pid)),
+    rssMaxFirstHalfMb: Math.round(max(firstHalf, (s) => s.rssMb)),
+    rssMaxSecondHalfMb: Math.round(max(half, (s) => s.rssMb)),
+    logMaxFirstHalfMb: Number(max(firstHalf, (s) => s.logMb).toFixed(1)),
+    logMaxSecondHalfMb: Number(max(half, (s) => s.logMb).toFixed(1)),
+  });
   await pool.close();
   coordinator.child.kill('SIGTERM');
   participants.child.kill('SIGTERM');

@@ -89,42 +89,64 @@ export function envName(key: string): string {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const file = env.COMMITD_CONFIG ? path.resolve(env.COMMITD_CONFIG) : DEFAULT_CONFIG_FILE;
+  const file = env.COMMITD_CONFIG ? path.resolve(env.COMMITD_CONFIG) : null;
+  return resolveConfig(readYaml(DEFAULT_CONFIG_FILE), file === null ? {} : readYaml(file), env, file);
+}
+
+function readYaml(file: string): unknown {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (error) {
     throw new ConfigError(`cannot read the config file ${file}: ${(error as Error).message}`);
   }
-  let raw: unknown;
   try {
-    raw = parseYaml(text);
+    return parseYaml(text) ?? {};
   } catch (error) {
     throw new ConfigError(`the config file ${file} is not valid YAML: ${(error as Error).message}`);
   }
-  return resolveConfig(raw, env, file);
 }
 
-export function resolveConfig(raw: unknown, env: NodeJS.ProcessEnv, source: string): Config {
-  const fileValues = asRecord(raw ?? {}, source);
-  const out: Record<string, Record<string, unknown>> = {};
-  for (const section of Object.keys(fileValues)) {
-    if (!(section in SETTINGS)) throw new ConfigError(`${source}: unknown section '${section}'`);
-  }
-  for (const [section, keys] of Object.entries(SETTINGS)) {
-    const given = asRecord(fileValues[section] ?? {}, `${source}: ${section}`);
-    for (const key of Object.keys(given)) {
-      if (!(key in keys)) throw new ConfigError(`${source}: unknown key '${section}.${key}'`);
+/**
+ * Every key's value: its environment variable, else the COMMITD_CONFIG file,
+ * else config/default.yaml. A config file need only set what it changes, so
+ * one written for an older commitd keeps working when keys are added; a key
+ * it names that commitd does not know is refused (a typo would otherwise be
+ * silently ignored).
+ */
+export function resolveConfig(
+  defaultsRaw: unknown,
+  customRaw: unknown,
+  env: NodeJS.ProcessEnv,
+  customFile: string | null,
+): Config {
+  const sources = [
+    { file: DEFAULT_CONFIG_FILE, values: asRecord(defaultsRaw, DEFAULT_CONFIG_FILE) },
+    ...(customFile === null ? [] : [{ file: customFile, values: asRecord(customRaw, customFile) }]),
+  ];
+  for (const { file, values } of sources) {
+    for (const section of Object.keys(values)) {
+      if (!(section in SETTINGS)) throw new ConfigError(`${file}: unknown section '${section}'`);
+      const keys = SETTINGS[section as keyof typeof SETTINGS];
+      for (const key of Object.keys(asRecord(values[section] ?? {}, `${file}: ${section}`))) {
+        if (!(key in keys)) throw new ConfigError(`${file}: unknown key '${section}.${key}'`);
+      }
     }
+  }
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const [section, keys] of Object.entries(SETTINGS)) {
     out[section] = {};
     for (const [key, spec] of Object.entries(keys) as Array<[string, Spec]>) {
       const variable = envName(key);
       const fromEnv = env[variable];
-      const where = fromEnv !== undefined ? variable : `${section}.${key} in ${source}`;
-      if (fromEnv === undefined && !(key in given)) {
-        throw new ConfigError(`${source}: '${section}.${key}' is missing (every key needs a value)`);
+      // The last source that sets the key wins.
+      const source = sources.filter((s) => key in ((s.values[section] as Record<string, unknown>) ?? {})).at(-1);
+      if (fromEnv === undefined && source === undefined) {
+        throw new ConfigError(`${DEFAULT_CONFIG_FILE}: '${section}.${key}' is missing (it must set every key)`);
       }
-      (out[section] as Record<string, unknown>)[key] = check(fromEnv ?? given[key], spec, where, fromEnv !== undefined);
+      const value = fromEnv ?? (source?.values[section] as Record<string, unknown>)[key];
+      const where = fromEnv !== undefined ? variable : `${section}.${key} in ${source?.file}`;
+      (out[section] as Record<string, unknown>)[key] = check(value, spec, where, fromEnv !== undefined);
     }
   }
   const config = out as unknown as Config;

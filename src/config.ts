@@ -144,7 +144,8 @@ export function resolveConfig(
       if (fromEnv === undefined && source === undefined) {
         throw new ConfigError(`${DEFAULT_CONFIG_FILE}: '${section}.${key}' is missing (it must set every key)`);
       }
-      const value = fromEnv ?? (source?.values[section] as Record<string, unknown>)[key];
+      const fromFile = (source?.values[section] as Record<string, unknown> | undefined)?.[key];
+      const value = fromEnv ?? fromFile;
       const where = fromEnv !== undefined ? variable : `${section}.${key} in ${source?.file}`;
       (out[section] as Record<string, unknown>)[key] = check(value, spec, where, fromEnv !== undefined);
     }

@@ -3,12 +3,10 @@
 // 3 log locked by another process, 4 log unusable, 1 anything else.
 
 import { buildApi, type Readiness } from './api/server.js';
+import { assemble } from './assemble.js';
 import { ConfigError, loadConfig } from './config.js';
-import { Coordinator } from './coordinator/coordinator.js';
 import { LogLockedError } from './log/decision-log.js';
-import { SqliteLog } from './log/sqlite-log.js';
 import { Metrics } from './metrics.js';
-import { HttpParticipants } from './participants/http-participants.js';
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -21,60 +19,17 @@ async function main(): Promise<void> {
   const metrics = new Metrics();
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const app = { log: console as { error: (...a: unknown[]) => void; warn: (...a: unknown[]) => void } };
-  let log: SqliteLog;
+  let assembled: ReturnType<typeof assemble>;
   try {
-    log = new SqliteLog({
-      dataDir: config.server.dataDir,
-      maxBatchRecords: config.log.maxBatchRecords,
-      lazyFlushDelayMs: config.log.lazyFlushDelayMs,
-      onFlush: (s) => {
-        readiness.logWritable = true;
-        metrics.logFlushDuration.observe(s.durationMs / 1000);
-        metrics.logFlushRecords.observe(s.records);
-        if (s.fsynced) metrics.logFsyncs.inc();
-      },
-      onError: (e) => {
-        readiness.logWritable = false;
-        metrics.logErrors.inc();
-        app.log.error({ err: e }, 'writing the decision log failed');
-      },
+    assembled = assemble(config, metrics, readiness, {
+      logError: (e) => app.log.error({ err: e }, 'writing the decision log failed'),
+      error: (e, context) => app.log.error({ err: e }, context),
+      heuristic: (message) => app.log.warn(message),
     });
   } catch (error) {
     return exit(error instanceof LogLockedError ? 3 : 4, `commitd: ${(error as Error).message}`);
   }
-
-  const p = config.participants;
-  const participants = new HttpParticipants({
-    prepareTimeoutMs: p.prepareTimeoutMs,
-    phaseTwoTimeoutMs: p.phaseTwoTimeoutMs,
-    connectionsPerOrigin: p.connectionsPerOrigin,
-    maxCallsInFlight: p.maxCallsInFlight,
-    keepAliveTimeoutMs: p.keepAliveTimeoutMs,
-    maxAnswerBytes: p.maxAnswerBytes,
-    signingSecret: p.signingSecret,
-    onCall: (c) => {
-      metrics.participantRequests.inc({ message: c.message, result: c.result });
-      metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
-    },
-  });
-
-  const t = config.transactions;
-  const coordinator = new Coordinator({
-    log,
-    participants,
-    metrics,
-    defaultTimeoutMs: t.defaultTimeoutMs,
-    maxInFlight: t.maxInFlight,
-    maxParticipants: t.maxParticipants,
-    retryDelayMsMin: p.retryDelayMsMin,
-    retryDelayMsMax: p.retryDelayMsMax,
-    stuckAfterAttempts: p.stuckAfterAttempts,
-    answerWaitMsMax: p.prepareTimeoutMs + p.phaseTwoTimeoutMs + 1000,
-    sweepIntervalMs: config.log.sweepIntervalMs,
-    retentionMs: t.retentionMs,
-    compactionBatch: config.log.compactionBatch,
-    onError: (e, context) => app.log.error({ err: e }, context),
-  });
+  const { log, participants, coordinator } = assembled;
 
   const server = await buildApi({ coordinator, config, metrics, readiness, logger: { level: config.server.logLevel } });
   app.log = server.log;

@@ -51,6 +51,8 @@ export interface CoordinatorOptions {
   readonly retentionMs: number;
   readonly compactionBatch: number;
   readonly onError?: (error: Error, context: string) => void;
+  /** A participant decided against the outcome on its own: not commitd's error, but an operator must hear of it. */
+  readonly onHeuristic?: (message: string) => void;
 }
 
 export interface BeginRequest {
@@ -266,22 +268,20 @@ export class Coordinator {
   /** Aborts undecided transactions past their deadline and forgets finished ones past retention. */
   sweep(): void {
     const nowMs = this.timers.now();
+    let stuck = 0;
     for (const d of this.live.values()) {
       if (d.published && d.tx.outcome === null && nowMs >= d.tx.deadlineMs) {
         this.dispatch(d, { type: 'deadline' }).catch((e) => this.fail(e, `deadline of ${d.tx.id}`));
       }
+      for (const p of d.tx.participants) if (!p.acknowledged && p.attempts >= this.o.stuckAfterAttempts) stuck++;
     }
+    this.o.metrics.stuckParticipants.set(stuck);
     try {
       const forgotten = this.o.log.compact(nowMs - this.o.retentionMs, this.o.compactionBatch);
       this.o.metrics.compacted.inc(forgotten);
     } catch (error) {
       this.fail(error, 'compacting the log');
     }
-    let stuck = 0;
-    for (const d of this.live.values()) {
-      for (const p of d.tx.participants) if (!p.acknowledged && p.attempts >= this.o.stuckAfterAttempts) stuck++;
-    }
-    this.o.metrics.stuckParticipants.set(stuck);
   }
 
   private async callAndWait(id: string, event: Event, until: (tx: Transaction) => boolean): Promise<Answer> {
@@ -438,9 +438,8 @@ export class Coordinator {
           if (answer.kind === 'acknowledged') return this.dispatch(d, { type: 'acknowledged', participant: p.name });
           if (answer.kind === 'heuristic') {
             this.o.metrics.heuristics.inc({ heuristic: answer.heuristic });
-            this.o.onError?.(
-              new Error(`participant ${p.name} reports heuristic ${answer.heuristic} for ${txId}, decided ${message}`),
-              'heuristic outcome',
+            this.o.onHeuristic?.(
+              `participant ${p.name} reports heuristic ${answer.heuristic} for ${txId}, decided ${message}`,
             );
             return this.dispatch(d, { type: 'heuristic', participant: p.name, heuristic: answer.heuristic });
           }

@@ -6,11 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApi, type Readiness } from '../../src/api/server.js';
+import { assemble } from '../../src/assemble.js';
 import { type Config, loadConfig } from '../../src/config.js';
-import { Coordinator } from '../../src/coordinator/coordinator.js';
-import { SqliteLog } from '../../src/log/sqlite-log.js';
+import type { Coordinator } from '../../src/coordinator/coordinator.js';
+import type { SqliteLog } from '../../src/log/sqlite-log.js';
 import { Metrics } from '../../src/metrics.js';
-import { HttpParticipants } from '../../src/participants/http-participants.js';
 
 export interface Harness {
   readonly app: FastifyInstance;
@@ -51,42 +51,12 @@ export function testConfig(overrides: Overrides = {}, dataDir = tempDir()): Conf
 export async function startHarness(overrides: Overrides = {}, dataDir?: string): Promise<Harness> {
   const config = testConfig(overrides, dataDir);
   const metrics = new Metrics({ processMetrics: false });
-  // Wired as main.ts wires it.
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const errors: Error[] = [];
-  const log = new SqliteLog({
-    dataDir: config.server.dataDir,
-    maxBatchRecords: config.log.maxBatchRecords,
-    lazyFlushDelayMs: config.log.lazyFlushDelayMs,
-    onFlush: (s) => {
-      readiness.logWritable = true;
-      metrics.logFlushRecords.observe(s.records);
-      if (s.fsynced) metrics.logFsyncs.inc();
-    },
-    onError: (e) => {
-      readiness.logWritable = false;
-      errors.push(e);
-    },
-  });
-  const p = config.participants;
-  const participants = new HttpParticipants({ ...p, onCall: () => {} });
-  const coordinator = new Coordinator({
-    log,
-    participants,
-    metrics,
-    defaultTimeoutMs: config.transactions.defaultTimeoutMs,
-    maxInFlight: config.transactions.maxInFlight,
-    maxParticipants: config.transactions.maxParticipants,
-    retryDelayMsMin: p.retryDelayMsMin,
-    retryDelayMsMax: p.retryDelayMsMax,
-    stuckAfterAttempts: p.stuckAfterAttempts,
-    answerWaitMsMax: p.prepareTimeoutMs + p.phaseTwoTimeoutMs + 1000,
-    sweepIntervalMs: config.log.sweepIntervalMs,
-    retentionMs: config.transactions.retentionMs,
-    compactionBatch: config.log.compactionBatch,
-    onError: (e, context) => {
-      if (context !== 'heuristic outcome') errors.push(e);
-    },
+  const { log, participants, coordinator } = assemble(config, metrics, readiness, {
+    logError: (e) => errors.push(e),
+    error: (e) => errors.push(e),
+    heuristic: () => {},
   });
   const app = await buildApi({ coordinator, config, metrics, readiness, logger: false });
   await app.ready();

@@ -1,0 +1,78 @@
+// The parts of a running commitd, wired from its configuration: decision log
+// -> participant client -> coordinator, with their metrics and the log's
+// health feeding /readyz. main.ts runs them as a service; tests run the same
+// wiring in-process.
+
+import type { Readiness } from './api/server.js';
+import type { Config } from './config.js';
+import { Coordinator } from './coordinator/coordinator.js';
+import { SqliteLog } from './log/sqlite-log.js';
+import type { Metrics } from './metrics.js';
+import { HttpParticipants } from './participants/http-participants.js';
+
+export interface Reporting {
+  readonly logError: (error: Error) => void;
+  readonly error: (error: Error, context: string) => void;
+  readonly heuristic: (message: string) => void;
+}
+
+export interface Assembled {
+  readonly log: SqliteLog;
+  readonly participants: HttpParticipants;
+  readonly coordinator: Coordinator;
+}
+
+/** Opens the log (throws LogLockedError or LogUnusableError) and builds the rest on it. */
+export function assemble(config: Config, metrics: Metrics, readiness: Readiness, report: Reporting): Assembled {
+  const log = new SqliteLog({
+    dataDir: config.server.dataDir,
+    maxBatchRecords: config.log.maxBatchRecords,
+    lazyFlushDelayMs: config.log.lazyFlushDelayMs,
+    onFlush: (s) => {
+      readiness.logWritable = true;
+      metrics.logFlushDuration.observe(s.durationMs / 1000);
+      metrics.logFlushRecords.observe(s.records);
+      if (s.fsynced) metrics.logFsyncs.inc();
+    },
+    onError: (e) => {
+      readiness.logWritable = false;
+      metrics.logErrors.inc();
+      report.logError(e);
+    },
+  });
+  const p = config.participants;
+  const participants = new HttpParticipants({
+    prepareTimeoutMs: p.prepareTimeoutMs,
+    phaseTwoTimeoutMs: p.phaseTwoTimeoutMs,
+    connectionsPerOrigin: p.connectionsPerOrigin,
+    maxCallsInFlight: p.maxCallsInFlight,
+    keepAliveTimeoutMs: p.keepAliveTimeoutMs,
+    maxAnswerBytes: p.maxAnswerBytes,
+    signingSecret: p.signingSecret,
+    onCall: (c) => {
+      metrics.participantRequests.inc({ message: c.message, result: c.result });
+      metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
+    },
+  });
+  const t = config.transactions;
+  const coordinator = new Coordinator({
+    log,
+    participants,
+    metrics,
+    defaultTimeoutMs: t.defaultTimeoutMs,
+    maxInFlight: t.maxInFlight,
+    maxParticipants: t.maxParticipants,
+    retryDelayMsMin: p.retryDelayMsMin,
+    retryDelayMsMax: p.retryDelayMsMax,
+    stuckAfterAttempts: p.stuckAfterAttempts,
+    // Every participant call is bounded by its timeout; this only keeps a
+    // caller from waiting forever on a bug.
+    answerWaitMsMax: p.prepareTimeoutMs + p.phaseTwoTimeoutMs + 1000,
+    sweepIntervalMs: config.log.sweepIntervalMs,
+    retentionMs: t.retentionMs,
+    compactionBatch: config.log.compactionBatch,
+    onError: report.error,
+    onHeuristic: report.heuristic,
+  });
+  return { log, participants, coordinator };
+}

@@ -1,0 +1,205 @@
+// The HTTP participant client against real sockets: every kind of answer a
+// participant can give (or fail to give) maps to the answer the protocol
+// expects, and none makes the client throw or buffer without bound.
+
+import http from 'node:http';
+import net from 'node:net';
+import t, { type Test } from 'tap';
+import { HttpParticipants, type HttpParticipantsOptions, sign } from '../../src/participants/http-participants.js';
+
+interface Seen {
+  readonly path: string;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: string;
+}
+
+type Respond = (req: Seen, res: http.ServerResponse) => void;
+
+/** A participant whose every answer is `respond`'s; returns its base url and what it was sent. */
+async function participant(t: Test, respond: Respond): Promise<{ url: string; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const s = { path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString() };
+      seen.push(s);
+      respond(s, res);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/tx/`, seen };
+}
+
+function client(t: Test, options: Partial<HttpParticipantsOptions> = {}): HttpParticipants {
+  const c = new HttpParticipants({
+    prepareTimeoutMs: 2_000,
+    phaseTwoTimeoutMs: 2_000,
+    connectionsPerOrigin: 4,
+    maxCallsInFlight: 16,
+    keepAliveTimeoutMs: 1_000,
+    maxAnswerBytes: 1_024,
+    signingSecret: null,
+    ...options,
+  });
+  t.teardown(() => c.close());
+  return c;
+}
+
+const json =
+  (status: number, body: unknown): Respond =>
+  (_req, res) =>
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+
+t.test('prepare: each vote, with its reason, and the request it was sent', async (t) => {
+  const yes = await participant(t, json(200, { vote: 'yes' }));
+  const no = await participant(t, json(200, { vote: 'no', reason: 'out of stock' }));
+  const readOnly = await participant(t, json(200, { vote: 'read-only' }));
+  const c = client(t);
+  t.same(await c.prepare('tx_1', { name: 'orders', url: yes.url }, '{"sku":42}'), {
+    kind: 'vote',
+    vote: 'yes',
+    reason: null,
+  });
+  t.same(await c.prepare('tx_1', { name: 'stock', url: no.url }, null), {
+    kind: 'vote',
+    vote: 'no',
+    reason: 'out of stock',
+  });
+  t.same(await c.prepare('tx_1', { name: 'audit', url: readOnly.url }, null), {
+    kind: 'vote',
+    vote: 'read-only',
+    reason: null,
+  });
+  const sent = yes.seen[0];
+  t.equal(sent?.path, '/tx/prepare', 'the trailing slash of the url is not doubled');
+  t.same(JSON.parse(sent?.body ?? ''), { transactionId: 'tx_1', participant: 'orders', payload: { sku: 42 } });
+  t.equal(sent?.headers['content-type'], 'application/json');
+  t.equal(sent?.headers['x-commitd-transaction'], 'tx_1');
+  t.equal(sent?.headers['x-commitd-signature'], undefined, 'unsigned without a secret');
+});
+
+t.test('prepare: anything but a valid vote is a lost vote, never an exception', async (t) => {
+  const cases: Array<[string, Respond, RegExp]> = [
+    ['HTTP 500', json(500, { vote: 'yes' }), /^prepare answered HTTP 500$/],
+    ['HTTP 201', json(201, { vote: 'yes' }), /^prepare answered HTTP 201$/],
+    ['not JSON', (_q, res) => res.end('yes please'), /without a valid vote/],
+    ['an unknown vote', json(200, { vote: 'maybe' }), /without a valid vote/],
+    ['an array', json(200, ['yes']), /without a valid vote/],
+    ['an empty body', (_q, res) => res.end(), /without a valid vote/],
+    ['a body over the limit', (_q, res) => res.end(`{"vote":"yes","pad":"${'x'.repeat(4_096)}"}`), /valid vote/],
+    [
+      'a chunked body over the limit',
+      (_q, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        for (let i = 0; i < 8; i++) res.write('x'.repeat(512));
+        res.end();
+      },
+      /valid vote/,
+    ],
+    ['a dropped connection', (_q, res) => res.socket?.destroy(), /./],
+  ];
+  for (const [what, respond, reason] of cases) {
+    const p = await participant(t, respond);
+    const answer = await client(t).prepare('tx_1', { name: 'p', url: p.url }, null);
+    t.equal(answer.kind, 'lost', what);
+    t.match(answer.kind === 'lost' ? answer.reason : '', reason, what);
+  }
+});
+
+t.test('prepare: a participant that never answers is a lost vote after the timeout', async (t) => {
+  const silent = await participant(t, () => {});
+  const started = performance.now();
+  const answer = await client(t, { prepareTimeoutMs: 200 }).prepare('tx_1', { name: 'p', url: silent.url }, null);
+  t.same(answer, { kind: 'lost', reason: 'no answer within the timeout' });
+  t.ok(performance.now() - started >= 150, 'not before the timeout');
+});
+
+t.test('prepare: nobody listening is a lost vote', async (t) => {
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+  const answer = await client(t).prepare('tx_1', { name: 'p', url: `http://127.0.0.1:${port}/tx` }, null);
+  t.same(answer, { kind: 'lost', reason: 'ECONNREFUSED' });
+});
+
+t.test('phase two: acknowledgements, heuristics and failures', async (t) => {
+  const c = client(t);
+  const deliver = async (message: 'commit' | 'abort', respond: Respond) => {
+    const p = await participant(t, respond);
+    const answer = await c.deliver(message, 'tx_1', { name: 'p', url: p.url });
+    return { answer, seen: p.seen };
+  };
+  const ok = await deliver('commit', json(200, {}));
+  t.same(ok.answer, { kind: 'acknowledged' });
+  t.equal(ok.seen[0]?.path, '/tx/commit');
+  t.same(JSON.parse(ok.seen[0]?.body ?? ''), { transactionId: 'tx_1', participant: 'p' });
+  t.same((await deliver('commit', (_q, res) => res.writeHead(204).end())).answer, { kind: 'acknowledged' });
+  t.same(
+    (await deliver('commit', (_q, res) => res.end('x'.repeat(8_192)))).answer,
+    { kind: 'acknowledged' },
+    'a 2xx with a body over the limit still acknowledges',
+  );
+  t.same((await deliver('abort', json(404, {}))).answer, { kind: 'acknowledged' }, 'abort of an unknown id');
+  t.same((await deliver('commit', json(404, {}))).answer, { kind: 'failed', error: 'commit answered HTTP 404' });
+  t.same((await deliver('commit', json(503, {}))).answer, { kind: 'failed', error: 'commit answered HTTP 503' });
+  t.same((await deliver('commit', json(409, { heuristic: 'abort' }))).answer, {
+    kind: 'heuristic',
+    heuristic: 'abort',
+  });
+  t.same((await deliver('abort', json(409, { heuristic: 'commit' }))).answer, {
+    kind: 'heuristic',
+    heuristic: 'commit',
+  });
+  t.same(
+    (await deliver('commit', json(409, { heuristic: 'commit' }))).answer,
+    { kind: 'acknowledged' },
+    'a heuristic decision that matches the outcome',
+  );
+  t.same((await deliver('commit', json(409, { other: 1 }))).answer, {
+    kind: 'failed',
+    error: 'commit answered HTTP 409 without a heuristic outcome',
+  });
+  t.same((await deliver('commit', (_q, res) => res.writeHead(409).end('not json'))).answer, {
+    kind: 'failed',
+    error: 'commit answered HTTP 409 without a heuristic outcome',
+  });
+  const silent = await participant(t, () => {});
+  const timedOut = await client(t, { phaseTwoTimeoutMs: 200 }).deliver('commit', 'tx_1', {
+    name: 'p',
+    url: silent.url,
+  });
+  t.same(timedOut, { kind: 'failed', error: 'no answer within the timeout' });
+});
+
+t.test('with a signing secret every call carries an HMAC the participant can recompute', async (t) => {
+  const p = await participant(t, json(200, { vote: 'yes' }));
+  const c = client(t, { signingSecret: 's3cret' });
+  await c.prepare('tx_1', { name: 'p', url: p.url }, '{"a":1}');
+  await c.deliver('commit', 'tx_1', { name: 'p', url: p.url });
+  t.equal(p.seen.length, 2);
+  for (const s of p.seen) {
+    const timestamp = String(s.headers['x-commitd-timestamp']);
+    t.match(timestamp, /^\d{13}$/);
+    t.equal(s.headers['x-commitd-signature'], `sha256=${sign('s3cret', timestamp, s.body)}`);
+  }
+});
+
+t.test('calls are reported with their result', async (t) => {
+  const p = await participant(t, json(200, { vote: 'no' }));
+  const calls: Array<{ message: string; result: string }> = [];
+  const c = client(t, { onCall: ({ message, result }) => calls.push({ message, result }) });
+  await c.prepare('tx_1', { name: 'p', url: p.url }, null);
+  await c.deliver('abort', 'tx_1', { name: 'p', url: p.url });
+  t.same(calls, [
+    { message: 'prepare', result: 'no' },
+    { message: 'abort', result: 'acknowledged' },
+  ]);
+});

@@ -14,6 +14,8 @@ export interface Reporting {
   readonly logError: (error: Error) => void;
   readonly error: (error: Error, context: string) => void;
   readonly heuristic: (message: string) => void;
+  /** The log can no longer say what is on disk (an fsync failed); a service stops. */
+  readonly fatal?: (error: Error) => void;
 }
 
 export interface Assembled {
@@ -32,8 +34,12 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
       readiness.logWritable = true;
       metrics.logFlushDuration.observe(s.durationMs / 1000);
       metrics.logFlushRecords.observe(s.records);
-      if (s.fsynced) metrics.logFsyncs.inc();
     },
+    onSync: (s) => {
+      metrics.logFsyncs.inc();
+      metrics.logFsyncDuration.observe(s.durationMs / 1000);
+    },
+    onFatal: report.fatal,
     onError: (e) => {
       readiness.logWritable = false;
       metrics.logErrors.inc();

@@ -1,6 +1,7 @@
 // The composition root: config -> log -> participants -> coordinator -> api
 // -> listen -> recover -> ready. Exit codes: 0 clean stop, 2 bad config,
-// 3 log locked by another process, 4 log unusable, 1 anything else.
+// 3 log locked by another process, 4 log unusable (at start, or an fsync
+// failed while running), 1 anything else.
 
 import { buildApi, type Readiness } from './api/server.js';
 import { assemble } from './assemble.js';
@@ -25,6 +26,12 @@ async function main(): Promise<void> {
       logError: (e) => app.log.error({ err: e }, 'writing the decision log failed'),
       error: (e, context) => app.log.error({ err: e }, context),
       heuristic: (message) => app.log.warn(message),
+      fatal: (e) => {
+        // Before anything acts on the failed write: recovery at the next
+        // start reads what the disk really holds.
+        console.error(`commitd: stopping: ${e.message}`);
+        process.exit(4);
+      },
     });
   } catch (error) {
     return exit(error instanceof LogLockedError ? 3 : 4, `commitd: ${(error as Error).message}`);

@@ -77,7 +77,7 @@ export class Metrics {
 
   readonly logFlushDuration = new Histogram({
     name: 'commitd_log_flush_duration_seconds',
-    help: 'Time to write one group-commit batch to the decision log, fsync included.',
+    help: 'Time to write one group-commit batch to the decision log (the fsync after it runs off the event loop).',
     buckets: LATENCY_BUCKETS_S,
     registers: [this.registry],
   });
@@ -91,7 +91,14 @@ export class Metrics {
 
   readonly logFsyncs = new Counter({
     name: 'commitd_log_fsyncs_total',
-    help: 'Flushes of the decision log that were fsynced (carried a forced record).',
+    help: "fsyncs of the decision log's WAL; each makes every batch written before it durable.",
+    registers: [this.registry],
+  });
+
+  readonly logFsyncDuration = new Histogram({
+    name: 'commitd_log_fsync_duration_seconds',
+    help: "Time one fsync of the decision log's WAL took (forced writers wait for it).",
+    buckets: LATENCY_BUCKETS_S,
     registers: [this.registry],
   });
 

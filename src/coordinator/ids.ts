@@ -3,7 +3,7 @@
 // list API's "newest first" paging relies on; within one millisecond the
 // random part is incremented so ids stay strictly increasing.
 
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 export const TX_ID_PATTERN = '^tx_[0-9A-HJKMNP-TV-Z]{26}$';
@@ -12,7 +12,8 @@ export class IdGenerator {
   private lastMs = -1;
   private lastRandom: number[] = [];
 
-  constructor(private readonly entropy: (bytes: number) => Buffer = randomBytes) {}
+  /** `entropy` returns `bytes` random bytes, read at once (they may be overwritten later). */
+  constructor(private readonly entropy: (bytes: number) => Buffer = pooledRandom()) {}
 
   next(nowMs: number): string {
     if (nowMs <= this.lastMs) {
@@ -24,6 +25,20 @@ export class IdGenerator {
     }
     return `tx_${encodeTime(this.lastMs)}${this.lastRandom.map((d) => ALPHABET[d]).join('')}`;
   }
+}
+
+/** randomBytes costs an allocation and a system call per id: draw from a pool refilled 4 KiB at a time. */
+function pooledRandom(): (bytes: number) => Buffer {
+  const pool = Buffer.alloc(4096);
+  let offset = pool.length;
+  return (bytes) => {
+    if (offset + bytes > pool.length) {
+      randomFillSync(pool);
+      offset = 0;
+    }
+    offset += bytes;
+    return pool.subarray(offset - bytes, offset);
+  };
 }
 
 function encodeTime(ms: number): string {

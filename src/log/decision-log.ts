@@ -15,8 +15,8 @@ export interface ListPage {
 export interface FlushStats {
   readonly durationMs: number;
   readonly records: number;
-  /** The flush carried a forced record, so it was fsynced. */
-  readonly fsynced: boolean;
+  /** The flush carried a forced record: its writers hear after the next fsync. */
+  readonly forced: boolean;
 }
 
 /**
@@ -29,7 +29,7 @@ export interface DecisionLog {
   writeForced(tx: Transaction): Promise<void>;
   /** Rides along with the next flush. `onWritten` runs once it is in the log. */
   writeLazy(tx: Transaction, onWritten?: () => void): void;
-  /** Writes everything queued now, fsynced if anything queued was forced. */
+  /** Writes everything queued now (readable at once); forced writers still hear after their fsync. */
   flush(): void;
   get(id: string): Transaction | undefined;
   findByIdempotencyKey(key: string): Transaction | undefined;

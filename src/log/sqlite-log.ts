@@ -1,12 +1,13 @@
 // The decision log on SQLite: WAL mode, one process at a time, group commit.
 //
 // Group commit: every snapshot written during one turn of the event loop joins
-// the same SQLite transaction, so one fsync carries them all. A batch that
-// holds a forced record commits with synchronous=FULL (fsynced before the
-// waiters hear of it); a batch of lazy records only commits with
-// synchronous=NORMAL: in WAL mode that survives a crash of the process, and
-// the next fsync, which covers the whole WAL, makes it durable against power
-// loss too. So lazy records cost no fsync of their own.
+// the same SQLite transaction. Every batch commits with synchronous=NORMAL: in
+// WAL mode that survives a crash of the process at once. A batch that holds a
+// forced record then waits for an fdatasync of the WAL, which runs off the
+// event loop (wal-sync.ts) and covers every batch written before it started;
+// only then do its forced writers hear. Lazy records cost no fsync of their
+// own: the next one, or SQLite's checkpoint, makes them durable against power
+// loss too.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,6 +22,7 @@ import {
   LogUnusableError,
 } from './decision-log.js';
 import { migrate } from './schema.js';
+import { type Fdatasync, type SyncStats, WalSync } from './wal-sync.js';
 
 export interface SqliteLogOptions {
   readonly dataDir: string;
@@ -29,7 +31,18 @@ export interface SqliteLogOptions {
   /** How long lazy records may wait for a forced one to ride along with. */
   readonly lazyFlushDelayMs: number;
   readonly onFlush?: (stats: FlushStats) => void;
+  /** Each fsync of the WAL, once it completed. */
+  readonly onSync?: (stats: SyncStats) => void;
   readonly onError?: (error: Error) => void;
+  /**
+   * An fsync failed, so the log can no longer say what is on disk: a service
+   * stops here (recovery reads what the disk holds). Without it the log
+   * refuses every write from then on.
+   */
+  readonly onFatal?: (error: LogUnusableError) => void;
+  /** For tests: hold or fail fsyncs, and whether a lone writer may fsync inline (see wal-sync.ts). */
+  readonly fdatasync?: Fdatasync;
+  readonly inlineSyncMaxWaiters?: number;
 }
 
 interface Pending {
@@ -67,15 +80,29 @@ const TRANSIENT = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|READONLY|CANTOPEN|PROTOCOL|NO
 
 export class SqliteLog implements DecisionLog {
   private readonly db: Database.Database;
+  private readonly wal: WalSync;
   private readonly statements;
   private pending = new Map<string, Pending>();
   private flushScheduled: 'none' | 'soon' | 'later' = 'none';
   private laterTimer: NodeJS.Timeout | null = null;
-  private fullSync = true;
   private closed = false;
 
   constructor(private readonly options: SqliteLogOptions) {
     this.db = open(options.dataDir);
+    try {
+      this.wal = new WalSync(path.join(options.dataDir, `${LOG_FILE}-wal`), {
+        onSync: options.onSync,
+        onFailure: (error) => {
+          options.onFatal?.(error);
+          options.onError?.(error);
+        },
+        fdatasync: options.fdatasync,
+        inlineMaxWaiters: options.inlineSyncMaxWaiters,
+      });
+    } catch (error) {
+      this.db.close();
+      throw new LogUnusableError(`cannot open the decision log's WAL: ${(error as Error).message}`);
+    }
     this.statements = {
       upsert: this.db.prepare(`
         INSERT INTO transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
@@ -197,19 +224,18 @@ export class SqliteLog implements DecisionLog {
     if (first) throw first;
   }
 
-  /** One SQLite transaction: fsynced when it carries a forced record; then its writers hear. */
+  /** One SQLite transaction; its forced writers hear once the WAL is fsynced after it. */
   private write(batch: Pending[]): void {
-    const forced = batch.some((e) => e.forced);
     const startedAt = performance.now();
-    this.setFullSync(forced);
     this.db.transaction(() => {
       for (const entry of batch) this.store(entry.tx);
     })();
-    this.options.onFlush?.({ durationMs: performance.now() - startedAt, records: batch.length, fsynced: forced });
-    for (const entry of batch) {
-      for (const w of entry.waiters) w.resolve();
-      for (const cb of entry.callbacks) cb();
-    }
+    const forced = batch.some((e) => e.forced);
+    this.options.onFlush?.({ durationMs: performance.now() - startedAt, records: batch.length, forced });
+    // One fsync for the whole batch: added one entry at a time, the first
+    // would start it alone.
+    if (forced) this.wal.add(batch.flatMap((e) => e.waiters));
+    for (const entry of batch) for (const cb of entry.callbacks) cb();
   }
 
   /**
@@ -232,12 +258,6 @@ export class SqliteLog implements DecisionLog {
       new LogUnusableError(`dropped a record of ${entry.tx.id} the log refuses: ${error.message}`),
     );
     return false;
-  }
-
-  private setFullSync(full: boolean): void {
-    if (this.fullSync === full) return;
-    this.db.pragma(`synchronous = ${full ? 'FULL' : 'NORMAL'}`);
-    this.fullSync = full;
   }
 
   private store(tx: Transaction): void {
@@ -310,7 +330,6 @@ export class SqliteLog implements DecisionLog {
   compact(finishedBeforeMs: number, maxRows: number): number {
     const ids = this.statements.finishedBefore.all(finishedBeforeMs, maxRows) as Array<{ id: string }>;
     if (ids.length === 0) return 0;
-    this.setFullSync(false);
     this.db.transaction(() => {
       for (const { id } of ids) {
         this.statements.deleteTx.run(id);
@@ -332,11 +351,17 @@ export class SqliteLog implements DecisionLog {
     }
     this.closed = true;
     if (this.laterTimer) clearTimeout(this.laterTimer);
+    try {
+      this.wal.close();
+    } catch (error) {
+      this.options.onError?.(error as Error);
+    }
     this.db.close();
   }
 
   private assertOpen(): void {
     if (this.closed) throw new LogUnusableError('the decision log is closed');
+    if (this.wal.failed) throw this.wal.failed;
   }
 }
 
@@ -364,6 +389,7 @@ function open(dataDir: string): Database.Database {
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (mode !== 'wal') throw new LogUnusableError(`cannot switch the decision log ${file} to WAL mode (got ${mode})`);
     db.exec('BEGIN EXCLUSIVE; COMMIT');
+    // FULL while opening (migrations are rare and want no special case), NORMAL after.
     db.pragma('synchronous = FULL');
     // Keep the WAL from growing without bound between checkpoints.
     db.pragma('journal_size_limit = 67108864');
@@ -379,6 +405,10 @@ function open(dataDir: string): Database.Database {
       throw error;
     }
     refuseDamagedRecords(db, file);
+    db.pragma('synchronous = NORMAL');
+    // SQLite does not fsync the directory that holds the WAL file it created;
+    // the WAL's frames are only as durable as its name.
+    syncDirectory(dataDir);
     return db;
   } catch (error) {
     db.close();
@@ -393,6 +423,15 @@ function open(dataDir: string): Database.Database {
       throw new LogUnusableError(`the decision log ${file} is read-only, commitd cannot write it: ${e.message}`);
     }
     throw new LogUnusableError(`the decision log ${file} is unusable: ${e.message}`);
+  }
+}
+
+function syncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

@@ -10,6 +10,7 @@ import t, { type Test } from 'tap';
 import { type FlushStats, LogLockedError, LogUnusableError } from '../../src/log/decision-log.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/log/schema.js';
 import { LOG_FILE, SqliteLog, type SqliteLogOptions } from '../../src/log/sqlite-log.js';
+import type { SyncStats } from '../../src/log/wal-sync.js';
 import { createTransaction, step } from '../../src/protocol/transitions.js';
 import type { Event, Transaction } from '../../src/protocol/types.js';
 
@@ -114,7 +115,7 @@ t.test('a forced write resolves and is readable, also after close and reopen', a
   const tx = begin('tx_01', ['orders', 'payments'], 'key-1');
   await first.log.writeForced(tx);
   t.same(
-    first.flushes.map((f) => [f.records, f.fsynced]),
+    first.flushes.map((f) => [f.records, f.forced]),
     [[1, true]],
   );
   t.same(first.log.get('tx_01'), asStored(tx, false));
@@ -151,17 +152,130 @@ t.test('a decided transaction keeps every durable field across reopen', async (t
   t.same(second.log.loadUnfinished(), [asStored(decided, true)], 'payloads written while active stay');
 });
 
-t.test('forced writes issued in the same tick share one fsynced flush', async (t) => {
-  const { log, flushes } = openLog(t, tempDir(t));
+t.test('forced writes issued in the same tick share one flush and one fsync', async (t) => {
+  const syncs: SyncStats[] = [];
+  const { log, flushes } = openLog(t, tempDir(t), { onSync: (s) => syncs.push(s) });
   const writes: Promise<void>[] = [];
   for (let i = 0; i < 25; i++) writes.push(log.writeForced(begin(`tx_${String(i).padStart(2, '0')}`)));
   t.same(flushes, [], 'nothing is written before the turn of the event loop ends');
   await Promise.all(writes);
   t.equal(flushes.length, 1);
   t.equal(flushes[0]?.records, 25);
-  t.equal(flushes[0]?.fsynced, true);
-  t.equal(flushes.filter((f) => f.fsynced).length, 1);
+  t.equal(flushes[0]?.forced, true);
+  t.same(
+    syncs.map((s) => s.waiters),
+    [25],
+  );
   t.equal(log.loadUnfinished().length, 25);
+});
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * An fdatasync that runs only when the test lets it (or fails it); every
+ * batch takes it, none fsyncs inline.
+ */
+function heldFsyncs() {
+  const held: Array<(error: NodeJS.ErrnoException | null) => void> = [];
+  const fdatasync = (fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
+    held.push((error) => (error ? callback(error) : fs.fdatasync(fd, callback)));
+  };
+  return { held, fdatasync, inlineSyncMaxWaiters: 0 };
+}
+
+t.test('a lone forced writer on a quiet log fsyncs inline: no thread-pool hop', async (t) => {
+  const { held, fdatasync } = heldFsyncs();
+  const syncs: SyncStats[] = [];
+  const { log } = openLog(t, tempDir(t), { fdatasync, onSync: (s) => syncs.push(s) });
+  await log.writeForced(begin('tx_a'));
+  t.equal(held.length, 0, 'the async fsync was not used');
+  t.same(
+    syncs.map((s) => s.waiters),
+    [1],
+  );
+  const both = Promise.all([log.writeForced(begin('tx_b')), log.writeForced(begin('tx_c'))]);
+  await turn();
+  t.equal(held.length, 1, 'two writers in one batch take the async way');
+  t.same(
+    syncs.map((s) => s.waiters),
+    [1],
+    'and are not heard of before it completes',
+  );
+  held[0]?.(null);
+  await both;
+  t.same(
+    syncs.map((s) => s.waiters),
+    [1, 2],
+  );
+});
+
+t.test(
+  'a forced writer hears only after the fsync that follows its batch; batches written meanwhile share the next',
+  async (t) => {
+    const { held, ...fsyncs } = heldFsyncs();
+    const syncs: SyncStats[] = [];
+    const { log, flushes } = openLog(t, tempDir(t), { ...fsyncs, onSync: (s) => syncs.push(s) });
+    const heard: string[] = [];
+    const a = log.writeForced(begin('tx_a')).then(() => heard.push('a'));
+    await turn();
+    t.equal(flushes.length, 1, 'the batch is written');
+    t.ok(log.get('tx_a'), 'and readable');
+    t.equal(held.length, 1, 'its fsync started');
+    const b = log.writeForced(begin('tx_b')).then(() => heard.push('b'));
+    const c = log.writeForced(begin('tx_c')).then(() => heard.push('c'));
+    await turn();
+    t.equal(flushes.length, 2, 'the next batch is written while the fsync runs');
+    t.equal(held.length, 1, 'but no second fsync starts while one runs');
+    t.same(heard, [], 'nobody has heard: nothing is known to be on disk');
+    held[0]?.(null);
+    await a;
+    t.same(heard, ['a']);
+    t.equal(held.length, 2, 'the batch written meanwhile gets its own fsync once the first is done');
+    held[1]?.(null);
+    await Promise.all([b, c]);
+    t.same(heard, ['a', 'b', 'c']);
+    t.same(
+      syncs.map((s) => s.waiters),
+      [1, 2],
+    );
+  },
+);
+
+t.test(
+  'a failed fsync is fatal: the log says so before any writer hears, and refuses writes from then on',
+  async (t) => {
+    const { held, ...fsyncs } = heldFsyncs();
+    const events: string[] = [];
+    const { log, errors } = openLog(t, tempDir(t), {
+      ...fsyncs,
+      onFatal: (e) => events.push(`fatal: ${e.message}`),
+    });
+    const write = log.writeForced(begin('tx_a')).catch((e: Error) => events.push(`rejected: ${e.name}`));
+    await turn();
+    held[0]?.(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    await write;
+    t.equal(events.length, 2);
+    t.match(events[0], /^fatal: fsync of the decision log's WAL .*commitd\.db-wal failed: EIO/);
+    t.equal(events[1], 'rejected: LogUnusableError');
+    t.equal(errors.length, 1, 'reported as a log error too');
+    await t.rejects(log.writeForced(begin('tx_b')), LogUnusableError);
+    t.throws(() => log.writeLazy(begin('tx_c')), LogUnusableError);
+  },
+);
+
+t.test('close fsyncs what waits for it, and an fsync still running finishes on its own', async (t) => {
+  const { held, ...fsyncs } = heldFsyncs();
+  const { log } = openLog(t, tempDir(t), fsyncs);
+  const heard: string[] = [];
+  const a = log.writeForced(begin('tx_a')).then(() => heard.push('a'));
+  await turn();
+  const b = log.writeForced(begin('tx_b')).then(() => heard.push('b'));
+  log.close();
+  await b;
+  t.same(heard, ['b'], 'the waiter queued behind the running fsync is synced by close itself');
+  held[0]?.(null);
+  await a;
+  t.same(heard, ['b', 'a']);
 });
 
 t.test('a flush carries at most maxBatchRecords; the rest follow in further flushes', async (t) => {
@@ -169,7 +283,7 @@ t.test('a flush carries at most maxBatchRecords; the rest follow in further flus
   const writes = ['tx_1', 'tx_2', 'tx_3', 'tx_4', 'tx_5'].map((id) => log.writeForced(begin(id)));
   await Promise.all(writes);
   t.same(
-    flushes.map((f) => [f.records, f.fsynced]),
+    flushes.map((f) => [f.records, f.forced]),
     [
       [2, true],
       [2, true],
@@ -184,7 +298,7 @@ t.test('queued lazy records ride along with a forced one', async (t) => {
   log.writeLazy(begin('tx_lazy'), () => written++);
   await log.writeForced(begin('tx_forced'));
   t.same(
-    flushes.map((f) => [f.records, f.fsynced]),
+    flushes.map((f) => [f.records, f.forced]),
     [[2, true]],
   );
   t.equal(written, 1);
@@ -207,7 +321,7 @@ t.test('a lazy-only batch is written without fsync and runs its onWritten callba
   await within(allWritten, 5_000, 'lazy records written');
   t.same(order, ['tx_a', 'tx_c']);
   t.same(
-    flushes.map((f) => [f.records, f.fsynced]),
+    flushes.map((f) => [f.records, f.forced]),
     [[3, false]],
   );
   t.ok(log.get('tx_b'));
@@ -222,7 +336,7 @@ t.test('lazy records reaching maxBatchRecords are flushed without waiting for th
   });
   await within(done, 2_000, 'a full batch of lazy records written');
   t.same(
-    flushes.map((f) => [f.records, f.fsynced]),
+    flushes.map((f) => [f.records, f.forced]),
     [[3, false]],
   );
 });
@@ -236,7 +350,7 @@ t.test('flush() writes everything queued at once', async (t) => {
   log.flush();
   t.equal(written, true);
   t.same(
-    flushes.map((f) => [f.records, f.fsynced]),
+    flushes.map((f) => [f.records, f.forced]),
     [[1, false]],
   );
   t.ok(log.get('tx_1'));
@@ -253,7 +367,7 @@ t.test('a newer snapshot of the same transaction replaces a queued older one', a
     });
     await log.writeForced(newer);
     t.same(
-      flushes.map((f) => [f.records, f.fsynced]),
+      flushes.map((f) => [f.records, f.forced]),
       [[1, true]],
     );
     t.equal(olderWritten, true);
@@ -269,7 +383,7 @@ t.test('a newer snapshot of the same transaction replaces a queued older one', a
     log.writeLazy(newer);
     await forced;
     t.same(
-      flushes.map((f) => [f.records, f.fsynced]),
+      flushes.map((f) => [f.records, f.forced]),
       [[1, true]],
     );
     t.equal(log.get('tx_1')?.state, 'committed');

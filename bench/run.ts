@@ -285,11 +285,13 @@ ${[...s.runs, ...s.singleClient].map(row).join('\n')}
 ${otherResults()}`;
 }
 
-/** The soak and recovery benchmarks' last results, when they have been run here. */
+/** The soak and recovery benchmarks' last results, when they have been run here, and the log of changes measured. */
 function otherResults(): string {
   const soak = loadResult('soak');
   const recovery = loadResult('recovery');
   let out = '';
+  const changes = path.join(root, 'bench', 'changes.md');
+  if (fs.existsSync(changes)) out += `\n${fs.readFileSync(changes, 'utf8')}`;
   if (soak) {
     out += `
 ## Soak: memory over a long run

@@ -50,6 +50,11 @@ export interface CoordinatorOptions {
   readonly sweepIntervalMs: number;
   readonly retentionMs: number;
   readonly compactionBatch: number;
+  /**
+   * Recovery hands out its transactions' steps while fewer participant calls
+   * than this are outstanding (default 256), instead of all at once.
+   */
+  readonly recoveryCallsMax?: number;
   readonly onError?: (error: Error, context: string) => void;
   /** A participant decided against the outcome on its own: not commitd's error, but an operator must hear of it. */
   readonly onHeuristic?: (message: string) => void;
@@ -104,6 +109,12 @@ export class Coordinator {
   private sweepTimer: TimerHandle | null = null;
   private accepting = false;
   private stopped = false;
+  /** Participant calls made and not yet answered (the client always answers, if only with a timeout). */
+  private callsOutstanding = 0;
+  /** Recovered transactions whose recovery step has not been dispatched yet, from `recoveryNext` on. */
+  private recoveryQueue: Driver[] = [];
+  private recoveryNext = 0;
+  private recoveryStepsRunning = 0;
 
   constructor(private readonly o: CoordinatorOptions) {
     this.timers = o.timers ?? realTimers;
@@ -115,8 +126,8 @@ export class Coordinator {
 
   /**
    * Loads every unfinished transaction from the log and drives it on. Returns
-   * once each has been handed its recovery step: from then on new work is
-   * safe to accept.
+   * once each is live (see pumpRecovery for how their steps are handed out):
+   * from then on new work is safe to accept.
    */
   recover(): number {
     const loaded = this.o.log.loadUnfinished();
@@ -124,12 +135,45 @@ export class Coordinator {
       const d = this.track(tx);
       d.published = tx;
       d.commitDurable = tx.outcome === 'commit';
-      this.dispatch(d, { type: 'recover' }).catch((e) => this.fail(e, `recovering ${tx.id}`));
+      this.recoveryQueue.push(d);
     }
+    this.pumpRecovery();
     this.o.metrics.recovered.inc(loaded.length);
     this.accepting = true;
     this.scheduleSweep();
     return loaded.length;
+  }
+
+  /**
+   * Every recovered transaction is live (readable, answerable, its deadline
+   * kept) from the start, but its recovery step is handed out only while few
+   * participant calls are outstanding: tens of thousands of messages at once
+   * would sit in queues long enough to outlive the young generation, and the
+   * heap would grow by all of them before a major collection. Any event that
+   * reaches a queued transaction first (a client's call, its deadline) is
+   * handled as it would be after its recovery step, which is idempotent.
+   */
+  private pumpRecovery(): void {
+    const max = this.o.recoveryCallsMax ?? 256;
+    while (this.recoveryNext < this.recoveryQueue.length && this.callsOutstanding + this.recoveryStepsRunning < max) {
+      const d = this.recoveryQueue[this.recoveryNext++] as Driver;
+      this.recoveryStepsRunning++;
+      this.dispatch(d, { type: 'recover' })
+        .catch((e) => this.fail(e, `recovering ${d.tx.id}`))
+        .finally(() => {
+          this.recoveryStepsRunning--;
+          this.pumpRecovery();
+        });
+    }
+    if (this.recoveryNext >= this.recoveryQueue.length && this.recoveryQueue.length > 0) {
+      this.recoveryQueue = [];
+      this.recoveryNext = 0;
+    }
+  }
+
+  private callAnswered(): void {
+    this.callsOutstanding--;
+    if (this.recoveryNext < this.recoveryQueue.length) this.pumpRecovery();
   }
 
   get inFlight(): number {
@@ -411,9 +455,11 @@ export class Coordinator {
     const target = { name: p.name, url: p.url };
     if (effect.message === 'prepare') {
       d.phaseOneStartedMs ??= this.timers.now();
+      this.callsOutstanding++;
       this.o.participants
         .prepare(txId, target, p.payloadJson)
         .then((answer) => {
+          this.callAnswered();
           const event: Event =
             answer.kind === 'vote'
               ? {
@@ -432,9 +478,11 @@ export class Coordinator {
     assert(message !== 'commit' || d.commitDurable, 'no commit message leaves before the commit decision is on disk');
     const deliver = () => {
       if (this.stopped) return;
+      this.callsOutstanding++;
       this.o.participants
         .deliver(message, txId, target)
         .then((answer) => {
+          this.callAnswered();
           if (answer.kind === 'acknowledged') return this.dispatch(d, { type: 'acknowledged', participant: p.name });
           if (answer.kind === 'heuristic') {
             this.o.metrics.heuristics.inc({ heuristic: answer.heuristic });

@@ -284,9 +284,11 @@ export class Coordinator {
     const transactions: Transaction[] = [];
     for (const stored of page.transactions) {
       // A live transaction may have moved on since its last write (votes are
-      // not written one by one): show what readers see elsewhere.
-      const tx = this.live.get(stored.id)?.published ?? stored;
-      if (query.state === null || tx.state === query.state) transactions.push(tx);
+      // not written one by one), or not be durable yet (its begin is still
+      // waiting for its fsync): show what readers see elsewhere.
+      const d = this.live.get(stored.id);
+      const tx = d ? d.published : stored;
+      if (tx && (query.state === null || tx.state === query.state)) transactions.push(tx);
     }
     return { transactions, next: page.next };
   }
@@ -344,7 +346,12 @@ export class Coordinator {
   }
 
   private read(id: string): Transaction {
-    const tx = this.live.get(id)?.published ?? this.o.log.get(id);
+    // A live transaction with nothing published yet is one whose begin record
+    // is written but not yet fsynced: nobody was told of it, and it may not
+    // survive a power loss, so it does not exist for readers yet (the log
+    // would already return it).
+    const d = this.live.get(id);
+    const tx = d ? d.published : this.o.log.get(id);
     if (!tx) throw new NotFoundError(`no transaction ${id}`);
     return tx;
   }

@@ -42,6 +42,7 @@ export interface SqliteLogOptions {
   readonly onFatal?: (error: LogUnusableError) => void;
   /** For tests: hold or fail fsyncs, and whether a lone writer may fsync inline (see wal-sync.ts). */
   readonly fdatasync?: Fdatasync;
+  readonly fdatasyncSync?: (fd: number) => void;
   readonly inlineSyncMaxWaiters?: number;
 }
 
@@ -97,6 +98,7 @@ export class SqliteLog implements DecisionLog {
           options.onError?.(error);
         },
         fdatasync: options.fdatasync,
+        fdatasyncSync: options.fdatasyncSync,
         inlineMaxWaiters: options.inlineSyncMaxWaiters,
       });
     } catch (error) {
@@ -367,7 +369,9 @@ export class SqliteLog implements DecisionLog {
 
 function open(dataDir: string): Database.Database {
   try {
-    fs.mkdirSync(dataDir, { recursive: true });
+    // A directory made here is named in its parent only once the parent is synced.
+    const created = fs.mkdirSync(dataDir, { recursive: true });
+    if (created !== undefined) syncDirectory(path.dirname(created));
   } catch (error) {
     throw new LogUnusableError(`cannot create the data directory ${dataDir}: ${(error as Error).message}`);
   }
@@ -406,8 +410,10 @@ function open(dataDir: string): Database.Database {
     }
     refuseDamagedRecords(db, file);
     db.pragma('synchronous = NORMAL');
-    // SQLite does not fsync the directory that holds the WAL file it created;
-    // the WAL's frames are only as durable as its name.
+    // The WAL file exists by now. SQLite fsyncs its directory entry only at
+    // its own first sync of the WAL, which at synchronous=NORMAL waits for the
+    // first checkpoint; the fdatasyncs that acknowledge forced writes do not
+    // cover it. The frames are only as durable as the file's name.
     syncDirectory(dataDir);
     return db;
   } catch (error) {

@@ -38,8 +38,9 @@ export interface WalSyncOptions {
    * stop and let recovery read what the disk holds (as PostgreSQL does).
    */
   readonly onFailure: (error: LogUnusableError) => void;
-  /** Tests hold or fail fsyncs with this; fs.fdatasync otherwise. */
+  /** Tests hold or fail fsyncs with these; fs.fdatasync and fs.fdatasyncSync otherwise. */
   readonly fdatasync?: Fdatasync;
+  readonly fdatasyncSync?: (fd: number) => void;
   /** Batches of at most this many waiters fsync inline when no fsync runs (default 1; tests set 0). */
   readonly inlineMaxWaiters?: number;
 }
@@ -123,7 +124,7 @@ export class WalSync {
     this.waiting = [];
     const startedAt = performance.now();
     try {
-      fs.fdatasyncSync(this.fd);
+      (this.options.fdatasyncSync ?? fs.fdatasyncSync)(this.fd);
     } catch (error) {
       this.fail(error as Error, batch);
       throw this.failure;

@@ -175,9 +175,10 @@ const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
  * An fdatasync that runs only when the test lets it (or fails it); every
  * batch takes it, none fsyncs inline.
  */
-function heldFsyncs() {
+function heldFsyncs(onStart: () => void = () => {}) {
   const held: Array<(error: NodeJS.ErrnoException | null) => void> = [];
   const fdatasync = (fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
+    onStart();
     held.push((error) => (error ? callback(error) : fs.fdatasync(fd, callback)));
   };
   return { held, fdatasync, inlineSyncMaxWaiters: 0 };
@@ -212,9 +213,14 @@ t.test('a lone forced writer on a quiet log fsyncs inline: no thread-pool hop', 
 t.test(
   'a forced writer hears only after the fsync that follows its batch; batches written meanwhile share the next',
   async (t) => {
-    const { held, ...fsyncs } = heldFsyncs();
+    // What each fsync could cover when it started: an fsync that starts
+    // before its batch is written would leave that batch out.
+    const startedWith: string[][] = [];
+    let readable = (): string[] => [];
+    const { held, ...fsyncs } = heldFsyncs(() => startedWith.push(readable()));
     const syncs: SyncStats[] = [];
     const { log, flushes } = openLog(t, tempDir(t), { ...fsyncs, onSync: (s) => syncs.push(s) });
+    readable = () => ['tx_a', 'tx_b', 'tx_c'].filter((id) => log.get(id) !== undefined);
     const heard: string[] = [];
     const a = log.writeForced(begin('tx_a')).then(() => heard.push('a'));
     await turn();
@@ -238,8 +244,24 @@ t.test(
       syncs.map((s) => s.waiters),
       [1, 2],
     );
+    t.same(startedWith, [['tx_a'], ['tx_a', 'tx_b', 'tx_c']], 'each fsync started after the batches it acknowledged');
   },
 );
+
+t.test('a failed inline fsync is fatal too', async (t) => {
+  const events: string[] = [];
+  const { log } = openLog(t, tempDir(t), {
+    fdatasyncSync: () => {
+      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    },
+    onFatal: (e) => events.push(`fatal: ${e.message}`),
+  });
+  await log.writeForced(begin('tx_a')).catch((e: Error) => events.push(`rejected: ${e.name}`));
+  t.equal(events.length, 2);
+  t.match(events[0], /^fatal: fsync of the decision log's WAL .* failed: EIO/);
+  t.equal(events[1], 'rejected: LogUnusableError');
+  await t.rejects(log.writeForced(begin('tx_b')), LogUnusableError, 'and the log refuses writes from then on');
+});
 
 t.test(
   'a failed fsync is fatal: the log says so before any writer hears, and refuses writes from then on',

@@ -1,0 +1,87 @@
+// A transaction whose begin record is written but not yet fsynced was never
+// acknowledged and may not survive a power loss: until its fsync completes it
+// does not exist for anyone who reads, lists or calls it, though the log can
+// already return its record.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { Coordinator } from '../../src/coordinator/coordinator.js';
+import { NotFoundError } from '../../src/coordinator/errors.js';
+import { SqliteLog } from '../../src/log/sqlite-log.js';
+import { Metrics } from '../../src/metrics.js';
+import type { ParticipantClient } from '../../src/participants/participant-client.js';
+
+t.test('reads, lists and calls do not see a begin that waits for its fsync', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-unsynced-'));
+  const held: Array<() => void> = [];
+  const log = new SqliteLog({
+    dataDir: dir,
+    maxBatchRecords: 100,
+    lazyFlushDelayMs: 60_000,
+    inlineSyncMaxWaiters: 0,
+    fdatasync: (fd, callback) => held.push(() => fs.fdatasync(fd, callback)),
+  });
+  const participants: ParticipantClient = {
+    prepare: async () => ({ kind: 'vote', vote: 'yes', reason: null }),
+    deliver: async () => ({ kind: 'acknowledged' }),
+    close: async () => {},
+  };
+  const coordinator = new Coordinator({
+    log,
+    participants,
+    metrics: new Metrics({ processMetrics: false }),
+    defaultTimeoutMs: 30_000,
+    maxInFlight: 100,
+    maxParticipants: 8,
+    retryDelayMsMin: 10,
+    retryDelayMsMax: 100,
+    stuckAfterAttempts: 10,
+    answerWaitMsMax: 1_000,
+    sweepIntervalMs: 60_000,
+    retentionMs: 60_000,
+    compactionBatch: 100,
+  });
+  t.teardown(async () => {
+    await coordinator.stop();
+    log.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  coordinator.recover();
+
+  const begun = coordinator.begin({
+    participants: [{ name: 'orders', url: 'http://orders.test/tx', payloadJson: null }],
+    timeoutMs: null,
+    idempotencyKey: null,
+    requestHash: null,
+    metadataJson: null,
+    commit: false,
+  });
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(held.length, 1, 'the begin record is written and its fsync runs');
+  const [stored] = log.list({ state: null, limit: 10, after: null }).transactions;
+  t.ok(stored, 'the log already returns the record');
+  const id = stored?.id as string;
+
+  t.throws(() => coordinator.get(id), NotFoundError, 'GET: 404');
+  t.same(coordinator.list({ state: null, limit: 10, after: null }).transactions, [], 'not listed');
+  await t.rejects(coordinator.commit(id), NotFoundError, 'commit: 404, not an invariant violation');
+  await t.rejects(coordinator.abort(id), NotFoundError, 'abort: 404');
+  await t.rejects(coordinator.prepare(id), NotFoundError, 'prepare: 404');
+  await t.rejects(
+    coordinator.enlist(id, { name: 'stock', url: 'http://stock.test/tx', payloadJson: null }),
+    NotFoundError,
+    'enlist: 404',
+  );
+  t.equal(coordinator.outcome(id), 'pending', 'a participant asking hears pending, never abort');
+
+  held[0]?.();
+  const answer = await begun;
+  t.equal(answer.tx.id, id);
+  t.equal(coordinator.get(id).state, 'active', 'once durable, it is there');
+  t.same(
+    coordinator.list({ state: null, limit: 10, after: null }).transactions.map((tx) => tx.id),
+    [id],
+  );
+});

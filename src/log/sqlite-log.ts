@@ -22,7 +22,7 @@ import {
   LogUnusableError,
 } from './decision-log.js';
 import { migrate } from './schema.js';
-import { type Fdatasync, type SyncStats, WalSync } from './wal-sync.js';
+import { type SyncStats, WalSync, type WalSyncHooks } from './wal-sync.js';
 
 export interface SqliteLogOptions {
   readonly dataDir: string;
@@ -40,10 +40,8 @@ export interface SqliteLogOptions {
    * refuses every write from then on.
    */
   readonly onFatal?: (error: LogUnusableError) => void;
-  /** For tests: hold or fail fsyncs, and whether a lone writer may fsync inline (see wal-sync.ts). */
-  readonly fdatasync?: Fdatasync;
-  readonly fdatasyncSync?: (fd: number) => void;
-  readonly inlineSyncMaxWaiters?: number;
+  /** For tests (see wal-sync.ts). */
+  readonly syncHooks?: WalSyncHooks;
 }
 
 interface Pending {
@@ -92,14 +90,12 @@ export class SqliteLog implements DecisionLog {
     this.db = open(options.dataDir);
     try {
       this.wal = new WalSync(path.join(options.dataDir, `${LOG_FILE}-wal`), {
+        ...options.syncHooks,
         onSync: options.onSync,
         onFailure: (error) => {
           options.onFatal?.(error);
           options.onError?.(error);
         },
-        fdatasync: options.fdatasync,
-        fdatasyncSync: options.fdatasyncSync,
-        inlineMaxWaiters: options.inlineSyncMaxWaiters,
       });
     } catch (error) {
       this.db.close();

@@ -30,7 +30,17 @@ export interface SyncStats {
 
 export type Fdatasync = (fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => void;
 
-export interface WalSyncOptions {
+/** What tests replace: hold or fail fsyncs, and whether a lone writer fsyncs inline. */
+export interface WalSyncHooks {
+  /** fs.fdatasync unless given. */
+  readonly fdatasync?: Fdatasync;
+  /** fs.fdatasyncSync unless given. */
+  readonly fdatasyncSync?: (fd: number) => void;
+  /** Batches of at most this many waiters fsync inline when no fsync runs (default 1; tests set 0). */
+  readonly inlineMaxWaiters?: number;
+}
+
+export interface WalSyncOptions extends WalSyncHooks {
   readonly onSync?: (stats: SyncStats) => void;
   /**
    * An fsync failed: what it covered may or may not be on disk, and the page
@@ -38,11 +48,6 @@ export interface WalSyncOptions {
    * stop and let recovery read what the disk holds (as PostgreSQL does).
    */
   readonly onFailure: (error: LogUnusableError) => void;
-  /** Tests hold or fail fsyncs with these; fs.fdatasync and fs.fdatasyncSync otherwise. */
-  readonly fdatasync?: Fdatasync;
-  readonly fdatasyncSync?: (fd: number) => void;
-  /** Batches of at most this many waiters fsync inline when no fsync runs (default 1; tests set 0). */
-  readonly inlineMaxWaiters?: number;
 }
 
 export class WalSync {

@@ -20,8 +20,10 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
     dataDir: dir,
     maxBatchRecords: 100,
     lazyFlushDelayMs: 60_000,
-    inlineSyncMaxWaiters: 0,
-    fdatasync: (fd, callback) => held.push(() => fs.fdatasync(fd, callback)),
+    syncHooks: {
+      inlineMaxWaiters: 0,
+      fdatasync: (fd, callback) => held.push(() => fs.fdatasync(fd, callback)),
+    },
   });
   const participants: ParticipantClient = {
     prepare: async () => ({ kind: 'vote', vote: 'yes', reason: null }),

@@ -181,13 +181,17 @@ function heldFsyncs(onStart: () => void = () => {}) {
     onStart();
     held.push((error) => (error ? callback(error) : fs.fdatasync(fd, callback)));
   };
-  return { held, fdatasync, inlineSyncMaxWaiters: 0 };
+  return { held, syncHooks: { fdatasync, inlineMaxWaiters: 0 } };
 }
 
 t.test('a lone forced writer on a quiet log fsyncs inline: no thread-pool hop', async (t) => {
-  const { held, fdatasync } = heldFsyncs();
+  const { held, syncHooks } = heldFsyncs();
   const syncs: SyncStats[] = [];
-  const { log } = openLog(t, tempDir(t), { fdatasync, onSync: (s) => syncs.push(s) });
+  // Only the async fsync is held: this log may fsync inline, as in service.
+  const { log } = openLog(t, tempDir(t), {
+    syncHooks: { fdatasync: syncHooks.fdatasync },
+    onSync: (s) => syncs.push(s),
+  });
   await log.writeForced(begin('tx_a'));
   t.equal(held.length, 0, 'the async fsync was not used');
   t.same(
@@ -251,8 +255,10 @@ t.test(
 t.test('a failed inline fsync is fatal too', async (t) => {
   const events: string[] = [];
   const { log } = openLog(t, tempDir(t), {
-    fdatasyncSync: () => {
-      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    syncHooks: {
+      fdatasyncSync: () => {
+        throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+      },
     },
     onFatal: (e) => events.push(`fatal: ${e.message}`),
   });

@@ -14,10 +14,10 @@ import type { ParticipantClient } from '../participants/participant-client.js';
 import { assert, InvariantError } from '../protocol/assert.js';
 import { createTransaction, step } from '../protocol/transitions.js';
 import type { Effect, Event, NewParticipant, Outcome, Refusal, Step, Transaction, TxState } from '../protocol/types.js';
+import { realTimers, type TimerHandle, type Timers } from '../timers.js';
 import { retryDelayMs } from './backoff.js';
 import { ConflictError, LimitError, NotFoundError, UnavailableError } from './errors.js';
 import { IdGenerator } from './ids.js';
-import { realTimers, type TimerHandle, type Timers } from './timers.js';
 
 export interface CoordinatorOptions {
   readonly log: DecisionLog;

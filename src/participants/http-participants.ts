@@ -56,16 +56,25 @@ export class HttpParticipants implements ParticipantClient {
   async prepare(txId: string, target: ParticipantTarget, payloadJson: string | null): Promise<PrepareAnswer> {
     const startedAt = performance.now();
     const body = `{"transactionId":${JSON.stringify(txId)},"participant":${JSON.stringify(target.name)},"payload":${payloadJson ?? 'null'}}`;
-    const answer = await this.limiter.run(() => this.prepareCall(txId, target, body));
+    const answer = await this.limiter.run(
+      (remainingMs) => this.prepareCall(txId, target, body, remainingMs),
+      this.options.prepareTimeoutMs,
+      (): PrepareAnswer => ({ kind: 'lost', reason: NO_ANSWER_QUEUED }),
+    );
     const result = answer.kind === 'vote' ? answer.vote : 'lost';
     this.options.onCall?.({ message: 'prepare', result, durationMs: performance.now() - startedAt });
     return answer;
   }
 
-  private async prepareCall(txId: string, target: ParticipantTarget, body: string): Promise<PrepareAnswer> {
+  private async prepareCall(
+    txId: string,
+    target: ParticipantTarget,
+    body: string,
+    timeLimitMs: number,
+  ): Promise<PrepareAnswer> {
     let answer: RawAnswer;
     try {
-      answer = await this.post(target, 'prepare', txId, body, this.options.prepareTimeoutMs);
+      answer = await this.post(target, 'prepare', txId, body, timeLimitMs);
     } catch (error) {
       return { kind: 'lost', reason: describe(error) };
     }
@@ -83,7 +92,11 @@ export class HttpParticipants implements ParticipantClient {
 
   async deliver(message: PhaseTwoMessage, txId: string, target: ParticipantTarget): Promise<PhaseTwoAnswer> {
     const startedAt = performance.now();
-    const answer = await this.limiter.run(() => this.deliverCall(message, txId, target));
+    const answer = await this.limiter.run(
+      (remainingMs) => this.deliverCall(message, txId, target, remainingMs),
+      this.options.phaseTwoTimeoutMs,
+      (): PhaseTwoAnswer => ({ kind: 'failed', error: NO_ANSWER_QUEUED }),
+    );
     this.options.onCall?.({ message, result: answer.kind, durationMs: performance.now() - startedAt });
     return answer;
   }
@@ -92,11 +105,12 @@ export class HttpParticipants implements ParticipantClient {
     message: PhaseTwoMessage,
     txId: string,
     target: ParticipantTarget,
+    timeLimitMs: number,
   ): Promise<PhaseTwoAnswer> {
     const body = `{"transactionId":${JSON.stringify(txId)},"participant":${JSON.stringify(target.name)}}`;
     let answer: RawAnswer;
     try {
-      answer = await this.post(target, message, txId, body, this.options.phaseTwoTimeoutMs);
+      answer = await this.post(target, message, txId, body, timeLimitMs);
     } catch (error) {
       return { kind: 'failed', error: describe(error) };
     }
@@ -117,7 +131,7 @@ export class HttpParticipants implements ParticipantClient {
     action: string,
     txId: string,
     body: string,
-    timeoutMs: number,
+    timeLimitMs: number,
   ): Promise<RawAnswer> {
     const endpoint = this.endpoint(target.url);
     const headers: Record<string, string> = {
@@ -130,6 +144,13 @@ export class HttpParticipants implements ParticipantClient {
       headers['x-commitd-signature'] = `sha256=${sign(this.options.signingSecret, timestamp, body)}`;
     }
     return new Promise((resolve, reject) => {
+      const reader = new AnswerReader(this.options.maxAnswerBytes, resolve, reject);
+      // One limit for the whole call, from when it was asked for: undici's
+      // own timeouts count from the wire and the body timeout restarts with
+      // every chunk, so a participant trickling its answer byte by byte, or
+      // a call queued for a connection, would outlive them.
+      const timer = setTimeout(() => reader.expire(), Math.max(0, timeLimitMs));
+      reader.onSettled = () => clearTimeout(timer);
       this.agent.dispatch(
         {
           origin: endpoint.origin,
@@ -137,14 +158,10 @@ export class HttpParticipants implements ParticipantClient {
           method: 'POST',
           headers,
           body,
-          // Counted from when the request is on the wire, not while it waits
-          // for a connection behind others: a participant that accepts the
-          // request and then says nothing must not hold a vote open, and a
-          // busy pool must not turn into spurious no votes.
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
+          headersTimeout: timeLimitMs,
+          bodyTimeout: timeLimitMs,
         },
-        new AnswerReader(this.options.maxAnswerBytes, resolve, reject),
+        reader,
       );
     });
   }
@@ -183,7 +200,11 @@ class AnswerReader implements Dispatcher.DispatchHandler {
   private readonly chunks: Buffer[] = [];
   private size = 0;
   private tooLarge = false;
+  private settled = false;
+  private expired = false;
   private abort: ((error?: Error) => void) | null = null;
+  /** Runs once, when the call has its answer or its error. */
+  onSettled: () => void = () => {};
 
   constructor(
     private readonly maxBytes: number,
@@ -191,8 +212,18 @@ class AnswerReader implements Dispatcher.DispatchHandler {
     private readonly reject: (error: Error) => void,
   ) {}
 
+  /** The call's time is up: it fails now, and the request is aborted as soon as undici lets us. */
+  expire(): void {
+    if (this.settled) return;
+    this.expired = true;
+    this.fail(new CallTimeoutError());
+    this.abort?.(new CallTimeoutError());
+  }
+
   onConnect(abort: (error?: Error) => void): void {
     this.abort = abort;
+    // Expired while queued for a connection: never send it.
+    if (this.expired) abort(new CallTimeoutError());
   }
 
   onHeaders(statusCode: number): boolean {
@@ -214,14 +245,36 @@ class AnswerReader implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     const body = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks);
-    this.resolve({ statusCode: this.statusCode, body });
+    this.succeed({ statusCode: this.statusCode, body });
   }
 
   onError(error: Error): void {
-    if (this.tooLarge) this.resolve({ statusCode: this.statusCode, body: null });
-    else this.reject(error);
+    if (this.tooLarge) this.succeed({ statusCode: this.statusCode, body: null });
+    else this.fail(error);
+  }
+
+  private succeed(answer: RawAnswer): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.onSettled();
+    this.resolve(answer);
+  }
+
+  private fail(error: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.onSettled();
+    this.reject(error);
   }
 }
+
+class CallTimeoutError extends Error {
+  override name = 'CallTimeoutError';
+  readonly code = 'COMMITD_CALL_TIMEOUT';
+}
+
+const NO_ANSWER = 'no answer within the timeout';
+const NO_ANSWER_QUEUED = `${NO_ANSWER} (it waited for a call slot all that time)`;
 
 function parseJson(body: Buffer | null): unknown {
   if (body === null) return undefined;
@@ -243,7 +296,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function describe(error: unknown): string {
   const e = error as { name?: string; code?: string; message?: string };
-  if (e?.code === 'UND_ERR_HEADERS_TIMEOUT' || e?.code === 'UND_ERR_BODY_TIMEOUT')
-    return 'no answer within the timeout';
+  if (e?.code === 'UND_ERR_HEADERS_TIMEOUT' || e?.code === 'UND_ERR_BODY_TIMEOUT' || e?.code === 'COMMITD_CALL_TIMEOUT')
+    return NO_ANSWER;
   return (e?.code ?? e?.message ?? String(error)).slice(0, 200);
 }

@@ -119,6 +119,42 @@ t.test('prepare: a participant that never answers is a lost vote after the timeo
   t.ok(performance.now() - started >= 150, 'not before the timeout');
 });
 
+t.test('prepare: an answer trickled byte by byte is cut off at the timeout, not renewed by each byte', async (t) => {
+  const answer = Buffer.from(JSON.stringify({ vote: 'yes' }));
+  const trickle = await participant(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(answer.length) });
+    let i = 0;
+    const timer = setInterval(() => {
+      if (res.destroyed || i >= answer.length) return clearInterval(timer);
+      res.write(answer.subarray(i, i + 1));
+      i++;
+      if (i === answer.length) res.end();
+    }, 60);
+    res.on('close', () => clearInterval(timer));
+  });
+  // Each byte arrives well within the 300 ms, the whole answer takes ~1 s.
+  const got = await client(t, { prepareTimeoutMs: 300 }).prepare('tx_1', { name: 'p', url: trickle.url }, null);
+  t.same(got, { kind: 'lost', reason: 'no answer within the timeout' }, 'the yes that came too late is not counted');
+});
+
+t.test('prepare: time spent waiting for a connection or a call slot counts against the timeout', async (t) => {
+  // Answers after 200 ms; the timeout is 300 ms. Queued behind one such call,
+  // a second call would be answered 400 ms after it was asked for.
+  const slow = await participant(t, (_req, res) => {
+    setTimeout(() => json(200, { vote: 'yes' })(_req, res), 200);
+  });
+  const target = { name: 'p', url: slow.url };
+  for (const [what, options] of [
+    ['one connection per origin', { connectionsPerOrigin: 1 }],
+    ['one call slot', { maxCallsInFlight: 1 }],
+  ] as const) {
+    const c = client(t, { prepareTimeoutMs: 300, ...options });
+    const [first, second] = await Promise.all([c.prepare('tx_1', target, null), c.prepare('tx_2', target, null)]);
+    t.same(first, { kind: 'vote', vote: 'yes', reason: null }, `${what}: the first call is answered in time`);
+    t.equal(second.kind, 'lost', `${what}: the queued call's yes, 400 ms after it was asked for, is not counted`);
+  }
+});
+
 t.test('prepare: nobody listening is a lost vote', async (t) => {
   const port = await new Promise<number>((resolve) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => {

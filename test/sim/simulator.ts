@@ -7,10 +7,10 @@
 // (see checks.ts for the list and where each is checked).
 
 import { Coordinator } from '../../src/coordinator/coordinator.js';
-import type { TimerHandle, Timers } from '../../src/coordinator/timers.js';
 import { Metrics } from '../../src/metrics.js';
 import { step as realStep } from '../../src/protocol/transitions.js';
 import type { Outcome, Transaction } from '../../src/protocol/types.js';
+import type { TimerHandle, Timers } from '../../src/timers.js';
 import { Checks, type Violation } from './checks.js';
 import { SimLog, type SimLogBugs } from './sim-log.js';
 import { type Faults, type Incarnation, SimClient, SimNetwork, SimParticipant } from './sim-participants.js';
@@ -82,6 +82,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     const inc: Incarnation = { alive: true };
     const timers: Timers = {
       now: () => world.now,
+      monotonicMs: () => world.now,
       after: (ms, fn) => {
         const handle = { cancelled: false };
         world.at(ms, () => {

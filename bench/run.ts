@@ -7,6 +7,8 @@
 //
 // Flags: --seconds N (per run, default 5), --rounds N (default 3),
 // --clients N (default 64), --durable (participants fsync every message),
+// --explicit (each transaction is a begin, then a commit call: the explicit
+// path, with its forced begin and preparing records, instead of a one-shot),
 // --out FILE (markdown, default BENCHMARKS.md), --no-write,
 // --profile DIR (write a V8 CPU profile of the coordinator to DIR).
 
@@ -25,6 +27,7 @@ interface Options {
   rounds: number;
   clients: number;
   durable: boolean;
+  explicit: boolean;
   out: string;
   write: boolean;
   profileDir: string | null;
@@ -53,6 +56,7 @@ function parseArgs(argv: string[]): Options {
     rounds: 3,
     clients: 64,
     durable: false,
+    explicit: false,
     out: 'BENCHMARKS.md',
     write: true,
     profileDir: null,
@@ -63,6 +67,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--rounds') o.rounds = Number(argv[++i]);
     else if (a === '--clients') o.clients = Number(argv[++i]);
     else if (a === '--durable') o.durable = true;
+    else if (a === '--explicit') o.explicit = true;
     else if (a === '--out') o.out = String(argv[++i]);
     else if (a === '--no-write') o.write = false;
     else if (a === '--profile') o.profileDir = path.resolve(String(argv[++i]));
@@ -124,7 +129,21 @@ async function main(): Promise<void> {
     commit: true,
   });
 
-  const coordinated = async () => (await post(coordinatorPool, '/v1/transactions', oneShot)) === 200;
+  const explicitBegin = JSON.stringify({ participants: participants.urls.map((url, i) => ({ name: `p${i}`, url })) });
+  const explicit = async () => {
+    const res = await coordinatorPool.request({
+      path: '/v1/transactions',
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: explicitBegin,
+    });
+    const begun = (await res.body.json()) as { id?: string };
+    if (res.statusCode !== 201 || begun.id === undefined) return false;
+    return (await post(coordinatorPool, `/v1/transactions/${begun.id}/commit`, '')) === 200;
+  };
+  const coordinated = o.explicit
+    ? explicit
+    : async () => (await post(coordinatorPool, '/v1/transactions', oneShot)) === 200;
   let baselineSeq = 0;
   const baseline = async () => {
     const id = `bench_${process.pid}_${baselineSeq++}`;
@@ -164,7 +183,7 @@ async function main(): Promise<void> {
   };
 
   console.log(
-    `commitd bench: ${o.rounds} rounds of ${o.seconds} s, ${o.clients} clients, participants ${o.durable ? 'durable' : 'in-memory'}`,
+    `commitd bench: ${o.rounds} rounds of ${o.seconds} s, ${o.clients} clients, participants ${o.durable ? 'durable' : 'in-memory'}, ${o.explicit ? 'explicit begin + commit' : 'one-shot commits'}`,
   );
   console.log('warm-up…');
   await load(o.clients, 2, coordinated);

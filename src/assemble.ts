@@ -9,6 +9,7 @@ import { Coordinator } from './coordinator/coordinator.js';
 import { SqliteLog } from './log/sqlite-log.js';
 import type { Metrics } from './metrics.js';
 import { HttpParticipants } from './participants/http-participants.js';
+import { answerWaitMsMax } from './protocol/answers.js';
 
 export interface Reporting {
   readonly logError: (error: Error) => void;
@@ -71,11 +72,10 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
     retryDelayMsMin: p.retryDelayMsMin,
     retryDelayMsMax: p.retryDelayMsMax,
     stuckAfterAttempts: p.stuckAfterAttempts,
-    // Every participant call is bounded by its timeout; this only keeps a
-    // caller from waiting forever on a bug.
-    answerWaitMsMax: p.prepareTimeoutMs + p.phaseTwoTimeoutMs + 1000,
+    answerWaitMsMax: answerWaitMsMax(p.prepareTimeoutMs, p.phaseTwoTimeoutMs),
     sweepIntervalMs: config.log.sweepIntervalMs,
     retentionMs: t.retentionMs,
+    idempotencyKeyRetentionMs: t.idempotencyKeyRetentionMs,
     compactionBatch: config.log.compactionBatch,
     // Half of what the client runs at once: the other half stays free for new
     // work arriving during recovery. Measured with 10,000 to recover

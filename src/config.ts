@@ -40,6 +40,7 @@ export const SETTINGS = {
     maxPayloadBytes: int(0, 64 * 1024 * 1024),
     maxMetadataBytes: int(0, 1024 * 1024),
     retentionMs: int(0, 365 * DAY_MS),
+    idempotencyKeyRetentionMs: int(0, 365 * DAY_MS),
     listLimitDefault: int(1, 10_000),
     listLimitMax: int(1, 10_000),
   },

@@ -27,6 +27,7 @@ const TITLES: Record<string, string> = {
   'transaction-not-active': 'The transaction is not active',
   'idempotency-key-reused': 'Idempotency key reused for another request',
   'limit-exceeded': 'A configured limit was exceeded',
+  'outcome-pending': 'The transaction is not decided yet',
   unavailable: 'Service unavailable',
   internal: 'Internal error',
 };

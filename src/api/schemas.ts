@@ -32,6 +32,12 @@ export const transactionSchema = {
     id: { type: 'string', pattern: TX_ID_PATTERN },
     state: { type: 'string', enum: STATES },
     outcome: { type: ['string', 'null'], enum: ['commit', 'abort', null] },
+    mixedOutcome: {
+      type: 'boolean',
+      description:
+        'extension: true when some participant reported a heuristic outcome contrary to `outcome` ' +
+        '(it committed or rolled back on its own): the effects are not atomic and need a person',
+    },
     createdAt: { type: 'string', format: 'date-time' },
     deadline: { type: 'string', format: 'date-time' },
     decidedAt: { type: ['string', 'null'], description: 'extension: when the outcome was decided' },
@@ -61,7 +67,7 @@ export const transactionSchema = {
       },
     },
   },
-  required: ['id', 'state', 'outcome', 'createdAt', 'deadline', 'participants'],
+  required: ['id', 'state', 'outcome', 'mixedOutcome', 'createdAt', 'deadline', 'participants'],
 } as const;
 
 const txRef = { $ref: 'transaction#' };
@@ -101,7 +107,13 @@ export function beginSchema(config: Config) {
       properties: {
         participants: { type: 'array', maxItems: t.maxParticipants, items: participantSchema(config) },
         timeoutMs: { type: 'integer', minimum: t.timeoutMsMin, maximum: t.timeoutMsMax },
-        idempotencyKey: { type: 'string', minLength: 1, maxLength: IDEMPOTENCY_KEY_MAX_LENGTH },
+        idempotencyKey: {
+          type: 'string',
+          minLength: 1,
+          maxLength: IDEMPOTENCY_KEY_MAX_LENGTH,
+          // No control characters: keys are stored joined to their caller's scope by one.
+          pattern: '^[^\\u0000-\\u001f\\u007f]+$',
+        },
         metadata: { type: 'object', description: `at most ${t.maxMetadataBytes} bytes as JSON` },
         commit: { type: 'boolean' },
       },

@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config } from '../config.js';
 import type { Answer, Coordinator } from '../coordinator/coordinator.js';
-import type { NewParticipant, TxState } from '../protocol/types.js';
+import { commitAnswer, prepareAnswer } from '../protocol/answers.js';
+import type { NewParticipant, Transaction, TxState } from '../protocol/types.js';
 import { ProblemError, problem, sendProblem } from './problems.js';
 import { actionSchema, beginSchema, enlistSchema, getSchema, listSchema, outcomeSchema } from './schemas.js';
 import { transactionView } from './view.js';
@@ -51,8 +52,21 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
       participants,
       timeoutMs: body.timeoutMs ?? null,
       idempotencyKey,
-      // What makes a retry the same request: everything but the key itself.
-      requestHash: idempotencyKey === null ? null : fingerprint({ ...body, idempotencyKey: undefined }),
+      // Until tokens scope keys, every caller is the same principal.
+      idempotencyScope: '',
+      // What makes a retry the same request: everything but the key itself,
+      // with defaults filled in, so that leaving out `commit` or `timeoutMs`
+      // and sending their defaults are the same request.
+      requestHash:
+        idempotencyKey === null
+          ? null
+          : fingerprint({
+              ...body,
+              idempotencyKey: undefined,
+              participants: given,
+              timeoutMs: body.timeoutMs ?? limits.defaultTimeoutMs,
+              commit,
+            }),
       metadataJson,
       commit,
     });
@@ -79,9 +93,14 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
     { schema: actionSchema('Phase one only: ask every participant to prepare') },
     async (request, reply) => {
       const answer = await coordinator.prepare(request.params.id);
-      if (answer.refusal || answer.tx.outcome === 'abort') return refused(reply, 'transaction-aborted', answer);
-      const done = answer.tx.state !== 'preparing';
-      return reply.code(done ? 200 : 202).send(transactionView(answer.tx));
+      switch (prepareAnswer(answer.tx, answer.refusal !== null)) {
+        case 'aborted':
+          return refused(reply, 'transaction-aborted', answer);
+        case 'undecided':
+          return pending(reply, answer.tx);
+        case 'prepared':
+          return reply.code(200).send(transactionView(answer.tx));
+      }
     },
   );
 
@@ -123,9 +142,36 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
 }
 
 function commitReply(reply: FastifyReply, answer: Answer): FastifyReply {
-  if (answer.refusal || answer.tx.outcome === 'abort') return refused(reply, 'transaction-aborted', answer);
-  // 202: the commit is decided and durable; some participant has not acknowledged yet.
-  return reply.code(answer.tx.state === 'committed' ? 200 : 202).send(transactionView(answer.tx));
+  switch (commitAnswer(answer.tx, answer.refusal !== null)) {
+    case 'aborted':
+      return refused(reply, 'transaction-aborted', answer);
+    case 'undecided':
+      return pending(reply, answer.tx);
+    case 'commit-decided':
+      // The commit is decided and on disk; some participant has not acknowledged yet.
+      return reply.code(202).send(transactionView(answer.tx));
+    case 'committed':
+      return reply.code(200).send(transactionView(answer.tx));
+  }
+}
+
+/**
+ * The call waited as long as it may and nothing is decided yet (participants
+ * slower than their timeouts, a log slow to write). A 202 would promise a
+ * commit that may never come: say what is true, and that asking again (the
+ * same call, or GET) is safe.
+ */
+function pending(reply: FastifyReply, tx: Transaction): FastifyReply {
+  reply.header('retry-after', '1');
+  return sendProblem(
+    reply,
+    problem(
+      'outcome-pending',
+      503,
+      `the transaction is ${tx.state} and not decided yet; repeat the call or read it later`,
+      { transaction: transactionView(tx) },
+    ),
+  );
 }
 
 function refused(reply: FastifyReply, slug: string, answer: Answer): FastifyReply {

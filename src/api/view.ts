@@ -1,6 +1,8 @@
 // The public shape of a transaction (API.md). Payloads are not echoed back:
 // they can be large and are meant for the participant alone.
 
+import { clientKey } from '../coordinator/idempotency-keys.js';
+import { mixedOutcome } from '../protocol/answers.js';
 import type { Participant, Transaction } from '../protocol/types.js';
 
 export interface ParticipantView {
@@ -18,6 +20,8 @@ export interface TransactionView {
   id: string;
   state: Transaction['state'];
   outcome: Transaction['outcome'];
+  /** Some participant decided the other way on its own: the effects are not atomic. */
+  mixedOutcome: boolean;
   createdAt: string;
   deadline: string;
   decidedAt: string | null;
@@ -33,12 +37,13 @@ export function transactionView(tx: Transaction): TransactionView {
     id: tx.id,
     state: tx.state,
     outcome: tx.outcome,
+    mixedOutcome: mixedOutcome(tx),
     createdAt: iso(tx.createdAtMs),
     deadline: iso(tx.deadlineMs),
     decidedAt: tx.decidedAtMs === null ? null : iso(tx.decidedAtMs),
     finishedAt: tx.finishedAtMs === null ? null : iso(tx.finishedAtMs),
     abortReason: tx.abortReason,
-    idempotencyKey: tx.idempotencyKey,
+    idempotencyKey: tx.idempotencyKey === null ? null : clientKey(tx.idempotencyKey),
     metadata: tx.metadataJson === null ? null : JSON.parse(tx.metadataJson),
     participants: tx.participants.map(participantView),
   };

@@ -11,12 +11,14 @@
 import type { DecisionLog, ListPage, ListQuery } from '../log/decision-log.js';
 import type { Metrics } from '../metrics.js';
 import type { ParticipantClient } from '../participants/participant-client.js';
+import { abortCallMayAnswer, commitCallMayAnswer, prepareCallMayAnswer } from '../protocol/answers.js';
 import { assert, InvariantError } from '../protocol/assert.js';
 import { createTransaction, step } from '../protocol/transitions.js';
 import type { Effect, Event, NewParticipant, Outcome, Refusal, Step, Transaction, TxState } from '../protocol/types.js';
 import { realTimers, type TimerHandle, type Timers } from '../timers.js';
 import { retryDelayMs } from './backoff.js';
 import { ConflictError, LimitError, NotFoundError, UnavailableError } from './errors.js';
+import { scopedKey } from './idempotency-keys.js';
 import { IdGenerator } from './ids.js';
 
 export interface CoordinatorOptions {
@@ -45,10 +47,12 @@ export interface CoordinatorOptions {
   readonly retryDelayMsMax: number;
   /** A participant is reported stuck after this many failed phase-two attempts. */
   readonly stuckAfterAttempts: number;
-  /** Longest a commit/prepare call waits for its answer before answering 202. */
+  /** Longest a call waits for its answer (answerWaitMsMax in protocol/answers.ts). */
   readonly answerWaitMsMax: number;
   readonly sweepIntervalMs: number;
   readonly retentionMs: number;
+  /** How long an idempotency key finds its transaction after the transaction finished (its details may be gone). */
+  readonly idempotencyKeyRetentionMs: number;
   readonly compactionBatch: number;
   /**
    * Recovery hands out its transactions' steps while fewer participant calls
@@ -64,6 +68,8 @@ export interface BeginRequest {
   readonly participants: readonly NewParticipant[];
   readonly timeoutMs: number | null;
   readonly idempotencyKey: string | null;
+  /** Whose key it is (an identity of the caller's token; '' without tokens): another scope never finds it. */
+  readonly idempotencyScope: string;
   readonly requestHash: string | null;
   readonly metadataJson: string | null;
   readonly commit: boolean;
@@ -182,12 +188,16 @@ export class Coordinator {
 
   async begin(request: BeginRequest): Promise<Answer> {
     if (!this.accepting) throw new UnavailableError('commitd is not accepting new transactions', 1);
-    if (request.idempotencyKey !== null) {
-      const existing = await this.findByKey(request.idempotencyKey);
+    const idempotencyKey =
+      request.idempotencyKey === null ? null : scopedKey(request.idempotencyScope, request.idempotencyKey);
+    if (idempotencyKey !== null) {
+      const existing = await this.findByKey(idempotencyKey);
       if (existing) {
         if (existing.requestHash !== request.requestHash) {
           throw new ConflictError('this idempotency key was used for a different request');
         }
+        // Finished, perhaps with only the key's snapshot left: answered from it.
+        if (!this.live.has(existing.id)) return this.answerStored(existing, request.commit ? { type: 'commit' } : null);
         if (request.commit) return this.commit(existing.id);
         return { tx: existing, refusal: null, created: false };
       }
@@ -202,7 +212,7 @@ export class Coordinator {
       timeoutMs: request.timeoutMs ?? this.o.defaultTimeoutMs,
       oneShot: request.commit,
       participants: request.participants,
-      idempotencyKey: request.idempotencyKey,
+      idempotencyKey,
       requestHash: request.requestHash,
       metadataJson: request.metadataJson,
     });
@@ -240,7 +250,7 @@ export class Coordinator {
 
   /** Phase one only: answers once every vote is in (or the transaction aborted). */
   prepare(id: string): Promise<Answer> {
-    return this.callAndWait(id, { type: 'prepare' }, (tx) => tx.outcome !== null || tx.state === 'prepared');
+    return this.callAndWait(id, { type: 'prepare' }, prepareCallMayAnswer);
   }
 
   /**
@@ -249,11 +259,11 @@ export class Coordinator {
    * the coordinator keeps trying).
    */
   commit(id: string): Promise<Answer> {
-    return this.callAndWait(id, { type: 'commit' }, phaseTwoTried);
+    return this.callAndWait(id, { type: 'commit' }, commitCallMayAnswer);
   }
 
   abort(id: string): Promise<Answer> {
-    return this.callAndWait(id, { type: 'abort' }, (tx) => tx.outcome !== null);
+    return this.callAndWait(id, { type: 'abort' }, abortCallMayAnswer);
   }
 
   get(id: string): Transaction {
@@ -323,7 +333,11 @@ export class Coordinator {
     }
     this.o.metrics.stuckParticipants.set(stuck);
     try {
-      const forgotten = this.o.log.compact(nowMs - this.o.retentionMs, this.o.compactionBatch);
+      const forgotten = this.o.log.compact(
+        nowMs - this.o.retentionMs,
+        nowMs - this.o.idempotencyKeyRetentionMs,
+        this.o.compactionBatch,
+      );
       this.o.metrics.compacted.inc(forgotten);
     } catch (error) {
       this.fail(error, 'compacting the log');
@@ -332,17 +346,19 @@ export class Coordinator {
 
   private async callAndWait(id: string, event: Event, until: (tx: Transaction) => boolean): Promise<Answer> {
     const d = this.live.get(id);
-    if (!d?.published) {
-      // Not live: finished (or unknown). The protocol answers from the stored state.
-      const stored = this.read(id);
-      const result = this.step(stored, event, this.timers.now());
-      assert(result.effects.length === 0, 'a finished transaction takes no more effects');
-      return { tx: stored, refusal: result.refusal, created: false };
-    }
+    if (!d?.published) return this.answerStored(this.read(id), event);
     const result = await this.dispatch(d, event);
     if (result.refusal) return { tx: d.published, refusal: result.refusal, created: false };
     await this.waitFor(d, until);
     return { tx: d.published, refusal: null, created: false };
+  }
+
+  /** A finished transaction: the protocol answers from the stored state, which nothing changes any more. */
+  private answerStored(stored: Transaction, event: Event | null): Answer {
+    if (event === null) return { tx: stored, refusal: null, created: false };
+    const result = this.step(stored, event, this.timers.now());
+    assert(result.effects.length === 0, 'a finished transaction takes no more effects');
+    return { tx: stored, refusal: result.refusal, created: false };
   }
 
   private read(id: string): Transaction {
@@ -531,8 +547,10 @@ export class Coordinator {
           reject(error);
         },
       };
-      // The participants' timeouts bound every wait; this bound only keeps a
-      // caller from hanging on a bug.
+      // Participant calls are bounded from when they are asked for, so this
+      // passes only when something is slower than it may be (a log that does
+      // not write): the caller then hears what readers see, and the API
+      // promises nothing beyond it (protocol/answers.ts).
       const timer = this.timers.after(this.o.answerWaitMsMax, waiter.resolve);
       d.waiters.add(waiter);
     });
@@ -576,13 +594,6 @@ export class Coordinator {
     if (error instanceof InvariantError) this.violated(error);
     this.o.onError?.(error as Error, context);
   }
-}
-
-/** A commit call can answer: aborted, or committed, or decided commit and every participant tried once. */
-function phaseTwoTried(tx: Transaction): boolean {
-  if (tx.outcome === 'abort') return true;
-  if (tx.outcome !== 'commit') return false;
-  return tx.participants.every((p) => p.acknowledged || p.attempts > 0);
 }
 
 /**

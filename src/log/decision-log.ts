@@ -32,12 +32,21 @@ export interface DecisionLog {
   /** Writes everything queued now (readable at once); forced writers still hear after their fsync. */
   flush(): void;
   get(id: string): Transaction | undefined;
+  /**
+   * The transaction begun with this (scoped) key: from the transactions
+   * table, or, once its details were compacted, the snapshot kept with the key.
+   */
   findByIdempotencyKey(key: string): Transaction | undefined;
   list(query: ListQuery): ListPage;
   /** Every transaction not yet finished at every participant, with payloads. */
   loadUnfinished(): Transaction[];
-  /** Forgets finished transactions that finished before `finishedBeforeMs`; returns how many. */
-  compact(finishedBeforeMs: number, maxRows: number): number;
+  /**
+   * Forgets finished transactions that finished before `finishedBeforeMs`
+   * (keeping a snapshot with each one's idempotency key), and keys whose
+   * transaction finished before `keysFinishedBeforeMs`; at most `maxRows` of
+   * each. Returns how many transactions it forgot.
+   */
+  compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): number;
   close(): void;
 }
 

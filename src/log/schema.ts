@@ -46,6 +46,19 @@ export const MIGRATIONS: readonly string[] = [
   DROP INDEX transactions_unfinished;
   DROP INDEX transactions_state;
   `,
+  // 3: an idempotency key outlives its transaction's details. A client that
+  // retries a day later must find the transaction its first try created, not
+  // begin a second one and have the participants do the work twice. When a
+  // finished transaction with a key is compacted, its row (without payloads)
+  // moves here, kept for the keys' own, longer retention.
+  `
+  CREATE TABLE idempotency_keys (
+    idempotency_key TEXT PRIMARY KEY,
+    finished_at_ms  INTEGER NOT NULL,
+    snapshot        TEXT NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX idempotency_keys_finished ON idempotency_keys (finished_at_ms);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

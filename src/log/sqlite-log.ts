@@ -116,7 +116,15 @@ export class SqliteLog implements DecisionLog {
       payloads: this.db.prepare('SELECT name, payload FROM payloads WHERE tx_id = ?'),
       unfinished: this.db.prepare('SELECT * FROM transactions WHERE finished_at_ms IS NULL ORDER BY id'),
       finishedBefore: this.db.prepare(
-        'SELECT id FROM transactions WHERE finished_at_ms IS NOT NULL AND finished_at_ms < ? LIMIT ?',
+        'SELECT * FROM transactions WHERE finished_at_ms IS NOT NULL AND finished_at_ms < ? LIMIT ?',
+      ),
+      keepKey: this.db.prepare(
+        'INSERT OR REPLACE INTO idempotency_keys (idempotency_key, finished_at_ms, snapshot) VALUES (?, ?, ?)',
+      ),
+      keptKey: this.db.prepare('SELECT snapshot FROM idempotency_keys WHERE idempotency_key = ?'),
+      expireKeys: this.db.prepare(
+        `DELETE FROM idempotency_keys WHERE idempotency_key IN
+           (SELECT idempotency_key FROM idempotency_keys WHERE finished_at_ms < ? LIMIT ?)`,
       ),
       deleteTx: this.db.prepare('DELETE FROM transactions WHERE id = ?'),
       deletePayloads: this.db.prepare('DELETE FROM payloads WHERE tx_id = ?'),
@@ -290,7 +298,9 @@ export class SqliteLog implements DecisionLog {
 
   findByIdempotencyKey(key: string): Transaction | undefined {
     const row = this.statements.byKey.get(key) as TxRow | undefined;
-    return row && fromRow(row, null);
+    if (row) return fromRow(row, null);
+    const kept = this.statements.keptKey.get(key) as { snapshot: string } | undefined;
+    return kept && fromRow(JSON.parse(kept.snapshot) as TxRow, null);
   }
 
   list(query: ListQuery): ListPage {
@@ -325,16 +335,20 @@ export class SqliteLog implements DecisionLog {
     });
   }
 
-  compact(finishedBeforeMs: number, maxRows: number): number {
-    const ids = this.statements.finishedBefore.all(finishedBeforeMs, maxRows) as Array<{ id: string }>;
-    if (ids.length === 0) return 0;
+  compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): number {
+    const rows = this.statements.finishedBefore.all(finishedBeforeMs, maxRows) as TxRow[];
     this.db.transaction(() => {
-      for (const { id } of ids) {
-        this.statements.deleteTx.run(id);
-        this.statements.deletePayloads.run(id);
+      for (const row of rows) {
+        const finishedAtMs = row.finished_at_ms as number;
+        if (row.idempotency_key !== null && finishedAtMs >= keysFinishedBeforeMs) {
+          this.statements.keepKey.run(row.idempotency_key, finishedAtMs, JSON.stringify(row));
+        }
+        this.statements.deleteTx.run(row.id);
+        this.statements.deletePayloads.run(row.id);
       }
+      this.statements.expireKeys.run(keysFinishedBeforeMs, maxRows);
     })();
-    return ids.length;
+    return rows.length;
   }
 
   close(): void {

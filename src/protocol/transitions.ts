@@ -3,15 +3,19 @@
 // performs the effects in order, and a forced persist is on disk before any
 // effect after it happens.
 //
-// Durability (see DESIGN.md):
+// Durability (docs/design.md):
 // - begin and enlist are forced: the coordinator must always know whom it may
 //   have asked to prepare;
+// - an explicit transaction's `preparing` is forced before its prepares leave:
+//   after a crash, recovery must know they may be out, to abort it at once
+//   instead of holding prepared participants until the deadline;
 // - the commit decision is forced before any commit message leaves;
 // - votes are forced only when an explicit /prepare answers `prepared`;
-// - an abort decision is lazy where recovery would reach abort anyway (a
-//   one-shot transaction, or a passed deadline, which is durable); a client's
-//   abort, or a `no` answered to an explicit call, is forced, because recovery
-//   would otherwise bring back a transaction that a caller was told is aborted;
+// - an abort decision is lazy only for a one-shot transaction, which recovery
+//   aborts whatever it finds and whatever the clock says. Any other abort may
+//   be heard (by a participant, a caller, a reader) before the next flush, and
+//   a restart with the wall clock stepped back would bring the transaction
+//   back undecided and commit-able: it is forced (abortIsForced);
 // - acknowledgements and the end are lazy: losing one only repeats a message.
 
 import { assert } from './assert.js';
@@ -171,9 +175,11 @@ function startPhaseOne(tx: Transaction, commitRequested: boolean, nowMs: number)
   }
   const sends: Effect[] = next.participants.map((p) => send('prepare', p.name, 0));
   // A one-shot transaction needs no record of this step: recovery aborts an
-  // undecided one-shot whatever state it finds. An explicit one records it
-  // lazily so recovery can abort it at once instead of at its deadline.
-  const effects = next.oneShot ? sends : [LAZY, ...sends];
+  // undecided one-shot whatever state it finds. An explicit one is on disk as
+  // `preparing` before any prepare leaves, so that recovery aborts it at once
+  // (releasing participants that prepared) rather than waiting for a client
+  // that may never come back until the deadline.
+  const effects = next.oneShot ? sends : [FORCED, ...sends];
   return ok({ ...next, state: 'preparing' }, effects);
 }
 
@@ -233,7 +239,6 @@ function decideAbort(tx: Transaction, reason: AbortReason, nowMs: number, votesI
     sends.push(send('abort', p.name, 0));
     return { ...p, acknowledged: false };
   });
-  const forced = !tx.oneShot && (reason === 'client' || reason === 'vote');
   const done = participants.every((p) => p.acknowledged);
   const decided: Transaction = {
     ...tx,
@@ -244,7 +249,20 @@ function decideAbort(tx: Transaction, reason: AbortReason, nowMs: number, votesI
     finishedAtMs: done ? nowMs : null,
     participants,
   };
-  return ok(decided, [forced ? FORCED : LAZY, ...sends, ...(done ? [FINISHED] : [])]);
+  return ok(decided, [abortIsForced(tx, reason) ? FORCED : LAZY, ...sends, ...(done ? [FINISHED] : [])]);
+}
+
+/**
+ * An abort may be written lazily only where recovery reaches abort on its own
+ * whatever it finds on disk and whatever the wall clock says then: a one-shot
+ * transaction (recovery aborts every undecided one), or an abort decided by
+ * recovery itself (from `preparing`, which recovery aborts, or from a one-shot).
+ * A deadline abort is not such a case: recovery judges a deadline by the wall
+ * clock, and a clock stepped back across a restart would revive the
+ * transaction after its abort messages had left.
+ */
+export function abortIsForced(tx: Transaction, reason: AbortReason): boolean {
+  return !tx.oneShot && reason !== 'recovery';
 }
 
 function acknowledged(tx: Transaction, name: string, heuristic: Heuristic | null, nowMs: number): Step {

@@ -552,6 +552,7 @@ t.test('heuristic outcomes are shown in the API and counted in metrics', async (
   t.equal(committed.statusCode, 200, committed.body);
   const c = committed.json();
   t.match(c, { state: 'committed', outcome: 'commit' });
+  t.equal(c.mixedOutcome, true, 'the caller is told at the top of the answer that the outcome is mixed');
   t.match(byName(c, 'rogue'), { acknowledged: true, heuristic: 'abort' });
   t.notOk('heuristic' in byName(c, 'good'));
   t.equal(rogue.count('commit', c.id), 1, 'a heuristic answer is not retried');
@@ -562,8 +563,10 @@ t.test('heuristic outcomes are shown in the API and counted in metrics', async (
   t.equal((await post(h, `/v1/transactions/${id}/prepare`)).statusCode, 200);
   t.equal((await post(h, `/v1/transactions/${id}/abort`)).statusCode, 200);
   const aborted = await pollTx(h, id, finished);
-  t.match(aborted, { state: 'aborted', outcome: 'abort' });
+  t.match(aborted, { state: 'aborted', outcome: 'abort', mixedOutcome: true });
   t.match(byName(aborted, 'rogue'), { acknowledged: true, heuristic: 'commit' });
+  const clean = await post(h, '/v1/transactions', { participants: [{ name: 'good', url: good.url }], commit: true });
+  t.equal(clean.json().mixedOutcome, false, 'an atomic outcome says so too');
 
   const metrics = (await get(h, '/metrics')).body;
   t.equal(sample(metrics, 'commitd_heuristic_outcomes_total', 'heuristic="abort"'), 1);
@@ -689,6 +692,41 @@ t.test('a one-shot commit repeated with the same idempotency key runs once', asy
   t.equal(a.count('commit'), 1);
   t.equal(b.count('commit'), 1);
   problem(t, await post(h, '/v1/transactions', { ...body, commit: false }), 409);
+});
+
+t.test('an idempotency key outlives the details of its transaction', async (t) => {
+  // Details are forgotten 100 ms after the transaction finishes; keys are kept a day.
+  const h = await harness(t, { transactions: { retentionMs: 100 } });
+  const a = await participant(t);
+  const body = { participants: [{ name: 'orders', url: a.url }], idempotencyKey: 'pay-7', commit: true };
+  const first = await post(h, '/v1/transactions', body);
+  t.equal(first.statusCode, 200, first.body);
+  const id = first.json().id;
+  const deadline = Date.now() + 10_000;
+  while ((await get(h, `/v1/transactions/${id}`)).statusCode !== 404) {
+    if (Date.now() > deadline) throw new Error('the transaction was never compacted');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const retry = await post(h, '/v1/transactions', body);
+  t.equal(retry.statusCode, 200, retry.body);
+  t.match(retry.json(), { id, state: 'committed', outcome: 'commit', idempotencyKey: 'pay-7' });
+  t.equal(a.count('prepare'), 1, 'the participants did the work once');
+  t.equal(a.count('commit'), 1);
+  problem(t, await post(h, '/v1/transactions', { ...body, idempotencyKey: 'pay-7', timeoutMs: 1234 }), 409);
+});
+
+t.test('leaving out commit, timeoutMs or participants is the same request as sending their defaults', async (t) => {
+  const h = await harness(t);
+  const first = await post(h, '/v1/transactions', { idempotencyKey: 'defaults' });
+  t.equal(first.statusCode, 201, first.body);
+  const spelled = await post(h, '/v1/transactions', {
+    idempotencyKey: 'defaults',
+    participants: [],
+    commit: false,
+    timeoutMs: h.config.transactions.defaultTimeoutMs,
+  });
+  t.equal(spelled.statusCode, 200, spelled.body);
+  t.equal(spelled.json().id, first.json().id);
 });
 
 t.test('the outcome inquiry: pending, then the decision', async (t) => {

@@ -42,6 +42,7 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
     stuckAfterAttempts: 10,
     answerWaitMsMax: 1_000,
     sweepIntervalMs: 60_000,
+    idempotencyKeyRetentionMs: 60_000,
     retentionMs: 60_000,
     compactionBatch: 100,
   });
@@ -56,6 +57,7 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
     participants: [{ name: 'orders', url: 'http://orders.test/tx', payloadJson: null }],
     timeoutMs: null,
     idempotencyKey: null,
+    idempotencyScope: '',
     requestHash: null,
     metadataJson: null,
     commit: false,

@@ -61,7 +61,8 @@ function statesOf(id: string, ...ps: TestParticipant[]): Array<LocalState | unde
 t.test('(a) killed after begin, before any vote: the transaction survives and its deadline aborts it', async (t) => {
   const { a, b, start, participants } = await setup(t);
   let s = await start();
-  const begun = await call(s.url, 'POST', '/v1/transactions', { participants, timeoutMs: 1500 });
+  // Long enough that a restart on a busy machine comes before the deadline.
+  const begun = await call(s.url, 'POST', '/v1/transactions', { participants, timeoutMs: 5000 });
   t.equal(begun.status, 201);
   const id = begun.body.id;
   await s.kill('SIGKILL');

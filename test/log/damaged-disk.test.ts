@@ -652,8 +652,32 @@ t.test(
       open.push(r.body.id);
     }
     const [commitWhileFull, prepareWhileFull, enlistWhileFull] = open as [string, string, string];
+    // One more has its prepares out when the disk fills: its `preparing` is
+    // on disk, the participants are preparing and answer a little later.
+    const votesOut = (
+      await inject('POST', '/v1/transactions', { participants: parts, timeoutMs: LONG_TIMEOUT_MS, metadata })
+    ).body.id as string;
+    const slowYes: Behavior = (m, p) => {
+      if (m.action !== 'prepare' || m.txId !== votesOut) return undefined;
+      p.states.set(m.txId, 'prepared');
+      return { status: 200, body: { vote: 'yes' }, delayMs: 300 };
+    };
+    a.behavior = slowYes;
+    b.behavior = slowYes;
+    t.teardown(() => {
+      a.behavior = null;
+      b.behavior = null;
+    });
+    const commitWithVotesOut = inject('POST', `/v1/transactions/${votesOut}/commit`);
+    await waitUntil(() => a.count('prepare', votesOut) + b.count('prepare', votesOut) === 2);
 
-    // The disk fills up: not one more page.
+    // The disk fills up: not one more page. Pages the rewrites above freed
+    // are taken first (a page-sized filler row each), so none is left to reuse.
+    db.exec('CREATE TABLE IF NOT EXISTS filler (bytes BLOB)');
+    const page = db.pragma('page_size', { simple: true }) as number;
+    for (let i = 0; i < 10_000 && (db.pragma('freelist_count', { simple: true }) as number) > 0; i++) {
+      db.prepare('INSERT INTO filler VALUES (zeroblob(?))').run(page - 64);
+    }
     db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true })}`);
     t.equal(db.pragma('freelist_count', { simple: true }), 0, 'and no free page to reuse');
     const prepares = a.count('prepare') + b.count('prepare');
@@ -663,27 +687,33 @@ t.test(
       await inject('POST', '/v1/transactions', { participants: parts, metadata, timeoutMs: LONG_TIMEOUT_MS }),
       'begin',
     );
-    t.equal(a.count('prepare') + b.count('prepare'), prepares, 'no participant was asked to prepare for them');
-
-    full(await inject('POST', `/v1/transactions/${commitWhileFull}/commit`), 'commit (its decision cannot be written)');
-    t.equal(a.count('commit', commitWhileFull) + b.count('commit', commitWhileFull), 0, 'no commit message left');
-    full(await inject('POST', `/v1/transactions/${prepareWhileFull}/prepare`), 'prepare (its votes cannot be written)');
+    full(
+      await inject('POST', `/v1/transactions/${commitWhileFull}/commit`),
+      'commit (its preparing cannot be written)',
+    );
+    full(
+      await inject('POST', `/v1/transactions/${prepareWhileFull}/prepare`),
+      'prepare (its preparing cannot be written)',
+    );
+    t.equal(a.count('prepare') + b.count('prepare'), prepares, 'no participant was asked to prepare for any of them');
     full(
       await inject('POST', `/v1/transactions/${enlistWhileFull}/participants`, { name: 'audit', url: a.url }),
       'enlist',
     );
+    full(await commitWithVotesOut, 'commit (every vote is yes, the decision cannot be written)');
+    t.equal(a.count('commit', votesOut) + b.count('commit', votesOut), 0, 'no commit message left');
     // Prepared participants are not left in doubt until the deadline: with no
     // decision on disk the transaction is aborted, as recovery would.
-    await waitUntil(() => a.states.get(commitWhileFull) === 'aborted' && b.states.get(commitWhileFull) === 'aborted');
-    await waitUntil(() => a.states.get(prepareWhileFull) === 'aborted' && b.states.get(prepareWhileFull) === 'aborted');
+    await waitUntil(() => a.states.get(votesOut) === 'aborted' && b.states.get(votesOut) === 'aborted');
+    const again = await inject('POST', `/v1/transactions/${votesOut}/commit`);
+    t.same(
+      { status: again.status, outcome: again.body.transaction?.outcome, reason: again.body.transaction?.abortReason },
+      { status: 409, outcome: 'abort', reason: 'recovery' },
+      'a retried commit hears that it was aborted',
+    );
+    told.set(votesOut, { state: 'aborted', outcome: 'abort' });
     for (const id of [commitWhileFull, prepareWhileFull]) {
-      const again = await inject('POST', `/v1/transactions/${id}/commit`);
-      t.same(
-        { status: again.status, outcome: again.body.transaction?.outcome, reason: again.body.transaction?.abortReason },
-        { status: 409, outcome: 'abort', reason: 'recovery' },
-        'a retried commit hears that it was aborted',
-      );
-      told.set(id, { state: 'aborted', outcome: 'abort' });
+      t.equal((await inject('GET', `/v1/transactions/${id}`)).body.state, 'active', 'a refused call changed nothing');
     }
     full(await inject('GET', '/v1/transactions'), 'list (it writes what is queued first)');
     t.equal((await inject('GET', '/healthz')).status, 200, 'alive');
@@ -700,9 +730,11 @@ t.test(
     const after = await inject('POST', '/v1/transactions', { participants: parts, commit: true, metadata });
     t.equal(after.status, 200, 'a one-shot commit succeeds again');
     told.set(after.body.id, { state: 'committed', outcome: 'commit' });
-    const committed = await inject('POST', `/v1/transactions/${enlistWhileFull}/commit`);
-    t.equal(committed.status, 200, 'and so does a commit');
-    told.set(enlistWhileFull, { state: 'committed', outcome: 'commit' });
+    for (const id of [enlistWhileFull, commitWhileFull, prepareWhileFull]) {
+      const committed = await inject('POST', `/v1/transactions/${id}/commit`);
+      t.equal(committed.status, 200, 'and so does a commit, also of those refused while the disk was full');
+      told.set(id, { state: 'committed', outcome: 'commit' });
+    }
     t.equal((await inject('GET', '/v1/transactions')).status, 200, 'and a list');
 
     await h.close();

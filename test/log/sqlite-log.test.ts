@@ -499,6 +499,35 @@ t.test('findByIdempotencyKey finds the transaction begun with the key', async (t
   t.equal(log.findByIdempotencyKey('order-44'), undefined);
 });
 
+t.test('compact keeps an idempotency key, with the transaction as it finished, for the key retention', async (t) => {
+  const { log } = openLog(t, tempDir(t));
+  const keyed = (id: string, key: string, finishedAtMs: number) => {
+    const decided = drive(begin(id, ['orders'], key), T0 + 10, { type: 'commit' }, yes('orders'));
+    return drive(decided, finishedAtMs, ack('orders'));
+  };
+  await Promise.all([
+    log.writeForced(begin('tx_a', ['orders'], 'key-a')),
+    log.writeForced(begin('tx_b', ['orders'], 'key-b')),
+  ]);
+  const a = keyed('tx_a', 'key-a', T0 + 100);
+  const b = keyed('tx_b', 'key-b', T0 + 200);
+  await Promise.all([log.writeForced(a), log.writeForced(b)]);
+
+  // Details forgotten after T0 + 300; keys kept for those finished from T0 + 150 on.
+  t.equal(log.compact(T0 + 300, T0 + 150, 10), 2);
+  t.equal(log.get('tx_a'), undefined);
+  t.equal(log.get('tx_b'), undefined);
+  t.equal(log.findByIdempotencyKey('key-a'), undefined, 'finished before the key cutoff: key forgotten too');
+  const kept = log.findByIdempotencyKey('key-b');
+  t.same(kept, asStored(b, false), 'the key finds the transaction as it finished');
+  t.equal(kept?.requestHash, 'hash-key-b', 'and what tells a retry from another request');
+
+  t.equal(log.compact(T0 + 300, T0 + 150, 10), 0, 'nothing more to forget');
+  t.ok(log.findByIdempotencyKey('key-b'), 'kept while within its retention');
+  log.compact(T0 + 300, T0 + 201, 10);
+  t.equal(log.findByIdempotencyKey('key-b'), undefined, 'expired with the key retention');
+});
+
 t.test('compact forgets only transactions finished before the cutoff, with their payloads', async (t) => {
   const dir = tempDir(t);
   const { log } = openLog(t, dir);
@@ -512,10 +541,10 @@ t.test('compact forgets only transactions finished before the cutoff, with their
     log.writeForced(committing('tx_open')),
   ]);
 
-  t.equal(log.compact(T0 + 100, 10), 0, 'the cutoff is exclusive');
-  t.equal(log.compact(T0 + 500, 2), 2, 'at most maxRows at a time');
-  t.equal(log.compact(T0 + 500, 10), 1);
-  t.equal(log.compact(T0 + 500, 10), 0);
+  t.equal(log.compact(T0 + 100, 0, 10), 0, 'the cutoff is exclusive');
+  t.equal(log.compact(T0 + 500, 0, 2), 2, 'at most maxRows at a time');
+  t.equal(log.compact(T0 + 500, 0, 10), 1);
+  t.equal(log.compact(T0 + 500, 0, 10), 0);
   for (const id of ['tx_old1', 'tx_old2', 'tx_old3']) t.equal(log.get(id), undefined, `${id} forgotten`);
   t.equal(log.get('tx_new')?.state, 'committed');
   t.equal(log.get('tx_open')?.state, 'committing');

@@ -246,21 +246,24 @@ t.test('enlist', async (t) => {
 });
 
 t.test('prepare', async (t) => {
-  t.test('active -> preparing: a lazy persist, then a prepare to every participant', async (t) => {
-    const s = apply(active(['a', 'b', 'c']), PREPARE);
-    t.equal(s.refusal, null);
-    t.equal(s.tx.state, 'preparing');
-    t.equal(s.tx.outcome, null);
-    t.equal(s.tx.commitRequested, false);
-    t.same(s.effects, [LAZY, send('prepare', 'a'), send('prepare', 'b'), send('prepare', 'c')]);
-    t.same(parts(s.tx), [part('a'), part('b'), part('c')]);
-  });
+  t.test(
+    'active -> preparing: a forced persist (recovery must know prepares may be out), then a prepare to every participant',
+    async (t) => {
+      const s = apply(active(['a', 'b', 'c']), PREPARE);
+      t.equal(s.refusal, null);
+      t.equal(s.tx.state, 'preparing');
+      t.equal(s.tx.outcome, null);
+      t.equal(s.tx.commitRequested, false);
+      t.same(s.effects, [FORCED, send('prepare', 'a'), send('prepare', 'b'), send('prepare', 'c')]);
+      t.same(parts(s.tx), [part('a'), part('b'), part('c')]);
+    },
+  );
 
   t.test('commit on an active explicit transaction prepares the same way and remembers the commit', async (t) => {
     const s = apply(active(['a', 'b']), COMMIT);
     t.equal(s.tx.state, 'preparing');
     t.equal(s.tx.commitRequested, true);
-    t.same(s.effects, [LAZY, send('prepare', 'a'), send('prepare', 'b')]);
+    t.same(s.effects, [FORCED, send('prepare', 'a'), send('prepare', 'b')]);
   });
 
   t.test('a one-shot transaction sends its prepares without a persist', async (t) => {
@@ -601,29 +604,32 @@ t.test('deadline', async (t) => {
     }
   });
 
-  t.test('an active transaction at its deadline aborts lazily, reason deadline', async (t) => {
-    const s = apply(active(['a', 'b']), DEADLINE_EVENT, DEADLINE);
-    t.equal(s.refusal, null);
-    t.equal(s.tx.state, 'aborting');
-    t.equal(s.tx.outcome, 'abort');
-    t.equal(s.tx.abortReason, 'deadline');
-    t.equal(s.tx.decidedAtMs, DEADLINE);
-    t.same(s.effects, [LAZY, send('abort', 'a'), send('abort', 'b')]);
-  });
+  t.test(
+    'an active transaction at its deadline aborts, forced (a clock stepped back must not revive it), reason deadline',
+    async (t) => {
+      const s = apply(active(['a', 'b']), DEADLINE_EVENT, DEADLINE);
+      t.equal(s.refusal, null);
+      t.equal(s.tx.state, 'aborting');
+      t.equal(s.tx.outcome, 'abort');
+      t.equal(s.tx.abortReason, 'deadline');
+      t.equal(s.tx.decidedAtMs, DEADLINE);
+      t.same(s.effects, [FORCED, send('abort', 'a'), send('abort', 'b')]);
+    },
+  );
 
-  t.test('a preparing transaction past its deadline aborts lazily; in-flight prepares wait', async (t) => {
+  t.test('a preparing transaction past its deadline aborts, forced; in-flight prepares wait', async (t) => {
     const tx = drive(preparing(['a', 'b']), vote('a', 'yes'));
     const s = apply(tx, DEADLINE_EVENT, EXPIRED);
     t.equal(s.tx.state, 'aborting');
     t.equal(s.tx.abortReason, 'deadline');
-    t.same(s.effects, [LAZY, send('abort', 'a')]);
+    t.same(s.effects, [FORCED, send('abort', 'a')]);
     t.same(parts(s.tx), [part('a', { vote: 'yes' }), part('b')]);
   });
 
-  t.test('a prepared transaction past its deadline aborts lazily', async (t) => {
+  t.test('a prepared transaction past its deadline aborts, forced before its abort messages leave', async (t) => {
     const s = apply(prepared({ a: 'yes', b: 'read-only' }), DEADLINE_EVENT, EXPIRED);
     t.equal(s.tx.state, 'aborting');
-    t.same(s.effects, [LAZY, send('abort', 'a')]);
+    t.same(s.effects, [FORCED, send('abort', 'a')]);
   });
 
   t.test('commit on a prepared transaction after its deadline first aborts, then is refused', async (t) => {
@@ -634,26 +640,26 @@ t.test('deadline', async (t) => {
     t.equal(s.tx.outcome, 'abort');
     t.equal(s.tx.abortReason, 'deadline');
     t.equal(s.tx.commitRequested, false);
-    t.same(s.effects, [LAZY, send('abort', 'a'), send('abort', 'b')]);
+    t.same(s.effects, [FORCED, send('abort', 'a'), send('abort', 'b')]);
   });
 
   t.test('prepare or enlist after the deadline first aborts, then is refused', async (t) => {
     const p = apply(active(['a']), PREPARE, EXPIRED);
     t.equal(p.refusal?.code, 'aborted');
     t.equal(p.tx.abortReason, 'deadline');
-    t.same(p.effects, [LAZY, send('abort', 'a')]);
+    t.same(p.effects, [FORCED, send('abort', 'a')]);
     const e = apply(active(['a']), { type: 'enlist', participant: np('b') }, EXPIRED);
     t.equal(e.refusal?.code, 'not-active');
     t.equal(e.tx.state, 'aborting');
     t.equal(e.tx.participants.length, 1);
-    t.same(e.effects, [LAZY, send('abort', 'a')]);
+    t.same(e.effects, [FORCED, send('abort', 'a')]);
   });
 
   t.test('a client abort after the deadline is the deadline abort', async (t) => {
     const s = apply(active(['a']), ABORT, EXPIRED);
     t.equal(s.refusal, null);
     t.equal(s.tx.abortReason, 'deadline');
-    t.same(s.effects, [LAZY, send('abort', 'a')]);
+    t.same(s.effects, [FORCED, send('abort', 'a')]);
   });
 
   t.test('a vote after the deadline: the abort comes first, then the yes voter hears it', async (t) => {
@@ -661,7 +667,7 @@ t.test('deadline', async (t) => {
     t.equal(s.refusal, null);
     t.equal(s.tx.state, 'aborting');
     t.equal(s.tx.abortReason, 'deadline');
-    t.same(s.effects, [LAZY, send('abort', 'a')]);
+    t.same(s.effects, [FORCED, send('abort', 'a')]);
     t.same(parts(s.tx), [part('a', { vote: 'yes' }), part('b')]);
   });
 
@@ -670,7 +676,7 @@ t.test('deadline', async (t) => {
     const s = apply(tx, vote('b', 'yes'), EXPIRED);
     t.equal(s.tx.outcome, 'abort');
     t.equal(s.tx.state, 'aborting');
-    t.same(s.effects, [LAZY, send('abort', 'a'), send('abort', 'b')]);
+    t.same(s.effects, [FORCED, send('abort', 'a'), send('abort', 'b')]);
   });
 
   t.test('a decided commit is never aborted by a deadline', async (t) => {
@@ -813,7 +819,7 @@ t.test('recover', async (t) => {
     const s = apply(active(['a', 'b']), RECOVER, EXPIRED);
     t.equal(s.tx.state, 'aborting');
     t.equal(s.tx.abortReason, 'deadline');
-    t.same(s.effects, [LAZY, send('abort', 'a'), send('abort', 'b')]);
+    t.same(s.effects, [FORCED, send('abort', 'a'), send('abort', 'b')]);
   });
 
   t.test('an active one-shot transaction aborts: its prepares may be out', async (t) => {
@@ -864,7 +870,7 @@ t.test('recover', async (t) => {
     const expired = apply(tx, RECOVER, EXPIRED);
     t.equal(expired.tx.state, 'aborting');
     t.equal(expired.tx.abortReason, 'deadline');
-    t.same(expired.effects, [LAZY, send('abort', 'a')]);
+    t.same(expired.effects, [FORCED, send('abort', 'a')]);
   });
 
   t.test('a committing transaction resends commit to the unacknowledged only, attempts reset', async (t) => {

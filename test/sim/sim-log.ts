@@ -27,11 +27,15 @@ export class SimLog implements DecisionLog {
   readonly durable = new Map<string, Transaction>();
   /** Every transaction ever forgotten, with the outcome it had. */
   readonly forgotten = new Map<string, Transaction>();
+  /** Idempotency keys of forgotten transactions, with the snapshot kept for them (the SQLite log's idempotency_keys). */
+  readonly keptKeys = new Map<string, Transaction>();
   private pending = new Map<string, Pending>();
   private flushEpoch = 0;
   private flushScheduled = false;
   /** Set by the simulator: crash the coordinator right after a flush, before anyone hears of it. */
   crashAfterFlush: (() => boolean) | null = null;
+  /** Set by the simulator: extra milliseconds a flush takes (a slow disk), 0 for none. */
+  slowFlushMs: () => number = () => 0;
 
   constructor(
     private readonly world: World,
@@ -62,7 +66,7 @@ export class SimLog implements DecisionLog {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       const epoch = this.flushEpoch;
-      this.world.at(this.world.rng.int(0, this.flushDelayMsMax), () => {
+      this.world.at(this.world.rng.int(0, this.flushDelayMsMax) + this.slowFlushMs(), () => {
         if (epoch === this.flushEpoch) this.flush();
       });
     }
@@ -113,7 +117,7 @@ export class SimLog implements DecisionLog {
 
   findByIdempotencyKey(key: string): Transaction | undefined {
     for (const tx of this.durable.values()) if (tx.idempotencyKey === key) return tx;
-    return undefined;
+    return this.keptKeys.get(key);
   }
 
   list(query: ListQuery): ListPage {
@@ -130,7 +134,7 @@ export class SimLog implements DecisionLog {
     return [...this.durable.values()].filter((tx) => tx.finishedAtMs === null).sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 
-  compact(finishedBeforeMs: number, maxRows: number): number {
+  compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): number {
     let n = 0;
     for (const tx of [...this.durable.values()]) {
       if (n >= maxRows) break;
@@ -145,7 +149,18 @@ export class SimLog implements DecisionLog {
       }
       this.durable.delete(tx.id);
       this.forgotten.set(tx.id, tx);
+      if (tx.idempotencyKey !== null && (tx.finishedAtMs ?? 0) >= keysFinishedBeforeMs) {
+        this.keptKeys.set(tx.idempotencyKey, tx);
+      }
       n++;
+    }
+    let expired = 0;
+    for (const [key, tx] of this.keptKeys) {
+      if (expired >= maxRows) break;
+      if ((tx.finishedAtMs ?? 0) < keysFinishedBeforeMs) {
+        this.keptKeys.delete(key);
+        expired++;
+      }
     }
     return n;
   }

@@ -6,6 +6,7 @@
 // prepared, and, in some runs, decide heuristically. Every message a
 // participant receives is checked against the rules of the protocol.
 
+import type { CallLimiter } from '../../src/participants/call-limiter.js';
 import type { ParticipantClient, PhaseTwoAnswer, PrepareAnswer } from '../../src/participants/participant-client.js';
 import type { PhaseTwoMessage } from '../../src/protocol/types.js';
 import type { Checks } from './checks.js';
@@ -205,10 +206,33 @@ export class SimClient implements ParticipantClient {
     private readonly log: SimLog,
     private readonly checks: Checks,
     private readonly timeoutMs: number,
+    /** The real call-slot queue, on simulated time: calls wait in it, as they do in service. */
+    private readonly limiter: CallLimiter,
+    /** Planted bug: the time limit counts from when a call got its slot (the wire), not from when it was asked for. */
+    private readonly timeFromWire = false,
   ) {}
 
+  /** Set by the simulator: runs right after each message leaves (it may crash the coordinator there). */
+  onSent: (action: string) => void = () => {};
+
+  /** One call through the slot queue, its time limit counted from now (queue included). */
+  private limited(action: string, txId: string, name: string): Promise<Reply | string> {
+    if (this.timeFromWire) {
+      return this.limiter.run(
+        () => this.call(action, txId, name, this.timeoutMs),
+        Number.MAX_SAFE_INTEGER,
+        () => '',
+      );
+    }
+    return this.limiter.run(
+      (remainingMs) => this.call(action, txId, name, remainingMs),
+      this.timeoutMs,
+      () => 'timeout while queued',
+    );
+  }
+
   async prepare(txId: string, target: { name: string }): Promise<PrepareAnswer> {
-    const reply = await this.call('prepare', txId, target.name);
+    const reply = await this.limited('prepare', txId, target.name);
     if (typeof reply === 'string') return { kind: 'lost', reason: reply };
     const v = reply.body.vote;
     if (reply.status === 200 && (v === 'yes' || v === 'no' || v === 'read-only')) {
@@ -221,7 +245,7 @@ export class SimClient implements ParticipantClient {
     if (message === 'commit' && this.log.durable.get(txId)?.outcome !== 'commit') {
       this.checks.fail('no commit message leaves before the commit decision is durable', `${txId} to ${target.name}`);
     }
-    const reply = await this.call(message, txId, target.name);
+    const reply = await this.limited(message, txId, target.name);
     if (typeof reply === 'string') return { kind: 'failed', error: reply };
     if ((reply.status >= 200 && reply.status < 300) || (message === 'abort' && reply.status === 404)) {
       return { kind: 'acknowledged' };
@@ -231,7 +255,7 @@ export class SimClient implements ParticipantClient {
     return { kind: 'failed', error: `HTTP ${reply.status}` };
   }
 
-  private call(action: string, txId: string, name: string): Promise<Reply | string> {
+  private call(action: string, txId: string, name: string, timeLimitMs: number): Promise<Reply | string> {
     const p = this.participants.get(name);
     if (!p) throw new Error(`no simulated participant ${name}`);
     return new Promise((resolve) => {
@@ -242,7 +266,7 @@ export class SimClient implements ParticipantClient {
         settled = true;
         resolve(v);
       };
-      this.world.at(this.timeoutMs, () => settle('timeout'));
+      this.world.at(timeLimitMs, () => settle('timeout'));
       this.network.request(
         p,
         () => {
@@ -251,6 +275,7 @@ export class SimClient implements ParticipantClient {
         },
         () => settle('connection refused'),
       );
+      this.onSent(action);
     });
   }
 

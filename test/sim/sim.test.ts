@@ -116,3 +116,36 @@ t.test('planted: a lost vote is taken for a yes', async (t) => {
   const seed = await firstCatch({ protocolStep: optimistic }, 'commit goes only to participants that voted yes', 200);
   t.not(seed, null, `caught at seed ${seed}`);
 });
+
+t.test('planted: a call that waited past its bound answers 202 with nothing decided', async (t) => {
+  // Found by a probe against the service (issue 14): calls queued behind slow
+  // participants, or a slow disk, outlast the wait and the caller was told
+  // 202. The simulator's slow flushes and queued calls reach the same state.
+  const seed = await firstCatch(
+    { runtimeBugs: { undecidedAnsweredAccepted: true } },
+    'what a client was told survives: an acknowledged outcome is the outcome',
+    400,
+  );
+  t.not(seed, null, `caught at seed ${seed}`);
+});
+
+t.test('planted: a deadline abort is written lazily (a clock stepped back revives it)', async (t) => {
+  const lazyDeadline = wrap((tx, _event, r) =>
+    tx.outcome === null && r.tx.abortReason === 'deadline'
+      ? { ...r, effects: r.effects.map((e) => (e.type === 'persist' ? { ...e, forced: false } : e)) }
+      : r,
+  );
+  // Longer fault phases, so that more deadlines pass while crashes and clock
+  // steps still happen.
+  const seed = await firstCatch(
+    { protocolStep: lazyDeadline, faultMs: 8000 },
+    [
+      'commit goes only to participants that voted yes',
+      'TCConsistent: no participant commits while another aborts',
+      'an outcome, once decided, never changes',
+      'what a client was told survives: an acknowledged outcome is the outcome',
+    ] as Invariant[],
+    200,
+  );
+  t.not(seed, null, `caught at seed ${seed}`);
+});

@@ -8,6 +8,8 @@
 
 import { Coordinator } from '../../src/coordinator/coordinator.js';
 import { Metrics } from '../../src/metrics.js';
+import { CallLimiter } from '../../src/participants/call-limiter.js';
+import { answerWaitMsMax, commitAnswer, prepareAnswer } from '../../src/protocol/answers.js';
 import { step as realStep } from '../../src/protocol/transitions.js';
 import type { Outcome, Transaction } from '../../src/protocol/types.js';
 import type { TimerHandle, Timers } from '../../src/timers.js';
@@ -21,12 +23,21 @@ export interface SimOptions {
   /** Planted bugs, to show the checks catch them. */
   readonly logBugs?: SimLogBugs;
   readonly protocolStep?: typeof realStep;
+  /** Planted bugs outside the protocol: how answers are read, how call time is counted. */
+  readonly runtimeBugs?: RuntimeBugs;
   /** Simulated milliseconds of faults before healing. */
   readonly faultMs?: number;
   /** Bound on simulated steps for the whole run (liveness is judged within it). */
   readonly maxSteps?: number;
   /** Prints a line per transaction at the end (the CLI's --seed replay). */
   readonly trace?: (line: string) => void;
+}
+
+export interface RuntimeBugs {
+  /** A call that waited past its bound with nothing decided is answered as if the commit were decided (the old 202). */
+  readonly undecidedAnsweredAccepted?: boolean;
+  /** A participant call's time limit counts from when it got a call slot, not from when it was asked for. */
+  readonly callTimeFromWire?: boolean;
 }
 
 export interface SimResult {
@@ -42,6 +53,10 @@ export interface SimResult {
 
 const PARTICIPANTS = ['alpha', 'bravo', 'charlie'];
 const CALL_TIMEOUT_MS = 200;
+/** The largest step of the coordinator's wall clock, either way: longer than most deadlines. */
+const CLOCK_STEP_MS_MAX = 3000;
+/** How far behind the wall clock may be when the coordinator restarts: longer than any deadline here. */
+const BOOT_CLOCK_LAG_MS_MAX = 10_000;
 const HEAL_LIMIT_MS = 120_000;
 
 export async function simulate(options: SimOptions): Promise<SimResult> {
@@ -59,6 +74,15 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   };
   const heuristics = rng.chance(0.1);
   const log = new SimLog(world, checks, rng.int(0, 5), options.logBugs);
+  // A slow disk in some runs: now and then a flush takes seconds, longer than
+  // a caller may wait for its answer.
+  const slowFlushRate = rng.pick([0, 0, 0.01, 0.05]);
+  log.slowFlushMs = () => (faults.enabled && rng.chance(slowFlushRate) ? rng.int(500, 2500) : 0);
+  // Crashes right after a message leaves, inside the window where what led
+  // to it may not be written yet (a lazy record waits for its flush): most
+  // often after an abort, the message the protocol may send before its
+  // decision is on disk.
+  const crashAfterSendRate = rng.pick([0, 0.05, 0.25, 0.5]);
   const network = new SimNetwork(world, faults);
   const participants = new Map<string, SimParticipant>();
   for (const name of PARTICIPANTS) {
@@ -76,12 +100,24 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   let coordinator: Coordinator | null = null;
   let crashes = 0;
   const metrics = new Metrics({ processMetrics: false });
+  // The wall clock the coordinator reads: simulated time plus an offset that
+  // steps back and forward while it runs and across its restarts (a clock set
+  // by an operator, or by NTP after a boot). Its timers run on simulated
+  // time, which never steps, as real timers do.
+  let clockOffsetMs = 0;
+  const stepClock = () => {
+    // NTP keeps a running clock within bounds of true time.
+    const stepped = clockOffsetMs + rng.int(-CLOCK_STEP_MS_MAX, CLOCK_STEP_MS_MAX);
+    clockOffsetMs = Math.max(-BOOT_CLOCK_LAG_MS_MAX, Math.min(BOOT_CLOCK_LAG_MS_MAX, stepped));
+  };
+  // Few call slots in some runs, so calls wait in the queue behind slow ones.
+  const callSlots = rng.pick([1, 2, 4, 64]);
   const start = () => {
     // One coordinator process at a time, as the log's lock guarantees.
     if (incarnation.alive) return;
     const inc: Incarnation = { alive: true };
     const timers: Timers = {
-      now: () => world.now,
+      now: () => world.now + clockOffsetMs,
       monotonicMs: () => world.now,
       after: (ms, fn) => {
         const handle = { cancelled: false };
@@ -94,9 +130,23 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
         (handle as { cancelled: boolean }).cancelled = true;
       },
     };
+    const client = new SimClient(
+      world,
+      network,
+      participants,
+      inc,
+      log,
+      checks,
+      CALL_TIMEOUT_MS,
+      new CallLimiter(callSlots, timers),
+      options.runtimeBugs?.callTimeFromWire,
+    );
+    client.onSent = (action) => {
+      if (faults.enabled && rng.chance(action === 'abort' ? crashAfterSendRate : crashAfterSendRate / 10)) crash();
+    };
     const c = new Coordinator({
       log,
-      participants: new SimClient(world, network, participants, inc, log, checks, CALL_TIMEOUT_MS),
+      participants: client,
       metrics,
       timers,
       random: () => rng.next(),
@@ -109,9 +159,10 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       retryDelayMsMin: 5,
       retryDelayMsMax: 200,
       stuckAfterAttempts: 10,
-      answerWaitMsMax: 2000,
+      answerWaitMsMax: answerWaitMsMax(CALL_TIMEOUT_MS, CALL_TIMEOUT_MS),
       sweepIntervalMs: 50,
       retentionMs: 500,
+      idempotencyKeyRetentionMs: 5000,
       compactionBatch: 100,
       // Small budgets, so recovered transactions wait their turn and meet
       // clients, deadlines and inquiries before their recovery step. From the
@@ -128,6 +179,10 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     coordinator = null;
     log.crash();
     crashes++;
+    // A restart is where a stepped clock does harm: what the last run
+    // decided by the clock, the next one judges by another. Most often it is
+    // behind (set at boot, before NTP corrects it).
+    if (faults.enabled) clockOffsetMs = rng.chance(0.7) ? -rng.int(0, BOOT_CLOCK_LAG_MS_MAX) : 0;
     world.at(rng.int(1, 300), start);
   };
   log.crashAfterFlush = () => {
@@ -156,6 +211,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   // --- faults --------------------------------------------------------------
   const coordinatorCrashes = rng.int(0, 4);
   for (let i = 0; i < coordinatorCrashes; i++) world.at(rng.int(0, faultMs), crash);
+  for (let i = rng.int(0, 2); i > 0; i--) world.at(rng.int(0, faultMs), stepClock);
   for (const p of participants.values()) {
     for (let i = rng.int(0, 2); i > 0; i--) world.at(rng.int(0, faultMs), () => p.crashFor(rng.int(50, 800)));
     for (let i = rng.int(0, 2); i > 0; i--) {
@@ -197,10 +253,14 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       url: (participants.get(name) as SimParticipant).url,
       payloadJson: null,
     }));
-  const commitAnswer = (a: { tx: Transaction; refusal: unknown } | null) => {
+  // Clients read answers as the API maps them to status codes: 200 and 202
+  // say commit, 409 says abort, a pending 503 says nothing.
+  const readCommitAnswer = (a: { tx: Transaction; refusal: unknown } | null) => {
     if (!a) return;
-    if (a.refusal || a.tx.outcome === 'abort') tell(a.tx, 'abort');
-    else if (a.tx.outcome === 'commit') tell(a.tx, 'commit');
+    let answer = commitAnswer(a.tx, a.refusal !== null);
+    if (answer === 'undecided' && options.runtimeBugs?.undecidedAnsweredAccepted) answer = 'commit-decided';
+    if (answer === 'aborted') tell(a.tx, 'abort');
+    if (answer === 'committed' || answer === 'commit-decided') tell(a.tx, 'commit');
   };
   const clientCount = rng.int(4, 14);
   let keys = 0;
@@ -212,6 +272,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
         participants: pickParticipants(),
         timeoutMs: rng.int(300, 3000),
         idempotencyKey: key,
+        idempotencyScope: '',
         requestHash: key,
         metadataJson: null,
         commit: oneShot,
@@ -222,8 +283,8 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
         begun.add(begin.tx.id);
         const id = begin.tx.id;
         if (oneShot) {
-          commitAnswer(begin);
-          if (rng.chance(0.3)) commitAnswer(await attempt((c) => c.commit(id)));
+          readCommitAnswer(begin);
+          if (rng.chance(0.3)) readCommitAnswer(await attempt((c) => c.commit(id)));
           return;
         }
         if (rng.chance(0.3)) {
@@ -238,8 +299,10 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
         await sleep(rng.int(0, 500));
         if (rng.chance(0.5)) {
           const prepared = await attempt((c) => c.prepare(id));
-          if (prepared && (prepared.refusal || prepared.tx.outcome === 'abort')) tell(prepared.tx, 'abort');
-          await sleep(rng.int(0, 500));
+          if (prepared && prepareAnswer(prepared.tx, prepared.refusal !== null) === 'aborted')
+            tell(prepared.tx, 'abort');
+          // Sometimes the client comes back only after the deadline.
+          await sleep(rng.chance(0.5) ? rng.int(0, 3000) : rng.int(0, 500));
         }
         const abort = rng.chance(0.25);
         for (let n = rng.chance(0.3) ? 2 : 1; n > 0; n--) {
@@ -248,7 +311,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
             if (a && !a.refusal) tell(a.tx, 'abort');
             if (a?.refusal) tell(a.tx, 'commit');
           } else {
-            commitAnswer(await attempt((c) => c.commit(id)));
+            readCommitAnswer(await attempt((c) => c.commit(id)));
           }
         }
       })();

@@ -5,10 +5,10 @@
 // instance the service registers this on; this module loads nothing itself.
 
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import type { Participant } from './participant.js';
+import type { KitHandler } from './participant.js';
 
 export interface FastifyParticipantOptions {
-  readonly participant: Participant<unknown>;
+  readonly participant: KitHandler;
   /** Largest request body read. Default 1 MiB. */
   readonly maxBodyBytes?: number;
 }

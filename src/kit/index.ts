@@ -8,6 +8,7 @@ export { type NodeHandler, type NodeHandlerOptions, nodeHandler } from './node-h
 export {
   createParticipant,
   type FinishContext,
+  type KitHandler,
   type KitRequest,
   type KitResponse,
   type MessageEvent,

@@ -4,7 +4,7 @@
 // three is handled.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { KitRequest, Participant } from './participant.js';
+import type { KitHandler, KitRequest } from './participant.js';
 import { problem } from './problem.js';
 
 export interface NodeHandlerOptions {
@@ -14,7 +14,7 @@ export interface NodeHandlerOptions {
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-export function nodeHandler<Tx>(participant: Participant<Tx>, options: NodeHandlerOptions = {}): NodeHandler {
+export function nodeHandler(participant: KitHandler, options: NodeHandlerOptions = {}): NodeHandler {
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   return (req, res) => {
     const chunks: Buffer[] = [];

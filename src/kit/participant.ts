@@ -106,6 +106,11 @@ export interface ParticipantOptions<Tx> {
   readonly nowMs?: () => number;
 }
 
+/** What the adapters need of a participant: one call per request. */
+export interface KitHandler {
+  handle(request: KitRequest): Promise<KitResponse>;
+}
+
 /** A request as the adapters hand it over: the raw body, header names in lower case. */
 export interface KitRequest {
   readonly method: string;
@@ -127,7 +132,7 @@ class VotedNo {
   constructor(readonly reason: string | null) {}
 }
 
-export class Participant<Tx> {
+export class Participant<Tx> implements KitHandler {
   private readonly lock = new KeyedLock();
   private readonly secrets: readonly string[];
   private readonly now: () => number;

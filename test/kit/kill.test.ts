@@ -39,7 +39,11 @@ function inspect(db: string) {
     return {
       stock: d.prepare("SELECT available, reserved FROM stock WHERE sku = 'apple'").get(),
       reservations: (d.prepare('SELECT count(*) AS n FROM reservation').get() as { n: number }).n,
-      records: d.prepare('SELECT transaction_id, state, vote FROM commitd_participant').all(),
+      records: d.prepare('SELECT transaction_id, state, vote FROM commitd_participant').all() as Array<{
+        transaction_id: string;
+        state: string;
+        vote: string | null;
+      }>,
     };
   } finally {
     d.close();

@@ -150,7 +150,7 @@ t.test('a failure inside the service prepare leaves no record and no change; com
   const id = res.body.transaction.id;
   t.equal(s.calls.prepare, 1);
   t.equal(s.reserved('apple'), 0, 'the reservation written before the failure was rolled back');
-  t.equal(s.db.prepare('SELECT count(*) AS n FROM reservation').get().n, 0);
+  t.equal((s.db.prepare('SELECT count(*) AS n FROM reservation').get() as { n: number }).n, 0);
   const deadline = Date.now() + 5000;
   while (s.record(id, 'p') === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   t.match(s.record(id, 'p'), { state: 'aborted', vote: null }, 'only the tombstone of commitd abort');
@@ -175,7 +175,7 @@ t.test('bad bodies are 400 problem documents and change nothing', async (t) => {
   t.equal(mismatch.status, 400, 'header and body name different transactions');
   t.equal((await send(s.url, 'other', {})).status, 404);
   t.equal(s.calls.prepare, 0);
-  t.equal(s.db.prepare('SELECT count(*) AS n FROM commitd_participant').get().n, 0);
+  t.equal((s.db.prepare('SELECT count(*) AS n FROM commitd_participant').get() as { n: number }).n, 0);
 });
 
 t.test('with a secret: unsigned, wrong, too old and misbound calls are refused (401), signed ones pass', async (t) => {

@@ -50,7 +50,8 @@ export class PgParticipantStore implements ParticipantStore<PoolClient> {
       updated_at_ms BIGINT NOT NULL,
       PRIMARY KEY (transaction_id, participant)
     )`);
-    const index = `${table.replace(/\./g, '_')}_by_state`.split('.').pop() as string;
+    // An index is created in its table's schema, so its own name is unqualified.
+    const index = `${table.replace(/\./g, '_')}_by_state`;
     await pool.query(`CREATE INDEX IF NOT EXISTS ${index} ON ${table} (state, updated_at_ms)`);
     return new PgParticipantStore(pool, table);
   }

@@ -2,7 +2,7 @@
 // error, retries, tokens, timeouts and AbortSignal.
 
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import t from 'tap';
 import {
   CommitdClient,
@@ -159,6 +159,41 @@ t.test('UnavailableError with Retry-After, and a retried begin that succeeds', a
   await freed;
   t.equal(tx.state, 'active');
   t.match(tx.idempotencyKey, /^client-/);
+});
+
+t.test('a begin whose answer is lost on the way is retried under the same key: one transaction', async (t) => {
+  // A proxy that forwards the first request to commitd, lets commitd act on
+  // it, and then cuts the connection instead of passing the answer back.
+  const target = new URL(commitd.url);
+  let connections = 0;
+  const proxy = net.createServer((socket) => {
+    connections++;
+    const upstream = net.connect(Number(target.port), target.hostname);
+    socket.pipe(upstream);
+    if (connections === 1) upstream.once('data', () => socket.destroy());
+    else upstream.pipe(socket);
+    socket.on('error', () => upstream.destroy());
+    upstream.on('error', () => socket.destroy());
+    socket.on('close', () => upstream.destroy());
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => proxy.close(() => r())));
+  const through = new CommitdClient({
+    url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+    token: 'client-token',
+    retries: 2,
+    retryDelayMsMin: 10,
+  });
+  t.teardown(() => through.close());
+  const metadata = { run: `lost-answer-${Date.now()}` };
+  const tx = await through.begin({ metadata, timeoutMs: 30_000 });
+  t.equal(connections, 2, 'the first answer was lost, the retry went through');
+  const all = await client.list({ limit: 500 });
+  t.same(
+    all.transactions.filter((x) => (x.metadata as { run?: string } | null)?.run === metadata.run).map((x) => x.id),
+    [tx.id],
+    'commitd holds one transaction for the two attempts',
+  );
 });
 
 t.test('UnavailableError when commitd cannot be reached, after the retries', async (t) => {

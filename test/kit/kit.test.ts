@@ -66,7 +66,10 @@ t.test('a no vote rolls back the service change and aborts the transaction', asy
 });
 
 t.test('every message repeated is answered from the record, without the service', async (t) => {
-  const s = await startStockService(tempDir());
+  const events: string[] = [];
+  const s = await startStockService(tempDir(), {
+    hooks: { onMessage: (e) => events.push(`${e.action}:${e.result}:${e.repeat ? 'repeat' : 'first'}:${e.status}`) },
+  });
   t.teardown(() => s.close());
   const m = { transactionId: 'tx_repeat', participant: 'p', payload: { sku: 'apple', qty: 1 } };
   t.same((await send(s.url, 'prepare', m)).body, { vote: 'yes' });
@@ -79,6 +82,18 @@ t.test('every message repeated is answered from the record, without the service'
   t.same(await send(s.url, 'abort', m), { status: 409, body: { heuristic: 'commit' } }, 'abort after commit');
   t.same(s.calls, { prepare: 1, commit: 1, abort: 0 });
   t.equal(s.available('apple'), 9, 'taken once');
+  t.same(
+    events,
+    [
+      'prepare:yes:first:200',
+      'prepare:yes:repeat:200',
+      'commit:committed:first:200',
+      'commit:committed:repeat:200',
+      'prepare:yes:repeat:200',
+      'abort:refused:repeat:409',
+    ],
+    'the metrics hook sees every answer, repeats marked',
+  );
 
   const n = { transactionId: 'tx_repeat_no', participant: 'p', payload: { sku: 'pear', qty: 9 } };
   t.match((await send(s.url, 'prepare', n)).body, { vote: 'no' });
@@ -174,6 +189,13 @@ t.test('bad bodies are 400 problem documents and change nothing', async (t) => {
   );
   t.equal(mismatch.status, 400, 'header and body name different transactions');
   t.equal((await send(s.url, 'other', {})).status, 404);
+  const big = await send(
+    s.url,
+    'prepare',
+    `{"transactionId":"tx_big","participant":"p","payload":"${'x'.repeat(1024 * 1024)}"}`,
+  );
+  t.equal(big.status, 413);
+  t.equal(big.body.type, 'urn:commitd:problem:too-large');
   t.equal(s.calls.prepare, 0);
   t.equal((s.db.prepare('SELECT count(*) AS n FROM commitd_participant').get() as { n: number }).n, 0);
 });

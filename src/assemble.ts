@@ -6,6 +6,7 @@
 import type { Readiness } from './api/server.js';
 import type { Config } from './config.js';
 import { Coordinator } from './coordinator/coordinator.js';
+import type { CoordinatorObserver } from './coordinator/observer.js';
 import { SqliteLog } from './log/sqlite-log.js';
 import type { Metrics } from './metrics.js';
 import { HttpParticipants } from './participants/http-participants.js';
@@ -65,10 +66,10 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
   const coordinator = new Coordinator({
     log,
     participants,
-    metrics,
+    observer: metricsObserver(metrics, report.heuristic),
     defaultTimeoutMs: t.defaultTimeoutMs,
-    maxInFlight: t.maxInFlight,
-    maxParticipants: t.maxParticipants,
+    inFlightMax: t.maxInFlight,
+    participantsMax: t.maxParticipants,
     retryDelayMsMin: p.retryDelayMsMin,
     retryDelayMsMax: p.retryDelayMsMax,
     stuckAfterAttempts: p.stuckAfterAttempts,
@@ -76,14 +77,36 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
     sweepIntervalMs: config.log.sweepIntervalMs,
     retentionMs: t.retentionMs,
     idempotencyKeyRetentionMs: t.idempotencyKeyRetentionMs,
-    compactionBatch: config.log.compactionBatch,
+    compactionBatchMax: config.log.compactionBatch,
     // Half of what the client runs at once: the other half stays free for new
     // work arriving during recovery. Measured with 10,000 to recover
     // (npm run bench:recovery, three runs each): peak RSS 252-253 MB with
     // 1,024 outstanding, 191-204 MB with 256, finished no later.
     recoveryCallsMax: Math.max(1, Math.floor(p.maxCallsInFlight / 2)),
     onError: report.error,
-    onHeuristic: report.heuristic,
   });
+  metrics.inFlightSource = () => coordinator.inFlightByState();
   return { log, participants, coordinator };
+}
+
+/** The coordinator's reports as Prometheus metrics, heuristics also as a log line an operator sees. */
+function metricsObserver(metrics: Metrics, logHeuristic: (message: string) => void): CoordinatorObserver {
+  return {
+    begun: () => metrics.transactionsBegun.inc(),
+    decided: (outcome, abortReason, phaseOneSeconds) => {
+      metrics.transactionsDecided.inc({ outcome, reason: abortReason ?? '' });
+      if (phaseOneSeconds !== null) metrics.phaseDuration.observe({ phase: 'prepare' }, phaseOneSeconds);
+    },
+    finished: (outcome, phaseTwoSeconds) => {
+      metrics.transactionsFinished.inc({ outcome });
+      if (phaseTwoSeconds !== null) metrics.phaseDuration.observe({ phase: outcome }, phaseTwoSeconds);
+    },
+    heuristic: (r) => {
+      metrics.heuristics.inc({ heuristic: r.heuristic });
+      logHeuristic(`participant ${r.participant} reports heuristic ${r.heuristic} for ${r.txId}, decided ${r.decided}`);
+    },
+    recovered: (count) => metrics.recovered.inc(count),
+    compacted: (count) => metrics.compacted.inc(count),
+    stuckParticipants: (count) => metrics.stuckParticipants.set(count),
+  };
 }

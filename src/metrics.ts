@@ -28,15 +28,17 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Set by the coordinator: fills `inFlight` when Prometheus scrapes. */
-  collectInFlight: (() => void) | null = null;
+  /** Set where the coordinator is built: read when Prometheus scrapes, to fill `inFlight`. */
+  inFlightSource: (() => ReadonlyMap<string, number>) | null = null;
 
   readonly inFlight = new Gauge({
     name: 'commitd_transactions_in_flight',
     help: 'Transactions in memory, not yet finished at every participant, by state.',
     labelNames: ['state'] as const,
     registers: [this.registry],
-    collect: () => this.collectInFlight?.(),
+    collect: () => {
+      for (const [state, count] of this.inFlightSource?.() ?? []) this.inFlight.set({ state }, count);
+    },
   });
 
   readonly phaseDuration = new Histogram({

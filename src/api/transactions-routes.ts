@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config } from '../config.js';
 import type { Answer, Coordinator } from '../coordinator/coordinator.js';
 import { commitAnswer, prepareAnswer } from '../protocol/answers.js';
+import { abortedDetail } from '../protocol/transitions.js';
 import type { NewParticipant, Transaction, TxState } from '../protocol/types.js';
 import { ProblemError, problem, sendProblem } from './problems.js';
 import { actionSchema, beginSchema, enlistSchema, getSchema, listSchema, outcomeSchema } from './schemas.js';
@@ -41,7 +42,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
       if (names.has(p.name)) throw invalid(`participant name '${p.name}' appears twice`);
       names.add(p.name);
     }
-    const participants = given.map((p) => newParticipant(p, limits.maxPayloadBytes));
+    const participants = given.map((p) => participantFromBody(p, limits.maxPayloadBytes));
     const metadataJson = body.metadata === undefined ? null : JSON.stringify(body.metadata);
     if (metadataJson !== null && Buffer.byteLength(metadataJson) > limits.maxMetadataBytes) {
       throw tooLarge(`metadata is larger than ${limits.maxMetadataBytes} bytes`);
@@ -79,7 +80,10 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
     '/v1/transactions/:id/participants',
     { schema: enlistSchema(config) },
     async (request, reply) => {
-      const answer = await coordinator.enlist(request.params.id, newParticipant(request.body, limits.maxPayloadBytes));
+      const answer = await coordinator.enlist(
+        request.params.id,
+        participantFromBody(request.body, limits.maxPayloadBytes),
+      );
       if (answer.refusal) {
         const slug = answer.refusal.code === 'conflict' ? 'conflict' : 'transaction-not-active';
         return refused(reply, slug, answer);
@@ -175,11 +179,11 @@ function pending(reply: FastifyReply, tx: Transaction): FastifyReply {
 }
 
 function refused(reply: FastifyReply, slug: string, answer: Answer): FastifyReply {
-  const detail = answer.refusal?.detail ?? `the transaction was aborted (${answer.tx.abortReason ?? 'unknown reason'})`;
+  const detail = answer.refusal?.detail ?? abortedDetail(answer.tx);
   return sendProblem(reply, problem(slug, 409, detail, { transaction: transactionView(answer.tx) }));
 }
 
-function newParticipant(p: ParticipantBody, maxPayloadBytes: number): NewParticipant {
+function participantFromBody(p: ParticipantBody, maxPayloadBytes: number): NewParticipant {
   let url: URL;
   try {
     url = new URL(p.url);

@@ -24,3 +24,19 @@ export class ConflictError extends Error {
 export class LimitError extends Error {
   override name = 'LimitError';
 }
+
+/** A write the decision log could not make durable: nothing was decided, so the caller may retry. */
+export function logUnwritable(error: unknown): UnavailableError {
+  return new UnavailableError(`the decision log cannot be written: ${(error as Error).message}`, 5);
+}
+
+/**
+ * An invariant failed: a bug in commitd. Stop the process loudly rather than
+ * act on a state that breaks atomicity; the log makes the crash safe.
+ */
+export function crashOnBug(error: Error): never {
+  process.nextTick(() => {
+    throw error;
+  });
+  throw error;
+}

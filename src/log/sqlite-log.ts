@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Participant, Transaction, TxState } from '../protocol/types.js';
+import { type Participant, type Transaction, TX_STATES, type TxState } from '../protocol/types.js';
 import {
   type DecisionLog,
   type FlushStats,
@@ -491,7 +491,7 @@ function refuseDamagedRecords(db: Database.Database, file: string): void {
   const damaged = db
     .prepare(
       `SELECT id FROM transactions WHERE
-         state NOT IN ('active', 'preparing', 'prepared', 'committing', 'committed', 'aborting', 'aborted')
+         state NOT IN (${TX_STATES.map((s) => `'${s}'`).join(', ')})
          OR (outcome IS NOT NULL AND outcome NOT IN ('commit', 'abort'))
          OR NOT json_valid(participants) OR json_type(participants) != 'array'
          OR (metadata IS NOT NULL AND NOT json_valid(metadata))

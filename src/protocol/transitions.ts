@@ -74,7 +74,12 @@ export function createTransaction(input: NewTransaction): Step {
     metadataJson: input.metadataJson,
     participants: input.participants.map(newParticipant),
   };
-  return ok(tx, [FORCED]);
+  return { ...ok(tx, [FORCED]), changed: true };
+}
+
+/** An undecided transaction past its deadline can only be aborted: nothing else may happen to it first. */
+export function isPastDeadline(tx: Transaction, nowMs: number): boolean {
+  return tx.outcome === null && nowMs >= tx.deadlineMs;
 }
 
 /**
@@ -83,8 +88,15 @@ export function createTransaction(input: NewTransaction): Step {
  * expired transaction can never be committed, even after a restart.
  */
 export function step(tx: Transaction, event: Event, nowMs: number): Step {
+  const result = transition(tx, event, nowMs);
+  // The rules below return the very transaction they were given when nothing
+  // changes; callers are told so in words instead.
+  return { ...result, changed: result.tx !== tx || result.effects.length > 0 };
+}
+
+function transition(tx: Transaction, event: Event, nowMs: number): Result {
   if (event.type === 'recover') return recover(tx, nowMs);
-  if (tx.outcome === null && nowMs >= tx.deadlineMs) {
+  if (isPastDeadline(tx, nowMs)) {
     const expired = decideAbort(tx, 'deadline', nowMs, tx.state === 'preparing');
     if (event.type === 'deadline') return expired;
     const next = apply(expired.tx, event, nowMs);
@@ -93,7 +105,19 @@ export function step(tx: Transaction, event: Event, nowMs: number): Step {
   return apply(tx, event, nowMs);
 }
 
-function apply(tx: Transaction, event: Event, nowMs: number): Step {
+/**
+ * A forced write failed: it did not happen, and nothing after it ran. When
+ * that write was what every answered prepare led to (the commit decision, the
+ * prepared record), the last vote went with it and only the deadline would
+ * move the transaction on, with participants prepared meanwhile: it is
+ * recovered now, as it would be after a crash at this instant (its
+ * `preparing`, or a one-shot's begin, is what is on disk).
+ */
+export function eventAfterFailedForcedWrite(before: Transaction): Event | null {
+  return before.state === 'preparing' ? { type: 'recover' } : null;
+}
+
+function apply(tx: Transaction, event: Event, nowMs: number): Result {
   switch (event.type) {
     case 'enlist':
       return enlist(tx, event.participant);
@@ -120,7 +144,7 @@ function apply(tx: Transaction, event: Event, nowMs: number): Step {
   }
 }
 
-function enlist(tx: Transaction, p: NewParticipant): Step {
+function enlist(tx: Transaction, p: NewParticipant): Result {
   if (tx.oneShot) return refuse(tx, 'not-active', 'a one-shot transaction takes no enlistment');
   if (tx.state !== 'active') {
     return refuse(tx, 'not-active', `transaction is ${tx.state}: participants can enlist only while it is active`);
@@ -133,7 +157,7 @@ function enlist(tx: Transaction, p: NewParticipant): Step {
   return ok({ ...tx, participants: [...tx.participants, newParticipant(p)] }, [FORCED]);
 }
 
-function prepare(tx: Transaction, nowMs: number): Step {
+function prepare(tx: Transaction, nowMs: number): Result {
   switch (tx.state) {
     case 'active':
       return startPhaseOne(tx, false, nowMs);
@@ -145,7 +169,7 @@ function prepare(tx: Transaction, nowMs: number): Step {
   }
 }
 
-function commit(tx: Transaction, nowMs: number): Step {
+function commit(tx: Transaction, nowMs: number): Result {
   switch (tx.state) {
     case 'active':
       return startPhaseOne(tx, true, nowMs);
@@ -161,13 +185,13 @@ function commit(tx: Transaction, nowMs: number): Step {
   }
 }
 
-function clientAbort(tx: Transaction, nowMs: number): Step {
+function clientAbort(tx: Transaction, nowMs: number): Result {
   if (tx.outcome === 'commit') return refuse(tx, 'committed', 'the transaction has a commit decision, which is final');
   if (tx.outcome === 'abort') return unchanged(tx);
   return decideAbort(tx, 'client', nowMs, tx.state === 'preparing');
 }
 
-function startPhaseOne(tx: Transaction, commitRequested: boolean, nowMs: number): Step {
+function startPhaseOne(tx: Transaction, commitRequested: boolean, nowMs: number): Result {
   const next = { ...tx, commitRequested: tx.commitRequested || commitRequested };
   if (next.participants.length === 0) {
     // Nobody to ask: the vote is unanimous at once.
@@ -190,7 +214,7 @@ function vote(
   voteLost: boolean,
   reason: string | null,
   nowMs: number,
-): Step {
+): Result {
   const p = participant(tx, name);
   if (p.vote !== null) return unchanged(tx); // a duplicate answer
   const voted: Participant = { ...p, vote, voteLost, reason };
@@ -209,7 +233,7 @@ function vote(
   return ok({ ...next, state: 'prepared' }, [FORCED]);
 }
 
-function decideCommit(tx: Transaction, nowMs: number): Step {
+function decideCommit(tx: Transaction, nowMs: number): Result {
   assert(tx.outcome === null, 'a decision is never rewritten');
   assert(
     tx.participants.every((p) => p.vote === 'yes' || p.vote === 'read-only'),
@@ -229,7 +253,7 @@ function decideCommit(tx: Transaction, nowMs: number): Step {
  * the abort only once their answer is in, so an abort can never overtake a
  * prepare and leave a participant prepared behind it.
  */
-function decideAbort(tx: Transaction, reason: AbortReason, nowMs: number, votesInFlight: boolean): Step {
+function decideAbort(tx: Transaction, reason: AbortReason, nowMs: number, votesInFlight: boolean): Result {
   assert(tx.outcome === null, 'a decision is never rewritten');
   const sends: Effect[] = [];
   const participants = tx.participants.map((p) => {
@@ -265,7 +289,7 @@ export function abortIsForced(tx: Transaction, reason: AbortReason): boolean {
   return !tx.oneShot && reason !== 'recovery';
 }
 
-function acknowledged(tx: Transaction, name: string, heuristic: Heuristic | null, nowMs: number): Step {
+function acknowledged(tx: Transaction, name: string, heuristic: Heuristic | null, nowMs: number): Result {
   const p = participant(tx, name);
   if (p.acknowledged || tx.outcome === null) return unchanged(tx);
   const next = replace(tx, { ...p, acknowledged: true, heuristic, lastError: null });
@@ -276,7 +300,7 @@ function acknowledged(tx: Transaction, name: string, heuristic: Heuristic | null
   return done;
 }
 
-function deliveryFailed(tx: Transaction, name: string, error: string): Step {
+function deliveryFailed(tx: Transaction, name: string, error: string): Result {
   const p = participant(tx, name);
   if (p.acknowledged || tx.outcome === null) return unchanged(tx);
   const attempts = p.attempts + 1;
@@ -290,7 +314,7 @@ function deliveryFailed(tx: Transaction, name: string, error: string): Step {
  * process, so an undecided transaction that may have sent prepares is aborted,
  * and a decided one resends its decision to whoever has not acknowledged.
  */
-function recover(loaded: Transaction, nowMs: number): Step {
+function recover(loaded: Transaction, nowMs: number): Result {
   const tx: Transaction = {
     ...loaded,
     participants: loaded.participants.map((p) => (p.attempts === 0 ? p : { ...p, attempts: 0, lastError: null })),
@@ -317,7 +341,7 @@ function recover(loaded: Transaction, nowMs: number): Step {
   }
 }
 
-function finishIfDone(tx: Transaction, nowMs: number): Step {
+function finishIfDone(tx: Transaction, nowMs: number): Result {
   if (tx.state !== 'committing' && tx.state !== 'aborting') return ok(tx, []);
   if (tx.participants.some((p) => !p.acknowledged)) return ok(tx, []);
   const state = tx.state === 'committing' ? 'committed' : 'aborted';
@@ -338,18 +362,22 @@ function send(message: Message, name: string, attempt: number): Effect {
   return { type: 'send', message, participant: name, attempt };
 }
 
-function abortedDetail(tx: Transaction): string {
+/** Why a call on an aborted transaction is refused: one wording wherever it is said. */
+export function abortedDetail(tx: Transaction): string {
   return `the transaction was aborted (${tx.abortReason ?? 'unknown reason'})`;
 }
 
-function ok(tx: Transaction, effects: readonly Effect[]): Step {
+/** What the rules return; `step` adds whether anything changed. */
+type Result = Omit<Step, 'changed'>;
+
+function ok(tx: Transaction, effects: readonly Effect[]): Result {
   return { tx, effects, refusal: null };
 }
 
-function unchanged(tx: Transaction): Step {
+function unchanged(tx: Transaction): Result {
   return { tx, effects: [], refusal: null };
 }
 
-function refuse(tx: Transaction, code: Refusal['code'], detail: string): Step {
+function refuse(tx: Transaction, code: Refusal['code'], detail: string): Result {
   return { tx, effects: [], refusal: { code, detail } };
 }

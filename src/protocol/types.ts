@@ -2,7 +2,11 @@
 // new transaction for every change, so a snapshot handed to the log or to a
 // reader can never change under it.
 
-export type TxState = 'active' | 'preparing' | 'prepared' | 'committing' | 'committed' | 'aborting' | 'aborted';
+/** Every state a transaction can be in, in protocol order: the one place they are spelled. */
+export const TX_STATES = ['active', 'preparing', 'prepared', 'committing', 'committed', 'aborting', 'aborted'] as const;
+export type TxState = (typeof TX_STATES)[number];
+/** The states of a transaction not yet finished at every participant: what the coordinator holds in memory. */
+export const UNFINISHED_STATES: readonly TxState[] = TX_STATES.filter((s) => s !== 'committed' && s !== 'aborted');
 export type Outcome = 'commit' | 'abort';
 export type Vote = 'yes' | 'no' | 'read-only';
 export type Heuristic = 'commit' | 'abort';
@@ -106,4 +110,6 @@ export interface Step {
   readonly tx: Transaction;
   readonly effects: readonly Effect[];
   readonly refusal: Refusal | null;
+  /** The step changed the transaction or has effects to perform; false: nothing happened (a duplicate, a no-op). */
+  readonly changed: boolean;
 }

@@ -10,7 +10,6 @@ import t from 'tap';
 import { Coordinator } from '../../src/coordinator/coordinator.js';
 import { NotFoundError } from '../../src/coordinator/errors.js';
 import { SqliteLog } from '../../src/log/sqlite-log.js';
-import { Metrics } from '../../src/metrics.js';
 import type { ParticipantClient } from '../../src/participants/participant-client.js';
 
 t.test('reads, lists and calls do not see a begin that waits for its fsync', async (t) => {
@@ -33,10 +32,9 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
   const coordinator = new Coordinator({
     log,
     participants,
-    metrics: new Metrics({ processMetrics: false }),
     defaultTimeoutMs: 30_000,
-    maxInFlight: 100,
-    maxParticipants: 8,
+    inFlightMax: 100,
+    participantsMax: 8,
     retryDelayMsMin: 10,
     retryDelayMsMax: 100,
     stuckAfterAttempts: 10,
@@ -44,7 +42,8 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
     sweepIntervalMs: 60_000,
     idempotencyKeyRetentionMs: 60_000,
     retentionMs: 60_000,
-    compactionBatch: 100,
+    compactionBatchMax: 100,
+    recoveryCallsMax: 16,
   });
   t.teardown(async () => {
     await coordinator.stop();

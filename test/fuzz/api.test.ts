@@ -24,6 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import t, { type Test } from 'tap';
+import { TX_STATES } from '../../src/protocol/types.js';
 import { type Harness, type Overrides, startHarness } from '../support/harness.js';
 import {
   type Received,
@@ -51,7 +52,7 @@ const PATH = process.env.FUZZ_PATH || undefined;
 // Larger settings run longer than the suite's per-file timeout allows.
 t.setTimeout(Math.max(180_000, RUNS * 60 + SEQUENCES * 3_000));
 
-const STATES = ['active', 'preparing', 'prepared', 'committing', 'committed', 'aborting', 'aborted'] as const;
+const STATES = TX_STATES;
 const FINAL_STATES = new Set(['committed', 'aborted']);
 const UNKNOWN_ID = 'tx_00000000000000000000000000';
 

@@ -7,7 +7,6 @@
 // (see checks.ts for the list and where each is checked).
 
 import { Coordinator } from '../../src/coordinator/coordinator.js';
-import { Metrics } from '../../src/metrics.js';
 import { CallLimiter } from '../../src/participants/call-limiter.js';
 import { answerWaitMsMax, commitAnswer, prepareAnswer } from '../../src/protocol/answers.js';
 import { step as realStep } from '../../src/protocol/transitions.js';
@@ -49,6 +48,8 @@ export interface SimResult {
   readonly committed: number;
   readonly aborted: number;
   readonly coordinatorCrashes: number;
+  /** A line per transaction: its stored state and outcome, what its client was told, each participant's state. */
+  readonly trace: readonly string[];
 }
 
 const PARTICIPANTS = ['alpha', 'bravo', 'charlie'];
@@ -60,69 +61,104 @@ const BOOT_CLOCK_LAG_MS_MAX = 10_000;
 const HEAL_LIMIT_MS = 120_000;
 
 export async function simulate(options: SimOptions): Promise<SimResult> {
-  const rng = new Rng(options.seed);
-  const world = new World(rng);
-  const checks = new Checks(() => ({ atMs: world.now - START_MS, step: world.steps }));
-  const faultMs = options.faultMs ?? rng.int(1000, 4000);
-  const maxSteps = options.maxSteps ?? 400_000;
-  const faults: Faults = {
-    enabled: true,
-    lossRate: rng.pick([0, 0, 0.01, 0.05, 0.15]),
-    duplicateRate: rng.pick([0, 0.05, 0.2]),
-    longDelayRate: rng.pick([0, 0.05, 0.2]),
-    crashAfterActingRate: rng.pick([0, 0.01, 0.05]),
-  };
-  const heuristics = rng.chance(0.1);
-  const log = new SimLog(world, checks, rng.int(0, 5), options.logBugs);
-  // A slow disk in some runs: now and then a flush takes seconds, longer than
-  // a caller may wait for its answer.
-  const slowFlushRate = rng.pick([0, 0, 0.01, 0.05]);
-  log.slowFlushMs = () => (faults.enabled && rng.chance(slowFlushRate) ? rng.int(500, 2500) : 0);
-  // Crashes right after a message leaves, inside the window where what led
-  // to it may not be written yet (a lazy record waits for its flush): most
-  // often after an abort, the message the protocol may send before its
-  // decision is on disk.
-  const crashAfterSendRate = rng.pick([0, 0.05, 0.25, 0.5]);
-  const network = new SimNetwork(world, faults);
-  const participants = new Map<string, SimParticipant>();
-  for (const name of PARTICIPANTS) {
-    const profile = {
-      noRate: rng.pick([0, 0, 0.02, 0.2]),
-      readOnlyRate: rng.pick([0, 0.1]),
-      heuristicRate: heuristics ? 0.2 : 0,
-    };
-    participants.set(name, new SimParticipant(name, world, checks, faults, profile, () => [...participants.values()]));
-  }
-  const sleep = (ms: number) => new Promise<void>((resolve) => world.at(ms, resolve));
+  const simulation = new Simulation(options);
+  simulation.scheduleFaults();
+  simulation.scheduleClients();
+  await simulation.runFaultPhase();
+  await simulation.heal();
+  simulation.checkNothingLeftInDoubt();
+  simulation.checkWhatClientsWereTold();
+  return simulation.result();
+}
 
-  // --- the coordinator process, which crashes and restarts ---------------
-  let incarnation: Incarnation = { alive: false };
-  let coordinator: Coordinator | null = null;
-  let crashes = 0;
-  const metrics = new Metrics({ processMetrics: false });
-  // The wall clock the coordinator reads: simulated time plus an offset that
-  // steps back and forward while it runs and across its restarts (a clock set
-  // by an operator, or by NTP after a boot). Its timers run on simulated
-  // time, which never steps, as real timers do.
-  let clockOffsetMs = 0;
-  const stepClock = () => {
-    // NTP keeps a running clock within bounds of true time.
-    const stepped = clockOffsetMs + rng.int(-CLOCK_STEP_MS_MAX, CLOCK_STEP_MS_MAX);
-    clockOffsetMs = Math.max(-BOOT_CLOCK_LAG_MS_MAX, Math.min(BOOT_CLOCK_LAG_MS_MAX, stepped));
-  };
-  // Few call slots in some runs, so calls wait in the queue behind slow ones.
-  const callSlots = rng.pick([1, 2, 4, 64]);
-  const start = () => {
+/** One run: the world, its participants, the coordinator process, its clients, and what they saw. */
+class Simulation {
+  private readonly rng: Rng;
+  private readonly world: World;
+  private readonly checks: Checks;
+  private readonly faultMs: number;
+  private readonly maxSteps: number;
+  private readonly faults: Faults;
+  private readonly log: SimLog;
+  private readonly crashAfterSendRate: number;
+  private readonly network: SimNetwork;
+  private readonly participants = new Map<string, SimParticipant>();
+  private readonly callSlots: number;
+  // --- the coordinator process, which crashes and restarts
+  private incarnation: Incarnation = { alive: false };
+  private coordinator: Coordinator | null = null;
+  private crashes = 0;
+  /**
+   * The wall clock the coordinator reads: simulated time plus an offset that
+   * steps back and forward while it runs and across its restarts (a clock set
+   * by an operator, or by NTP after a boot). Its timers run on simulated
+   * time, which never steps, as real timers do.
+   */
+  private clockOffsetMs = 0;
+  // --- what clients did and heard
+  private readonly begun = new Set<string>();
+  private readonly told = new Map<string, Outcome>();
+  private faultEndMs = 0;
+
+  constructor(private readonly options: SimOptions) {
+    const rng = new Rng(options.seed);
+    this.rng = rng;
+    this.world = new World(rng);
+    this.checks = new Checks(() => ({ atMs: this.world.now - START_MS, step: this.world.steps }));
+    this.faultMs = options.faultMs ?? rng.int(1000, 4000);
+    this.maxSteps = options.maxSteps ?? 400_000;
+    this.faults = {
+      enabled: true,
+      lossRate: rng.pick([0, 0, 0.01, 0.05, 0.15]),
+      duplicateRate: rng.pick([0, 0.05, 0.2]),
+      longDelayRate: rng.pick([0, 0.05, 0.2]),
+      crashAfterActingRate: rng.pick([0, 0.01, 0.05]),
+    };
+    const heuristics = rng.chance(0.1);
+    this.log = new SimLog(this.world, this.checks, rng.int(0, 5), options.logBugs);
+    // A slow disk in some runs: now and then a flush takes seconds, longer
+    // than a caller may wait for its answer.
+    const slowFlushRate = rng.pick([0, 0, 0.01, 0.05]);
+    this.log.slowFlushMs = () => (this.faults.enabled && rng.chance(slowFlushRate) ? rng.int(500, 2500) : 0);
+    // Crashes right after a message leaves, inside the window where what led
+    // to it may not be written yet (a lazy record waits for its flush): most
+    // often after an abort, the message the protocol may send before its
+    // decision is on disk.
+    this.crashAfterSendRate = rng.pick([0, 0.05, 0.25, 0.5]);
+    this.network = new SimNetwork(this.world, this.faults);
+    for (const name of PARTICIPANTS) {
+      const profile = {
+        noRate: rng.pick([0, 0, 0.02, 0.2]),
+        readOnlyRate: rng.pick([0, 0.1]),
+        heuristicRate: heuristics ? 0.2 : 0,
+      };
+      const peers = () => [...this.participants.values()];
+      this.participants.set(name, new SimParticipant(name, this.world, this.checks, this.faults, profile, peers));
+    }
+    // Few call slots in some runs, so calls wait in the queue behind slow ones.
+    this.callSlots = rng.pick([1, 2, 4, 64]);
+    this.log.crashAfterFlush = () => {
+      if (!this.faults.enabled || !rng.chance(0.02)) return false;
+      this.crash();
+      return true;
+    };
+    this.start();
+    this.letParticipantsInquire();
+  }
+
+  /** Starts a coordinator process on the log, as a restart does: it recovers first. */
+  private start(): void {
     // One coordinator process at a time, as the log's lock guarantees.
-    if (incarnation.alive) return;
-    const inc: Incarnation = { alive: true };
+    if (this.incarnation.alive) return;
+    const { world, rng, faults, options } = this;
+    const incarnation: Incarnation = { alive: true };
     const timers: Timers = {
-      now: () => world.now + clockOffsetMs,
+      now: () => world.now + this.clockOffsetMs,
       monotonicMs: () => world.now,
       after: (ms, fn) => {
         const handle = { cancelled: false };
         world.at(ms, () => {
-          if (inc.alive && !handle.cancelled) fn();
+          if (incarnation.alive && !handle.cancelled) fn();
         });
         return handle as TimerHandle;
       },
@@ -132,30 +168,30 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     };
     const client = new SimClient(
       world,
-      network,
-      participants,
-      inc,
-      log,
-      checks,
+      this.network,
+      this.participants,
+      incarnation,
+      this.log,
+      this.checks,
       CALL_TIMEOUT_MS,
-      new CallLimiter(callSlots, timers),
+      new CallLimiter(this.callSlots, timers),
       options.runtimeBugs?.callTimeFromWire,
     );
     client.onSent = (action) => {
-      if (faults.enabled && rng.chance(action === 'abort' ? crashAfterSendRate : crashAfterSendRate / 10)) crash();
+      const rate = action === 'abort' ? this.crashAfterSendRate : this.crashAfterSendRate / 10;
+      if (faults.enabled && rng.chance(rate)) this.crash();
     };
-    const c = new Coordinator({
-      log,
+    const coordinator = new Coordinator({
+      log: this.log,
       participants: client,
-      metrics,
       timers,
       random: () => rng.next(),
       entropy: (n) => rng.bytes(n),
-      onInvariantViolation: (e) => checks.fail('the coordinator asserts its own invariants', e.message),
+      onInvariantViolation: (e) => this.checks.fail('the coordinator asserts its own invariants', e.message),
       protocolStep: options.protocolStep ?? realStep,
       defaultTimeoutMs: 2000,
-      maxInFlight: 10_000,
-      maxParticipants: 8,
+      inFlightMax: 10_000,
+      participantsMax: 8,
       retryDelayMsMin: 5,
       retryDelayMsMax: 200,
       stuckAfterAttempts: 10,
@@ -163,239 +199,281 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
       sweepIntervalMs: 50,
       retentionMs: 500,
       idempotencyKeyRetentionMs: 5000,
-      compactionBatch: 100,
+      compactionBatchMax: 100,
       // Small budgets, so recovered transactions wait their turn and meet
       // clients, deadlines and inquiries before their recovery step. From the
       // seed, not the rng: every seed's other choices stay as they were.
       recoveryCallsMax: 1 + (options.seed % 4),
     });
-    c.recover();
-    incarnation = inc;
-    coordinator = c;
-  };
-  const crash = () => {
-    if (!incarnation.alive) return;
-    incarnation.alive = false;
-    coordinator = null;
-    log.crash();
-    crashes++;
+    coordinator.recover();
+    this.incarnation = incarnation;
+    this.coordinator = coordinator;
+  }
+
+  /** The process dies: what it had not flushed is gone; it restarts a little later. */
+  private crash(): void {
+    if (!this.incarnation.alive) return;
+    this.incarnation.alive = false;
+    this.coordinator = null;
+    this.log.crash();
+    this.crashes++;
     // A restart is where a stepped clock does harm: what the last run
     // decided by the clock, the next one judges by another. Most often it is
     // behind (set at boot, before NTP corrects it).
-    if (faults.enabled) clockOffsetMs = rng.chance(0.7) ? -rng.int(0, BOOT_CLOCK_LAG_MS_MAX) : 0;
-    world.at(rng.int(1, 300), start);
-  };
-  log.crashAfterFlush = () => {
-    if (!faults.enabled || !rng.chance(0.02)) return false;
-    crash();
-    return true;
-  };
-  start();
-
-  // Prepared participants ask the running coordinator, over the network.
-  for (const p of participants.values()) {
-    p.inquire = (txId, answer) => {
-      network.request(
-        p,
-        () => {
-          const c = coordinator;
-          if (!c) return;
-          const outcome = c.outcome(txId);
-          network.reply(p, () => answer(outcome));
-        },
-        () => {},
-      );
-    };
+    if (this.faults.enabled) this.clockOffsetMs = this.rng.chance(0.7) ? -this.rng.int(0, BOOT_CLOCK_LAG_MS_MAX) : 0;
+    this.world.at(this.rng.int(1, 300), () => this.start());
   }
 
-  // --- faults --------------------------------------------------------------
-  const coordinatorCrashes = rng.int(0, 4);
-  for (let i = 0; i < coordinatorCrashes; i++) world.at(rng.int(0, faultMs), crash);
-  for (let i = rng.int(0, 2); i > 0; i--) world.at(rng.int(0, faultMs), stepClock);
-  for (const p of participants.values()) {
-    for (let i = rng.int(0, 2); i > 0; i--) world.at(rng.int(0, faultMs), () => p.crashFor(rng.int(50, 800)));
-    for (let i = rng.int(0, 2); i > 0; i--) {
-      world.at(rng.int(0, faultMs), () => {
-        p.partitioned = true;
-        world.at(rng.int(50, 1000), () => {
-          p.partitioned = false;
+  private stepClock(): void {
+    // NTP keeps a running clock within bounds of true time.
+    const stepped = this.clockOffsetMs + this.rng.int(-CLOCK_STEP_MS_MAX, CLOCK_STEP_MS_MAX);
+    this.clockOffsetMs = Math.max(-BOOT_CLOCK_LAG_MS_MAX, Math.min(BOOT_CLOCK_LAG_MS_MAX, stepped));
+  }
+
+  /** Prepared participants ask the running coordinator, over the network. */
+  private letParticipantsInquire(): void {
+    for (const p of this.participants.values()) {
+      p.inquire = (txId, answer) => {
+        this.network.request(
+          p,
+          () => {
+            const c = this.coordinator;
+            if (!c) return;
+            const outcome = c.outcome(txId);
+            this.network.reply(p, () => answer(outcome));
+          },
+          () => {},
+        );
+      };
+    }
+  }
+
+  /** Coordinator crashes, clock steps, participant crashes and partitions, all within the fault phase. */
+  scheduleFaults(): void {
+    const { world, rng, faultMs } = this;
+    const coordinatorCrashes = rng.int(0, 4);
+    for (let i = 0; i < coordinatorCrashes; i++) world.at(rng.int(0, faultMs), () => this.crash());
+    for (let i = rng.int(0, 2); i > 0; i--) world.at(rng.int(0, faultMs), () => this.stepClock());
+    for (const p of this.participants.values()) {
+      for (let i = rng.int(0, 2); i > 0; i--) world.at(rng.int(0, faultMs), () => p.crashFor(rng.int(50, 800)));
+      for (let i = rng.int(0, 2); i > 0; i--) {
+        world.at(rng.int(0, faultMs), () => {
+          p.partitioned = true;
+          world.at(rng.int(50, 1000), () => {
+            p.partitioned = false;
+          });
         });
+      }
+    }
+  }
+
+  /** Clients that begin at random times in the fault phase and do whatever the API allows. */
+  scheduleClients(): void {
+    const clientCount = this.rng.int(4, 14);
+    let keys = 0;
+    for (let i = 0; i < clientCount; i++) {
+      this.world.at(this.rng.int(0, this.faultMs), () => {
+        const oneShot = this.rng.chance(0.5);
+        const key = this.rng.chance(0.5) ? `key-${keys++}` : null;
+        void this.runClient(oneShot, key);
       });
     }
   }
 
-  // --- clients ---------------------------------------------------------------
-  const begun = new Set<string>();
-  const told = new Map<string, Outcome>();
-  const tell = (tx: Transaction | undefined, outcome: Outcome | null) => {
-    if (!tx || outcome === null) return;
-    const before = told.get(tx.id);
-    if (before && before !== outcome) {
-      checks.fail('an outcome, once decided, never changes', `${tx.id}: a client was told ${before}, then ${outcome}`);
+  private async runClient(oneShot: boolean, key: string | null): Promise<void> {
+    const rng = this.rng;
+    const request = {
+      participants: this.pickParticipants(),
+      timeoutMs: rng.int(300, 3000),
+      idempotencyKey: key,
+      idempotencyScope: '',
+      requestHash: key,
+      metadataJson: null,
+      commit: oneShot,
+    };
+    const begin = await this.attempt((c) => c.begin(request));
+    if (!begin) return;
+    this.begun.add(begin.tx.id);
+    const id = begin.tx.id;
+    if (oneShot) {
+      this.readCommitAnswer(begin);
+      if (rng.chance(0.3)) this.readCommitAnswer(await this.attempt((c) => c.commit(id)));
+      return;
     }
-    told.set(tx.id, outcome);
-  };
-  /** One call to whichever coordinator runs now; a crash mid-call is a timeout, retried a few times. */
-  const attempt = async <T>(call: (c: Coordinator) => Promise<T>): Promise<T | null> => {
-    for (let i = 0; i < 4; i++) {
-      const c = coordinator;
-      if (c) {
-        const result = await Promise.race([call(c).catch(() => null), sleep(3000).then(() => null)]);
-        if (result !== null) return result;
+    if (rng.chance(0.3)) {
+      const extra = PARTICIPANTS.filter((n) => !request.participants.some((p) => p.name === n));
+      if (extra.length > 0) {
+        const name = rng.pick(extra);
+        await this.attempt((c) => c.enlist(id, { name, url: this.participant(name).url, payloadJson: null }));
       }
-      await sleep(rng.int(50, 400));
     }
-    return null;
-  };
-  const pickParticipants = () =>
-    PARTICIPANTS.filter(() => rng.chance(0.6)).map((name) => ({
+    await this.sleep(rng.int(0, 500));
+    if (rng.chance(0.5)) {
+      const prepared = await this.attempt((c) => c.prepare(id));
+      if (prepared && prepareAnswer(prepared.tx, prepared.refusal !== null) === 'aborted') {
+        this.tell(prepared.tx, 'abort');
+      }
+      // Sometimes the client comes back only after the deadline.
+      await this.sleep(rng.chance(0.5) ? rng.int(0, 3000) : rng.int(0, 500));
+    }
+    const abort = rng.chance(0.25);
+    for (let n = rng.chance(0.3) ? 2 : 1; n > 0; n--) {
+      if (abort) {
+        const a = await this.attempt((c) => c.abort(id));
+        if (a && !a.refusal) this.tell(a.tx, 'abort');
+        if (a?.refusal) this.tell(a.tx, 'commit');
+      } else {
+        this.readCommitAnswer(await this.attempt((c) => c.commit(id)));
+      }
+    }
+  }
+
+  private pickParticipants() {
+    return PARTICIPANTS.filter(() => this.rng.chance(0.6)).map((name) => ({
       name,
-      url: (participants.get(name) as SimParticipant).url,
+      url: this.participant(name).url,
       payloadJson: null,
     }));
-  // Clients read answers as the API maps them to status codes: 200 and 202
-  // say commit, 409 says abort, a pending 503 says nothing.
-  const readCommitAnswer = (a: { tx: Transaction; refusal: unknown } | null) => {
+  }
+
+  private participant(name: string): SimParticipant {
+    return this.participants.get(name) as SimParticipant;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => this.world.at(ms, resolve));
+  }
+
+  /** One call to whichever coordinator runs now; a crash mid-call is a timeout, retried a few times. */
+  private async attempt<T>(call: (c: Coordinator) => Promise<T>): Promise<T | null> {
+    for (let i = 0; i < 4; i++) {
+      const c = this.coordinator;
+      if (c) {
+        const result = await Promise.race([call(c).catch(() => null), this.sleep(3000).then(() => null)]);
+        if (result !== null) return result;
+      }
+      await this.sleep(this.rng.int(50, 400));
+    }
+    return null;
+  }
+
+  /**
+   * Clients read answers as the API maps them to status codes: 200 and 202
+   * say commit, 409 says abort, a pending 503 says nothing.
+   */
+  private readCommitAnswer(a: { tx: Transaction; refusal: unknown } | null): void {
     if (!a) return;
     let answer = commitAnswer(a.tx, a.refusal !== null);
-    if (answer === 'undecided' && options.runtimeBugs?.undecidedAnsweredAccepted) answer = 'commit-decided';
-    if (answer === 'aborted') tell(a.tx, 'abort');
-    if (answer === 'committed' || answer === 'commit-decided') tell(a.tx, 'commit');
-  };
-  const clientCount = rng.int(4, 14);
-  let keys = 0;
-  for (let i = 0; i < clientCount; i++) {
-    world.at(rng.int(0, faultMs), () => {
-      const oneShot = rng.chance(0.5);
-      const key = rng.chance(0.5) ? `key-${keys++}` : null;
-      const request = {
-        participants: pickParticipants(),
-        timeoutMs: rng.int(300, 3000),
-        idempotencyKey: key,
-        idempotencyScope: '',
-        requestHash: key,
-        metadataJson: null,
-        commit: oneShot,
-      };
-      void (async () => {
-        const begin = await attempt((c) => c.begin(request));
-        if (!begin) return;
-        begun.add(begin.tx.id);
-        const id = begin.tx.id;
-        if (oneShot) {
-          readCommitAnswer(begin);
-          if (rng.chance(0.3)) readCommitAnswer(await attempt((c) => c.commit(id)));
-          return;
-        }
-        if (rng.chance(0.3)) {
-          const extra = PARTICIPANTS.filter((n) => !request.participants.some((p) => p.name === n));
-          if (extra.length > 0) {
-            const name = rng.pick(extra);
-            await attempt((c) =>
-              c.enlist(id, { name, url: (participants.get(name) as SimParticipant).url, payloadJson: null }),
-            );
-          }
-        }
-        await sleep(rng.int(0, 500));
-        if (rng.chance(0.5)) {
-          const prepared = await attempt((c) => c.prepare(id));
-          if (prepared && prepareAnswer(prepared.tx, prepared.refusal !== null) === 'aborted')
-            tell(prepared.tx, 'abort');
-          // Sometimes the client comes back only after the deadline.
-          await sleep(rng.chance(0.5) ? rng.int(0, 3000) : rng.int(0, 500));
-        }
-        const abort = rng.chance(0.25);
-        for (let n = rng.chance(0.3) ? 2 : 1; n > 0; n--) {
-          if (abort) {
-            const a = await attempt((c) => c.abort(id));
-            if (a && !a.refusal) tell(a.tx, 'abort');
-            if (a?.refusal) tell(a.tx, 'commit');
-          } else {
-            readCommitAnswer(await attempt((c) => c.commit(id)));
-          }
-        }
-      })();
-    });
+    if (answer === 'undecided' && this.options.runtimeBugs?.undecidedAnsweredAccepted) answer = 'commit-decided';
+    if (answer === 'aborted') this.tell(a.tx, 'abort');
+    if (answer === 'committed' || answer === 'commit-decided') this.tell(a.tx, 'commit');
   }
 
-  // --- run: faults, then healing ------------------------------------------
-  const faultEnd = world.now + faultMs;
-  while (world.now < faultEnd && world.steps < maxSteps && (await world.step())) {}
-  faults.enabled = false;
-  for (const p of participants.values()) {
-    p.partitioned = false;
-  }
-  if (!incarnation.alive) start();
-  const healDeadline = world.now + HEAL_LIMIT_MS;
-  const prepared = () => [...participants.values()].some((p) => [...p.states.values()].includes('prepared'));
-  while (world.steps < maxSteps && world.now < healDeadline) {
-    if (world.steps % 50 === 0 && coordinator && (coordinator as Coordinator).inFlight === 0 && !prepared()) break;
-    if (!(await world.step())) break;
+  private tell(tx: Transaction | undefined, outcome: Outcome | null): void {
+    if (!tx || outcome === null) return;
+    const before = this.told.get(tx.id);
+    if (before && before !== outcome) {
+      this.checks.fail(
+        'an outcome, once decided, never changes',
+        `${tx.id}: a client was told ${before}, then ${outcome}`,
+      );
+    }
+    this.told.set(tx.id, outcome);
   }
 
-  // --- final checks ---------------------------------------------------------
-  for (const p of participants.values()) {
-    for (const [txId, state] of p.states) {
-      if (state === 'prepared') {
-        checks.fail(
-          'liveness: when faults stop, every transaction finishes and no participant stays prepared',
-          `${txId}: ${p.name} still prepared`,
-        );
-      }
+  async runFaultPhase(): Promise<void> {
+    const world = this.world;
+    this.faultEndMs = world.now + this.faultMs;
+    while (world.now < this.faultEndMs && world.steps < this.maxSteps && (await world.step())) {}
+  }
+
+  /** Faults stop; the coordinator runs; every transaction must finish within the healing limit. */
+  async heal(): Promise<void> {
+    const world = this.world;
+    this.faults.enabled = false;
+    for (const p of this.participants.values()) p.partitioned = false;
+    if (!this.incarnation.alive) this.start();
+    const healDeadline = world.now + HEAL_LIMIT_MS;
+    while (world.steps < this.maxSteps && world.now < healDeadline) {
+      if (world.steps % 50 === 0 && this.coordinator?.inFlight === 0 && !this.anyPrepared()) break;
+      if (!(await world.step())) break;
     }
   }
-  const c = coordinator as Coordinator | null;
-  if (c && c.inFlight > 0) {
-    checks.fail(
-      'liveness: when faults stop, every transaction finishes and no participant stays prepared',
-      `${c.inFlight} transactions unfinished after ${world.now - faultEnd} ms of healing`,
-    );
+
+  private anyPrepared(): boolean {
+    return [...this.participants.values()].some((p) => [...p.states.values()].includes('prepared'));
   }
-  const finalOutcome = (id: string): Outcome | null => {
-    const stored = (log.durable.get(id) ?? log.forgotten.get(id))?.outcome;
-    if (stored) return stored;
-    const states = [...participants.values()].map((p) => p.states.get(id));
-    if (states.includes('committed')) return 'commit';
-    return states.includes('aborted') ? 'abort' : null;
-  };
-  for (const [id, outcome] of told) {
-    const final = finalOutcome(id);
-    if (final !== outcome) {
-      checks.fail(
-        'what a client was told survives: an acknowledged outcome is the outcome',
-        `${id}: told ${outcome}, ended ${final}`,
+
+  checkNothingLeftInDoubt(): void {
+    const liveness = 'liveness: when faults stop, every transaction finishes and no participant stays prepared';
+    for (const p of this.participants.values()) {
+      for (const [txId, state] of p.states) {
+        if (state === 'prepared') this.checks.fail(liveness, `${txId}: ${p.name} still prepared`);
+      }
+    }
+    const c = this.coordinator;
+    if (c && c.inFlight > 0) {
+      this.checks.fail(
+        liveness,
+        `${c.inFlight} transactions unfinished after ${this.world.now - this.faultEndMs} ms of healing`,
       );
     }
   }
-  for (const id of begun) {
-    if (!log.durable.has(id) && !log.forgotten.has(id)) {
-      checks.fail('an acknowledged begin is never lost', `${id} is in no log`);
+
+  checkWhatClientsWereTold(): void {
+    for (const [id, outcome] of this.told) {
+      const final = this.finalOutcome(id);
+      if (final !== outcome) {
+        this.checks.fail(
+          'what a client was told survives: an acknowledged outcome is the outcome',
+          `${id}: told ${outcome}, ended ${final}`,
+        );
+      }
+    }
+    for (const id of this.begun) {
+      if (!this.log.durable.has(id) && !this.log.forgotten.has(id)) {
+        this.checks.fail('an acknowledged begin is never lost', `${id} is in no log`);
+      }
     }
   }
-  let committed = 0;
-  let aborted = 0;
-  for (const id of begun) {
-    const o = finalOutcome(id);
-    if (o === 'commit') committed++;
-    if (o === 'abort') aborted++;
+
+  private finalOutcome(id: string): Outcome | null {
+    const stored = (this.log.durable.get(id) ?? this.log.forgotten.get(id))?.outcome;
+    if (stored) return stored;
+    const states = [...this.participants.values()].map((p) => p.states.get(id));
+    if (states.includes('committed')) return 'commit';
+    return states.includes('aborted') ? 'abort' : null;
   }
-  if (options.trace) {
-    for (const id of begun) {
-      const tx = log.durable.get(id) ?? log.forgotten.get(id);
-      const states = [...participants.values()].map((p) => `${p.name}=${p.states.get(id) ?? '-'}`).join(' ');
-      options.trace(`${id} ${tx?.state} ${tx?.outcome} ${tx?.abortReason ?? ''} told=${told.get(id) ?? '-'} ${states}`);
+
+  result(): SimResult {
+    let committed = 0;
+    let aborted = 0;
+    for (const id of this.begun) {
+      const o = this.finalOutcome(id);
+      if (o === 'commit') committed++;
+      if (o === 'abort') aborted++;
     }
+    const trace: string[] = [];
+    for (const id of this.begun) {
+      const tx = this.log.durable.get(id) ?? this.log.forgotten.get(id);
+      const states = [...this.participants.values()].map((p) => `${p.name}=${p.states.get(id) ?? '-'}`).join(' ');
+      trace.push(
+        `${id} ${tx?.state} ${tx?.outcome} ${tx?.abortReason ?? ''} told=${this.told.get(id) ?? '-'} ${states}`,
+      );
+    }
+    for (const line of trace) this.options.trace?.(line);
+    return {
+      seed: this.options.seed,
+      violations: this.checks.violations,
+      steps: this.world.steps,
+      simulatedMs: this.world.now - START_MS,
+      transactions: this.begun.size,
+      committed,
+      aborted,
+      coordinatorCrashes: this.crashes,
+      trace,
+    };
   }
-  return {
-    seed: options.seed,
-    violations: checks.violations,
-    steps: world.steps,
-    simulatedMs: world.now - START_MS,
-    transactions: begun.size,
-    committed,
-    aborted,
-    coordinatorCrashes: crashes,
-  };
 }
 
 const START_MS = new World(new Rng(1)).now;

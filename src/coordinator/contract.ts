@@ -1,0 +1,69 @@
+// What the coordinator takes and gives: its options, a begin request, and the
+// answer every call returns. Apart from coordinator.ts so that callers (the
+// API, the wiring, the simulator) read the contract without the machinery.
+
+import type { DecisionLog } from '../log/decision-log.js';
+import type { ParticipantClient } from '../participants/participant-client.js';
+import type { InvariantError } from '../protocol/assert.js';
+import type { step } from '../protocol/transitions.js';
+import type { NewParticipant, Refusal, Transaction } from '../protocol/types.js';
+import type { Timers } from '../timers.js';
+import type { CoordinatorObserver } from './observer.js';
+
+export interface CoordinatorOptions {
+  readonly log: DecisionLog;
+  readonly participants: ParticipantClient;
+  /** Where metrics and operators hear what happens; nothing by default. */
+  readonly observer?: CoordinatorObserver;
+  /** Clock and timers; real ones unless a simulation passes its own. */
+  readonly timers?: Timers;
+  readonly random?: () => number;
+  /** Random bytes for transaction ids. */
+  readonly entropy?: (bytes: number) => Buffer;
+  /**
+   * Called on an invariant violation (a bug). Default: crash the process, which
+   * the log makes safe. The simulator records it instead.
+   */
+  readonly onInvariantViolation?: (error: InvariantError) => void;
+  /**
+   * The protocol's transition function. Always the real one in service; the
+   * simulator's planted-bug tests wrap it to prove the checks catch bugs.
+   */
+  readonly protocolStep?: typeof step;
+  readonly defaultTimeoutMs: number;
+  readonly inFlightMax: number;
+  readonly participantsMax: number;
+  readonly retryDelayMsMin: number;
+  readonly retryDelayMsMax: number;
+  /** A participant is reported stuck after this many failed phase-two attempts. */
+  readonly stuckAfterAttempts: number;
+  /** Longest a call waits for its answer (answerWaitMsMax in protocol/answers.ts). */
+  readonly answerWaitMsMax: number;
+  readonly sweepIntervalMs: number;
+  readonly retentionMs: number;
+  /** How long an idempotency key finds its transaction after the transaction finished (its details may be gone). */
+  readonly idempotencyKeyRetentionMs: number;
+  /** Most finished transactions (and, apart, expired keys) forgotten per sweep. */
+  readonly compactionBatchMax: number;
+  /** Recovery hands out its transactions' steps while fewer participant calls than this are outstanding. */
+  readonly recoveryCallsMax: number;
+  readonly onError?: (error: Error, context: string) => void;
+}
+
+export interface BeginRequest {
+  readonly participants: readonly NewParticipant[];
+  readonly timeoutMs: number | null;
+  readonly idempotencyKey: string | null;
+  /** Whose key it is (an identity of the caller's token; '' without tokens): another scope never finds it. */
+  readonly idempotencyScope: string;
+  readonly requestHash: string | null;
+  readonly metadataJson: string | null;
+  readonly commit: boolean;
+}
+
+export interface Answer {
+  readonly tx: Transaction;
+  readonly refusal: Refusal | null;
+  /** The call changed something (a new transaction, a new participant). */
+  readonly created: boolean;
+}

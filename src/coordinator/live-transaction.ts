@@ -1,0 +1,290 @@
+// One transaction in memory, driven by the pure protocol: its events are
+// applied one at a time (a promise chain), and each step's effects are
+// performed in the order the protocol emitted them, a forced write on disk
+// before anything after it. Readers see `published`: the transaction as of
+// its last completed step, never a decision still on its way to disk.
+
+import type { DecisionLog } from '../log/decision-log.js';
+import type { ParticipantClient, ParticipantTarget } from '../participants/participant-client.js';
+import { assert, InvariantError } from '../protocol/assert.js';
+import { eventAfterFailedForcedWrite, isPastDeadline, type step } from '../protocol/transitions.js';
+import type { Effect, Event, Message, Step, Transaction } from '../protocol/types.js';
+import type { TimerHandle, Timers } from '../timers.js';
+import { type BackoffOptions, retryDelayMs } from './backoff.js';
+import { logUnwritable } from './errors.js';
+import type { CoordinatorObserver } from './observer.js';
+
+/** What every live transaction shares: the log, the participants, time, and the coordinator's hooks. */
+export interface TransactionContext {
+  readonly log: DecisionLog;
+  readonly participants: ParticipantClient;
+  readonly timers: Timers;
+  readonly random: () => number;
+  readonly protocolStep: typeof step;
+  readonly observer: CoordinatorObserver;
+  readonly backoff: BackoffOptions;
+  /** Longest a caller waits for its answer (answerWaitMsMax in protocol/answers.ts). */
+  readonly answerWaitMsMax: number;
+  /** Counts participant calls, so recovery can pace itself. */
+  readonly calls: { callStarted(): void; callAnswered(): void };
+  /** After stop, answers still arriving change nothing: what is on disk is what the next start recovers from. */
+  readonly stopped: () => boolean;
+  /** The transaction is finished and written: it may leave memory. */
+  readonly forget: (live: LiveTransaction) => void;
+  /** A failure in the background; an InvariantError is a bug. */
+  readonly fail: (error: unknown, context: string) => void;
+  readonly violated: (error: InvariantError) => void;
+}
+
+interface Waiter {
+  readonly until: (tx: Transaction) => boolean;
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+}
+
+export class LiveTransaction {
+  /** The newest state; what the next event is applied to. */
+  private working: Transaction;
+  /** What readers see: durable as far as anyone was promised. Undefined until begin is on disk. */
+  published: Transaction | undefined = undefined;
+  /** Settles once the begin record is on disk (or failed). */
+  begun: Promise<void> = Promise.resolve();
+  private chain: Promise<unknown> = Promise.resolve();
+  private readonly waiters = new Set<Waiter>();
+  private readonly retryTimers = new Set<TimerHandle>();
+  /** Set once the commit decision is on disk; no commit message leaves before. */
+  private commitDurable = false;
+  private phaseOneStartedMs: number | null = null;
+
+  constructor(
+    private readonly context: TransactionContext,
+    tx: Transaction,
+  ) {
+    this.working = tx;
+  }
+
+  /** A transaction read back from the log: what is on disk is what was promised. */
+  static recovered(context: TransactionContext, tx: Transaction): LiveTransaction {
+    const live = new LiveTransaction(context, tx);
+    live.published = tx;
+    live.commitDurable = tx.outcome === 'commit';
+    return live;
+  }
+
+  get id(): string {
+    return this.working.id;
+  }
+
+  /** The newest state, durable or not: for the coordinator's own bookkeeping, never for readers. */
+  get current(): Transaction {
+    return this.working;
+  }
+
+  /** Performs the step that created this transaction (its begin); readers see it once that is on disk. */
+  start(created: Step): Promise<void> {
+    this.begun = this.perform(created);
+    this.chain = this.begun.catch(() => {});
+    return this.begun;
+  }
+
+  /** Applies `event` after every event before it, and performs what it leads to. */
+  dispatch(event: Event): Promise<Step> {
+    const run = this.chain.then(async () => {
+      if (this.context.stopped()) return { tx: this.working, effects: [], refusal: null, changed: false };
+      const result = this.context.protocolStep(this.working, event, this.context.timers.now());
+      await this.perform(result);
+      return result;
+    });
+    this.chain = run.catch(() => {});
+    return run.catch((error) => {
+      if (error instanceof InvariantError) this.context.violated(error);
+      throw error;
+    });
+  }
+
+  /** Resolves once `until` holds for what readers see, or the wait bound passes (the caller then hears what is). */
+  waitFor(until: (tx: Transaction) => boolean): Promise<void> {
+    if (this.published && until(this.published)) return Promise.resolve();
+    const { timers, answerWaitMsMax } = this.context;
+    return new Promise((resolve, reject) => {
+      const settle = () => {
+        timers.cancel(timer);
+        this.waiters.delete(waiter);
+      };
+      const waiter: Waiter = {
+        until,
+        resolve: () => {
+          settle();
+          resolve();
+        },
+        reject: (error) => {
+          settle();
+          reject(error);
+        },
+      };
+      // Participant calls are bounded from when they are asked for, so this
+      // passes only when something is slower than it may be (a log that does
+      // not write): the caller then hears what readers see, and the API
+      // promises nothing beyond it (protocol/answers.ts).
+      const timer = timers.after(answerWaitMsMax, waiter.resolve);
+      this.waiters.add(waiter);
+    });
+  }
+
+  /** Leaving memory: no more retries, and every caller still waiting hears what is. */
+  release(): void {
+    for (const t of this.retryTimers) this.context.timers.cancel(t);
+    this.retryTimers.clear();
+    for (const w of this.waiters) w.resolve();
+  }
+
+  /** Stop retrying; durable state stays as it is. */
+  cancelRetries(): void {
+    for (const t of this.retryTimers) this.context.timers.cancel(t);
+    this.retryTimers.clear();
+  }
+
+  /**
+   * The sweep's visit: aborts the transaction if its deadline passed with
+   * nothing decided (once its begin is on disk), and returns how many of its
+   * participants are stuck (failed phase two at least `stuckAfterAttempts` times).
+   */
+  sweep(nowMs: number, stuckAfterAttempts: number): number {
+    const tx = this.working;
+    if (this.published && isPastDeadline(tx, nowMs)) {
+      this.dispatch({ type: 'deadline' }).catch((e) => this.context.fail(e, `deadline of ${tx.id}`));
+    }
+    return tx.participants.filter((p) => !p.acknowledged && p.attempts >= stuckAfterAttempts).length;
+  }
+
+  /** Settles once every event dispatched so far has been handled. */
+  settled(): Promise<unknown> {
+    return this.chain;
+  }
+
+  /** Performs one step's effects in order; a forced write blocks everything after it. */
+  private async perform(result: Step): Promise<void> {
+    if (!result.changed) return;
+    const before = this.working;
+    this.working = result.tx;
+    const finished = result.effects.some((e) => e.type === 'finished');
+    for (const effect of result.effects) {
+      if (effect.type === 'persist') {
+        if (effect.forced) await this.writeForced(before, result.tx);
+        else this.context.log.writeLazy(result.tx, finished ? () => this.context.forget(this) : undefined);
+      } else if (effect.type === 'send') {
+        this.send(effect);
+      }
+    }
+    this.observe(before, result.tx);
+    this.published = result.tx;
+    for (const w of this.waiters) if (w.until(result.tx)) w.resolve();
+    if (finished && !result.effects.some((e) => e.type === 'persist' && !e.forced)) this.context.forget(this);
+  }
+
+  private async writeForced(before: Transaction, tx: Transaction): Promise<void> {
+    try {
+      await this.context.log.writeForced(tx);
+    } catch (error) {
+      // Not on disk, so it did not happen: nothing after it runs.
+      this.working = before;
+      const unavailable = logUnwritable(error);
+      // A caller waiting on this transaction (a commit waiting for the
+      // decision the last vote leads to) would otherwise wait for a step that
+      // did not happen and then answer as if it had. It hears the 503 now.
+      for (const w of this.waiters) w.reject(unavailable);
+      const next = eventAfterFailedForcedWrite(before);
+      if (next !== null) {
+        this.dispatch(next).catch((e) => this.context.fail(e, `recovering ${tx.id} after a failed write`));
+      }
+      throw unavailable;
+    }
+    if (tx.outcome === 'commit') this.commitDurable = true;
+  }
+
+  private send(effect: Effect & { type: 'send' }): void {
+    const tx = this.working;
+    const p = tx.participants.find((q) => q.name === effect.participant);
+    assert(p !== undefined, 'messages go to participants of the transaction');
+    const target: ParticipantTarget = { name: p.name, url: p.url };
+    if (effect.message === 'prepare') {
+      this.phaseOneStartedMs ??= this.context.timers.monotonicMs();
+      this.call('prepare', target, () => this.askToPrepare(target, p.payloadJson));
+      return;
+    }
+    const message = effect.message;
+    assert(
+      message !== 'commit' || this.commitDurable,
+      'no commit message leaves before the commit decision is on disk',
+    );
+    const deliver = () => {
+      if (this.context.stopped()) return;
+      this.call(message, target, () => this.deliver(message, target));
+    };
+    if (effect.attempt === 0) {
+      deliver();
+      return;
+    }
+    const timer = this.context.timers.after(
+      retryDelayMs(effect.attempt, this.context.backoff, this.context.random),
+      () => {
+        this.retryTimers.delete(timer);
+        deliver();
+      },
+    );
+    this.retryTimers.add(timer);
+  }
+
+  /** One participant call, counted while outstanding; its answer becomes the next event. */
+  private call(message: Message, target: ParticipantTarget, ask: () => Promise<Event>): void {
+    this.context.calls.callStarted();
+    ask()
+      .then((event) => {
+        this.context.calls.callAnswered();
+        return this.dispatch(event);
+      })
+      .catch((e) => this.context.fail(e, `${message} to ${target.name} in ${this.id}`));
+  }
+
+  private async askToPrepare(target: ParticipantTarget, payloadJson: string | null): Promise<Event> {
+    const answer = await this.context.participants.prepare(this.id, target, payloadJson);
+    if (answer.kind === 'lost') return { type: 'vote-lost', participant: target.name, reason: answer.reason };
+    return {
+      type: 'vote',
+      participant: target.name,
+      vote: answer.vote,
+      ...(answer.reason ? { reason: answer.reason } : {}),
+    };
+  }
+
+  private async deliver(message: 'commit' | 'abort', target: ParticipantTarget): Promise<Event> {
+    const answer = await this.context.participants.deliver(message, this.id, target);
+    switch (answer.kind) {
+      case 'acknowledged':
+        return { type: 'acknowledged', participant: target.name };
+      case 'heuristic':
+        this.context.observer.heuristic({
+          txId: this.id,
+          participant: target.name,
+          heuristic: answer.heuristic,
+          decided: message,
+        });
+        return { type: 'heuristic', participant: target.name, heuristic: answer.heuristic };
+      case 'failed':
+        return { type: 'delivery-failed', participant: target.name, error: answer.error };
+    }
+  }
+
+  private observe(before: Transaction, after: Transaction): void {
+    const { observer, timers } = this.context;
+    if (before.outcome === null && after.outcome !== null) {
+      const phaseOneSeconds =
+        this.phaseOneStartedMs === null ? null : (timers.monotonicMs() - this.phaseOneStartedMs) / 1000;
+      observer.decided(after.outcome, after.abortReason, phaseOneSeconds);
+    }
+    if (before.finishedAtMs === null && after.finishedAtMs !== null && after.outcome !== null) {
+      const phaseTwoSeconds = after.decidedAtMs === null ? null : (after.finishedAtMs - after.decidedAtMs) / 1000;
+      observer.finished(after.outcome, phaseTwoSeconds);
+    }
+  }
+}

@@ -1,0 +1,39 @@
+// What the coordinator reports as it works, through one narrow interface, as
+// the log and the participant client do: the service turns it into metrics
+// and log lines (assemble.ts); a simulation passes nothing.
+
+import type { AbortReason, Heuristic, Outcome, PhaseTwoMessage } from '../protocol/types.js';
+
+export interface HeuristicReport {
+  readonly txId: string;
+  readonly participant: string;
+  /** What the participant did on its own. */
+  readonly heuristic: Heuristic;
+  /** What it was told. */
+  readonly decided: PhaseTwoMessage;
+}
+
+export interface CoordinatorObserver {
+  /** A begin is on disk. */
+  begun(): void;
+  /** An outcome was decided; `phaseOneSeconds` from the first prepare sent, when there was one. */
+  decided(outcome: Outcome, abortReason: AbortReason | null, phaseOneSeconds: number | null): void;
+  /** Every participant has its outcome; `phaseTwoSeconds` from the decision. */
+  finished(outcome: Outcome, phaseTwoSeconds: number | null): void;
+  /** A participant decided against the outcome on its own: not commitd's error, but a person must hear of it. */
+  heuristic(report: HeuristicReport): void;
+  recovered(count: number): void;
+  compacted(count: number): void;
+  /** Participants whose phase-two message failed at least the stuck threshold of times in a row, now. */
+  stuckParticipants(count: number): void;
+}
+
+export const silentObserver: CoordinatorObserver = {
+  begun: () => {},
+  decided: () => {},
+  finished: () => {},
+  heuristic: () => {},
+  recovered: () => {},
+  compacted: () => {},
+  stuckParticipants: () => {},
+};

@@ -31,7 +31,10 @@ export interface CoordinatorOptions {
    */
   readonly protocolStep?: typeof step;
   readonly defaultTimeoutMs: number;
+  /** Undecided transactions held at once; decided ones still delivering phase two do not count. */
   readonly inFlightMax: number;
+  /** Payload and metadata held in memory, as JSON characters (about bytes), across all live transactions. */
+  readonly inFlightBytesMax: number;
   readonly participantsMax: number;
   readonly retryDelayMsMin: number;
   readonly retryDelayMsMax: number;

@@ -36,6 +36,10 @@ export class Coordinator {
   private readonly observer: CoordinatorObserver;
   private readonly context: TransactionContext;
   private readonly recoveryPacer: RecoveryPacer<LiveTransaction>;
+  /** Live transactions with no outcome yet: what the in-flight limit counts. */
+  private undecided = 0;
+  /** Payload and metadata characters held by live transactions (payloads are dropped at the decision). */
+  private heldBytes = 0;
   private sweepTimer: TimerHandle | null = null;
   private accepting = false;
   private stopped = false;
@@ -58,6 +62,7 @@ export class Coordinator {
       backoff: options,
       calls: this.recoveryPacer,
       stopped: () => this.stopped,
+      changed: (before, after) => this.account(before, after),
       forget: (live) => this.forget(live),
       fail: (error, context) => this.fail(error, context),
       violated: (error) => this.violated(error),
@@ -106,9 +111,15 @@ export class Coordinator {
         return { tx: existing, refusal: null, created: false };
       }
     }
-    if (this.live.size >= this.options.inFlightMax) {
-      throw new UnavailableError(`${this.options.inFlightMax} transactions in flight, the configured limit`, 1);
+    // Transactions that only deliver phase two (a participant unreachable
+    // for hours) keep being retried but hold no capacity new work needs.
+    if (this.undecided >= this.options.inFlightMax) {
+      throw new UnavailableError(
+        `${this.options.inFlightMax} undecided transactions in flight, the configured limit`,
+        1,
+      );
     }
+    this.reserveBytes(requestBytes(request.participants, request.metadataJson));
     const nowMs = this.timers.now();
     const created = createTransaction({
       id: this.ids.next(nowMs),
@@ -139,6 +150,7 @@ export class Coordinator {
     if (!known && live.current.participants.length >= this.options.participantsMax) {
       throw new LimitError(`a transaction has at most ${this.options.participantsMax} participants`);
     }
+    if (!known) this.reserveBytes(requestBytes([participant], null));
     const result = await live.dispatch({ type: 'enlist', participant });
     return { tx: live.published, refusal: result.refusal, created: result.changed && result.refusal === null };
   }
@@ -259,8 +271,24 @@ export class Coordinator {
     return tx;
   }
 
+  /** Refuses (503) what would take the payload and metadata held in memory past its bound. */
+  private reserveBytes(bytes: number): void {
+    if (this.heldBytes + bytes > this.options.inFlightBytesMax) {
+      throw new UnavailableError(
+        `${this.options.inFlightBytesMax} bytes of payload and metadata in flight, the configured limit`,
+        1,
+      );
+    }
+  }
+
+  private account(before: Transaction | null, after: Transaction | null): void {
+    this.undecided += (after?.outcome === null ? 1 : 0) - (before?.outcome === null ? 1 : 0);
+    this.heldBytes += heldBytes(after) - heldBytes(before);
+  }
+
   private track(live: LiveTransaction): LiveTransaction {
     this.live.set(live.id, live);
+    this.account(null, live.current);
     this.keys.add(live);
     return live;
   }
@@ -268,6 +296,7 @@ export class Coordinator {
   private forget(live: LiveTransaction): void {
     if (this.live.get(live.id) !== live) return;
     this.live.delete(live.id);
+    this.account(live.current, null);
     this.keys.remove(live);
     live.release();
   }
@@ -289,4 +318,15 @@ export class Coordinator {
     if (error instanceof InvariantError) this.violated(error);
     this.options.onError?.(error as Error, context);
   }
+}
+
+/** Payload and metadata a transaction holds in memory, as JSON characters (about bytes). */
+function heldBytes(tx: Transaction | null): number {
+  return tx === null ? 0 : requestBytes(tx.participants, tx.metadataJson);
+}
+
+function requestBytes(participants: readonly { payloadJson: string | null }[], metadataJson: string | null): number {
+  let bytes = metadataJson?.length ?? 0;
+  for (const p of participants) bytes += p.payloadJson?.length ?? 0;
+  return bytes;
 }

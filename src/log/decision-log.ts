@@ -38,7 +38,7 @@ export interface DecisionLog {
    */
   findByIdempotencyKey(key: string): Transaction | undefined;
   list(query: ListQuery): ListPage;
-  /** Every transaction not yet finished at every participant, with payloads. */
+  /** Every transaction not yet finished at every participant; payloads only for active ones (the only ones that may still send prepares). */
   loadUnfinished(): Transaction[];
   /**
    * Forgets finished transactions that finished before `finishedBeforeMs`

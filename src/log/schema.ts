@@ -58,6 +58,13 @@ export const MIGRATIONS: readonly string[] = [
     snapshot        TEXT NOT NULL
   ) WITHOUT ROWID;
   CREATE INDEX idempotency_keys_finished ON idempotency_keys (finished_at_ms);
+
+  -- From this version on an explicit transaction is written as preparing
+  -- before any prepare leaves, and an active one is known to have sent none
+  -- (its abort then calls nobody). One written active by an older commitd
+  -- may have prepares out: recovery must abort it and tell its participants.
+  UPDATE transactions SET state = 'preparing'
+    WHERE state = 'active' AND one_shot = 0 AND participants != '[]';
   `,
 ];
 

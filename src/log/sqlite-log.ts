@@ -327,6 +327,10 @@ export class SqliteLog implements DecisionLog {
   loadUnfinished(): Transaction[] {
     const rows = this.statements.unfinished.all() as TxRow[];
     return rows.map((row) => {
+      // Only an active transaction may still ask for prepares; the payloads
+      // of the others stay on disk, so a log full of large ones cannot fill
+      // the heap at start.
+      if (row.state !== 'active') return fromRow(row, null);
       const payloads = new Map<string, string>();
       for (const p of this.statements.payloads.all(row.id) as Array<{ name: string; payload: string }>) {
         payloads.set(p.name, p.payload);

@@ -97,7 +97,7 @@ export function step(tx: Transaction, event: Event, nowMs: number): Step {
 function transition(tx: Transaction, event: Event, nowMs: number): Result {
   if (event.type === 'recover') return recover(tx, nowMs);
   if (isPastDeadline(tx, nowMs)) {
-    const expired = decideAbort(tx, 'deadline', nowMs, tx.state === 'preparing');
+    const expired = decideAbort(tx, 'deadline', nowMs, preparesOf(tx));
     if (event.type === 'deadline') return expired;
     const next = apply(expired.tx, event, nowMs);
     return { tx: next.tx, effects: [...expired.effects, ...next.effects], refusal: next.refusal };
@@ -188,7 +188,7 @@ function commit(tx: Transaction, nowMs: number): Result {
 function clientAbort(tx: Transaction, nowMs: number): Result {
   if (tx.outcome === 'commit') return refuse(tx, 'committed', 'the transaction has a commit decision, which is final');
   if (tx.outcome === 'abort') return unchanged(tx);
-  return decideAbort(tx, 'client', nowMs, tx.state === 'preparing');
+  return decideAbort(tx, 'client', nowMs, preparesOf(tx));
 }
 
 function startPhaseOne(tx: Transaction, commitRequested: boolean, nowMs: number): Result {
@@ -227,7 +227,7 @@ function vote(
   }
   if (tx.state !== 'preparing') return unchanged(tx); // answer to a prepare sent before a restart
   const next = replace(tx, voted);
-  if (vote === 'no') return decideAbort(next, 'vote', nowMs, true);
+  if (vote === 'no') return decideAbort(next, 'vote', nowMs, 'in-flight');
   if (next.participants.some((q) => q.vote === null)) return ok(next, []);
   if (next.commitRequested) return decideCommit(next, nowMs);
   return ok({ ...next, state: 'prepared' }, [FORCED]);
@@ -239,7 +239,7 @@ function decideCommit(tx: Transaction, nowMs: number): Result {
     tx.participants.every((p) => p.vote === 'yes' || p.vote === 'read-only'),
     'commit is decided only when every participant voted yes or read-only',
   );
-  const participants = tx.participants.map((p) => ({ ...p, acknowledged: p.vote === 'read-only' }));
+  const participants = withoutPayloads(tx.participants).map((p) => ({ ...p, acknowledged: p.vote === 'read-only' }));
   const decided: Transaction = { ...tx, outcome: 'commit', decidedAtMs: nowMs, participants };
   const sends = participants.filter((p) => !p.acknowledged).map((p) => send('commit', p.name, 0));
   if (sends.length === 0) {
@@ -249,17 +249,36 @@ function decideCommit(tx: Transaction, nowMs: number): Result {
 }
 
 /**
- * @param votesInFlight prepares are out and unanswered: those participants hear
- * the abort only once their answer is in, so an abort can never overtake a
- * prepare and leave a participant prepared behind it.
+ * Where the prepares of participants that have not voted stand:
+ * - `not-sent`: none was asked to prepare, so none has anything to undo and
+ *   none hears anything (an abort sent there would be work for nothing, and
+ *   retried forever to an address that may not exist);
+ * - `in-flight`: they are out and unanswered; those participants hear the
+ *   abort only once their answer is in, so an abort can never overtake a
+ *   prepare and leave a participant prepared behind it;
+ * - `answers-lost`: they may have been sent before a restart; the answers
+ *   will never come, so they hear the abort now.
  */
-function decideAbort(tx: Transaction, reason: AbortReason, nowMs: number, votesInFlight: boolean): Result {
+type Prepares = 'not-sent' | 'in-flight' | 'answers-lost';
+
+/** What an abort decided in memory now knows of its prepares. */
+function preparesOf(tx: Transaction): Prepares {
+  if (tx.state === 'active') return 'not-sent';
+  return tx.state === 'preparing' ? 'in-flight' : 'answers-lost';
+}
+
+/** A decided transaction asks nobody to prepare again: its payloads need not stay in memory. */
+function withoutPayloads(participants: readonly Participant[]): Participant[] {
+  return participants.map((p) => (p.payloadJson === null ? p : { ...p, payloadJson: null }));
+}
+function decideAbort(tx: Transaction, reason: AbortReason, nowMs: number, prepares: Prepares): Result {
   assert(tx.outcome === null, 'a decision is never rewritten');
   const sends: Effect[] = [];
-  const participants = tx.participants.map((p) => {
+  const participants = withoutPayloads(tx.participants).map((p) => {
     const rolledBack = p.vote === 'read-only' || (p.vote === 'no' && !p.voteLost);
     if (rolledBack) return { ...p, acknowledged: true };
-    if (p.vote === null && votesInFlight) return { ...p, acknowledged: false };
+    if (p.vote === null && prepares === 'not-sent') return { ...p, acknowledged: true };
+    if (p.vote === null && prepares === 'in-flight') return { ...p, acknowledged: false };
     sends.push(send('abort', p.name, 0));
     return { ...p, acknowledged: false };
   });
@@ -322,12 +341,14 @@ function recover(loaded: Transaction, nowMs: number): Result {
   const expired = nowMs >= tx.deadlineMs;
   switch (tx.state) {
     case 'active':
-      if (tx.oneShot) return decideAbort(tx, 'recovery', nowMs, false);
-      return expired ? decideAbort(tx, 'deadline', nowMs, false) : unchanged(tx);
+      // A one-shot records no `preparing`: its prepares may be out. An
+      // explicit one is `preparing` on disk before any prepare leaves.
+      if (tx.oneShot) return decideAbort(tx, 'recovery', nowMs, 'answers-lost');
+      return expired ? decideAbort(tx, 'deadline', nowMs, 'not-sent') : unchanged(tx);
     case 'preparing':
-      return decideAbort(tx, 'recovery', nowMs, false);
+      return decideAbort(tx, 'recovery', nowMs, 'answers-lost');
     case 'prepared':
-      return expired ? decideAbort(tx, 'deadline', nowMs, false) : unchanged(tx);
+      return expired ? decideAbort(tx, 'deadline', nowMs, 'answers-lost') : unchanged(tx);
     case 'committing':
     case 'aborting': {
       const message = tx.outcome === 'commit' ? 'commit' : 'abort';

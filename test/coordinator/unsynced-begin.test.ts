@@ -34,6 +34,7 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
     participants,
     defaultTimeoutMs: 30_000,
     inFlightMax: 100,
+    inFlightBytesMax: 1_000_000,
     participantsMax: 8,
     retryDelayMsMin: 10,
     retryDelayMsMax: 100,

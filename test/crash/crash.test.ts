@@ -58,27 +58,31 @@ function statesOf(id: string, ...ps: TestParticipant[]): Array<LocalState | unde
   return ps.map((p) => p.states.get(id));
 }
 
-t.test('(a) killed after begin, before any vote: the transaction survives and its deadline aborts it', async (t) => {
-  const { a, b, start, participants } = await setup(t);
-  let s = await start();
-  // Long enough that a restart on a busy machine comes before the deadline.
-  const begun = await call(s.url, 'POST', '/v1/transactions', { participants, timeoutMs: 5000 });
-  t.equal(begun.status, 201);
-  const id = begun.body.id;
-  await s.kill('SIGKILL');
+t.test(
+  '(a) killed after begin, before any prepare: the transaction survives and its deadline aborts it, calling nobody',
+  async (t) => {
+    const { a, b, start, participants } = await setup(t);
+    let s = await start();
+    // Long enough that a restart on a busy machine comes before the deadline.
+    const begun = await call(s.url, 'POST', '/v1/transactions', { participants, timeoutMs: 5000 });
+    t.equal(begun.status, 201);
+    const id = begun.body.id;
+    await s.kill('SIGKILL');
 
-  s = await start();
-  const after = await call(s.url, 'GET', `/v1/transactions/${id}`);
-  t.equal(after.status, 200, 'an acknowledged begin is not lost');
-  t.equal(after.body.state, 'active', 'an explicit transaction waits for its client until the deadline');
-  const tx = await settled(s, id);
-  t.equal(tx.outcome, 'abort');
-  t.equal(tx.abortReason, 'deadline');
-  t.equal(a.count('commit'), 0);
-  t.equal(b.count('commit'), 0);
-  t.same(statesOf(id, a, b), ['aborted', 'aborted'], 'every listed participant hears the abort');
-  t.same((await call(s.url, 'GET', `/v1/transactions/${id}/outcome`)).body, { outcome: 'abort' });
-});
+    s = await start();
+    const after = await call(s.url, 'GET', `/v1/transactions/${id}`);
+    t.equal(after.status, 200, 'an acknowledged begin is not lost');
+    t.equal(after.body.state, 'active', 'an explicit transaction waits for its client until the deadline');
+    const tx = await settled(s, id);
+    t.equal(tx.outcome, 'abort');
+    t.equal(tx.abortReason, 'deadline');
+    t.equal(a.count('commit'), 0);
+    t.equal(b.count('commit'), 0);
+    t.same(statesOf(id, a, b), [undefined, undefined], 'nobody was asked to prepare, so nobody hears the abort');
+    t.equal(a.received.length + b.received.length, 0);
+    t.same((await call(s.url, 'GET', `/v1/transactions/${id}/outcome`)).body, { outcome: 'abort' });
+  },
+);
 
 t.test('(b) killed with every participant prepared and no decision: recovery aborts at both', async (t) => {
   const { a, b, start, participants } = await setup(t);

@@ -149,7 +149,11 @@ t.test('a decided transaction keeps every durable field across reopen', async (t
       ['payments', 'yes', true],
     ],
   );
-  t.same(second.log.loadUnfinished(), [asStored(decided, true)], 'payloads written while active stay');
+  t.same(
+    second.log.loadUnfinished(),
+    [asStored(decided, false)],
+    'decided: loaded without payloads (they stay on disk; nobody is asked to prepare again)',
+  );
 });
 
 t.test('forced writes issued in the same tick share one flush and one fsync', async (t) => {
@@ -437,6 +441,22 @@ t.test('loadUnfinished returns unfinished transactions with payloads, and no fin
     ['{"of":"orders"}', '{"of":"payments"}'],
   );
   t.equal(log.get('tx_c')?.state, 'committed', 'the finished one is still readable');
+
+  // Preparing, undecided: its prepares are out, recovery only aborts it, so
+  // its payloads (which may be large) stay on disk at start.
+  const preparing = drive(begin('tx_p'), T0 + 10, { type: 'prepare' });
+  t.ok(
+    preparing.participants.every((p) => p.payloadJson !== null),
+    'in memory it still has them',
+  );
+  await log.writeForced(begin('tx_p'));
+  await log.writeForced(preparing);
+  const loaded = log.loadUnfinished().find((tx) => tx.id === 'tx_p');
+  t.same(
+    loaded?.participants.map((p) => p.payloadJson),
+    [null, null],
+    'only an active transaction is loaded with its payloads',
+  );
 });
 
 t.test('list pages newest first, filters by state and hands out a cursor', async (t) => {
@@ -698,4 +718,34 @@ t.test('a log written by schema version 1 is migrated in place, its transactions
     .all();
   t.same(indexes, [{ name: 'transactions_finished' }], 'only the index compaction uses is left');
   after.close();
+});
+
+t.test('version 3: an explicit transaction an older commitd wrote as active is taken as preparing', async (t) => {
+  // Before version 3 `preparing` was written lazily, so `active` on disk did
+  // not prove that no prepare had left. Recovery must abort such a one and
+  // tell its participants; an active one with nobody listed, or a one-shot,
+  // keeps its state (recovery handles those as before).
+  const dir = tempDir(t);
+  const db = new Database(path.join(dir, LOG_FILE));
+  db.exec(MIGRATIONS[0] as string);
+  db.exec(MIGRATIONS[1] as string);
+  db.pragma('user_version = 2');
+  const insert = db.prepare(
+    `INSERT INTO transactions (id, state, one_shot, created_at_ms, deadline_ms, participants) VALUES (?, 'active', ?, 1, 2, ?)`,
+  );
+  const listed =
+    '[{"name":"a","url":"http://a/tx","vote":null,"voteLost":false,"reason":null,"acknowledged":false,"heuristic":null}]';
+  insert.run('tx_explicit', 0, listed);
+  insert.run('tx_empty', 0, '[]');
+  insert.run('tx_one_shot', 1, listed);
+  db.close();
+  const { log } = openLog(t, dir);
+  t.same(
+    log.loadUnfinished().map((tx) => [tx.id, tx.state]),
+    [
+      ['tx_empty', 'active'],
+      ['tx_explicit', 'preparing'],
+      ['tx_one_shot', 'active'],
+    ],
+  );
 });

@@ -559,15 +559,20 @@ t.test('refusals: a decision is never taken twice', async (t) => {
 });
 
 t.test('client abort', async (t) => {
-  t.test('an active transaction: forced, abort to every participant', async (t) => {
-    const s = apply(active(['a', 'b']), ABORT, LATER);
-    t.equal(s.refusal, null);
-    t.equal(s.tx.state, 'aborting');
-    t.equal(s.tx.outcome, 'abort');
-    t.equal(s.tx.abortReason, 'client');
-    t.equal(s.tx.decidedAtMs, LATER);
-    t.same(s.effects, [FORCED, send('abort', 'a'), send('abort', 'b')]);
-  });
+  t.test(
+    'an active transaction: forced, and finished at once: nobody was asked to prepare, nobody hears anything',
+    async (t) => {
+      const s = apply(active(['a', 'b']), ABORT, LATER);
+      t.equal(s.refusal, null);
+      t.equal(s.tx.state, 'aborted');
+      t.equal(s.tx.outcome, 'abort');
+      t.equal(s.tx.abortReason, 'client');
+      t.equal(s.tx.decidedAtMs, LATER);
+      t.equal(s.tx.finishedAtMs, LATER);
+      t.same(s.effects, [FORCED, FINISHED]);
+      t.same(parts(s.tx), [part('a', { acknowledged: true }), part('b', { acknowledged: true })]);
+    },
+  );
 
   t.test('an active transaction without participants: forced, aborted and finished', async (t) => {
     const s = apply(active([]), ABORT, LATER);
@@ -609,11 +614,11 @@ t.test('deadline', async (t) => {
     async (t) => {
       const s = apply(active(['a', 'b']), DEADLINE_EVENT, DEADLINE);
       t.equal(s.refusal, null);
-      t.equal(s.tx.state, 'aborting');
+      t.equal(s.tx.state, 'aborted', 'finished at once: nobody was asked to prepare');
       t.equal(s.tx.outcome, 'abort');
       t.equal(s.tx.abortReason, 'deadline');
       t.equal(s.tx.decidedAtMs, DEADLINE);
-      t.same(s.effects, [FORCED, send('abort', 'a'), send('abort', 'b')]);
+      t.same(s.effects, [FORCED, FINISHED]);
     },
   );
 
@@ -647,19 +652,19 @@ t.test('deadline', async (t) => {
     const p = apply(active(['a']), PREPARE, EXPIRED);
     t.equal(p.refusal?.code, 'aborted');
     t.equal(p.tx.abortReason, 'deadline');
-    t.same(p.effects, [FORCED, send('abort', 'a')]);
+    t.same(p.effects, [FORCED, FINISHED], 'no prepare and no abort is sent');
     const e = apply(active(['a']), { type: 'enlist', participant: np('b') }, EXPIRED);
     t.equal(e.refusal?.code, 'not-active');
-    t.equal(e.tx.state, 'aborting');
+    t.equal(e.tx.state, 'aborted');
     t.equal(e.tx.participants.length, 1);
-    t.same(e.effects, [FORCED, send('abort', 'a')]);
+    t.same(e.effects, [FORCED, FINISHED]);
   });
 
   t.test('a client abort after the deadline is the deadline abort', async (t) => {
     const s = apply(active(['a']), ABORT, EXPIRED);
     t.equal(s.refusal, null);
     t.equal(s.tx.abortReason, 'deadline');
-    t.same(s.effects, [FORCED, send('abort', 'a')]);
+    t.same(s.effects, [FORCED, FINISHED]);
   });
 
   t.test('a vote after the deadline: the abort comes first, then the yes voter hears it', async (t) => {
@@ -720,7 +725,7 @@ t.test('phase two', async (t) => {
   });
 
   t.test('acknowledgements: the last one finishes aborted, lazy persist then finished', async (t) => {
-    const tx = drive(active(['a', 'b']), ABORT, ack('a'));
+    const tx = drive(prepared({ a: 'yes', b: 'yes' }), ABORT, ack('a'));
     const s = apply(tx, ack('b'), LATER);
     t.equal(s.tx.state, 'aborted');
     t.equal(s.tx.finishedAtMs, LATER);
@@ -756,12 +761,12 @@ t.test('phase two', async (t) => {
   });
 
   t.test('a heuristic commit on an abort is recorded the same way', async (t) => {
-    const tx = drive(active(['a']), ABORT);
+    const tx = drive(prepared({ a: 'yes' }), ABORT);
     const s = apply(tx, { type: 'heuristic', participant: 'a', heuristic: 'commit' });
     t.equal(s.tx.state, 'aborted');
     t.equal(s.tx.outcome, 'abort');
     t.same(s.effects, [LAZY, FINISHED]);
-    t.same(parts(s.tx), [part('a', { acknowledged: true, heuristic: 'commit' })]);
+    t.same(parts(s.tx), [part('a', { vote: 'yes', acknowledged: true, heuristic: 'commit' })]);
   });
 
   t.test('a failed delivery counts an attempt and retries with attempt = attempts', async (t) => {
@@ -782,7 +787,7 @@ t.test('phase two', async (t) => {
   });
 
   t.test('a failed abort delivery retries the abort', async (t) => {
-    const tx = drive(active(['a']), ABORT);
+    const tx = drive(prepared({ a: 'yes' }), ABORT);
     const s = apply(tx, { type: 'delivery-failed', participant: 'a', error: 'timeout' });
     t.same(s.effects, [send('abort', 'a', 1)]);
   });
@@ -815,11 +820,11 @@ t.test('recover', async (t) => {
     t.equal(s.refusal, null);
   });
 
-  t.test('an active explicit transaction past its deadline aborts, abort to every participant', async (t) => {
+  t.test('an active explicit transaction past its deadline aborts, telling nobody: it sent no prepare', async (t) => {
     const s = apply(active(['a', 'b']), RECOVER, EXPIRED);
-    t.equal(s.tx.state, 'aborting');
+    t.equal(s.tx.state, 'aborted');
     t.equal(s.tx.abortReason, 'deadline');
-    t.same(s.effects, [FORCED, send('abort', 'a'), send('abort', 'b')]);
+    t.same(s.effects, [FORCED, FINISHED]);
   });
 
   t.test('an active one-shot transaction aborts: its prepares may be out', async (t) => {
@@ -1021,4 +1026,29 @@ t.test('invariants', async (t) => {
     t.equal(JSON.stringify(tx), before);
     t.equal(tx.participants[0]?.vote, null);
   });
+});
+
+t.test('a decided transaction carries no payloads: nobody is asked to prepare again', async (t) => {
+  const withPayloads: Transaction = {
+    ...active(['a', 'b']),
+    participants: active(['a', 'b']).participants.map((p) => ({ ...p, payloadJson: '{"n":1}' })),
+  };
+  const preparing = apply(withPayloads, COMMIT).tx;
+  t.same(
+    preparing.participants.map((p) => p.payloadJson),
+    ['{"n":1}', '{"n":1}'],
+    'kept while undecided',
+  );
+  const committed = drive(preparing, vote('a', 'yes'), vote('b', 'yes'));
+  t.same(
+    committed.participants.map((p) => p.payloadJson),
+    [null, null],
+    'dropped with the commit decision',
+  );
+  const aborted = apply(drive(withPayloads, PREPARE), vote('a', 'no')).tx;
+  t.same(
+    aborted.participants.map((p) => p.payloadJson),
+    [null, null],
+    'dropped with the abort decision',
+  );
 });

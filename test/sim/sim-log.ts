@@ -131,7 +131,13 @@ export class SimLog implements DecisionLog {
   }
 
   loadUnfinished(): Transaction[] {
-    return [...this.durable.values()].filter((tx) => tx.finishedAtMs === null).sort((a, b) => (a.id < b.id ? -1 : 1));
+    // As the SQLite log: payloads only for active transactions.
+    return [...this.durable.values()]
+      .filter((tx) => tx.finishedAtMs === null)
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .map((tx) =>
+        tx.state === 'active' ? tx : { ...tx, participants: tx.participants.map((p) => ({ ...p, payloadJson: null })) },
+      );
   }
 
   compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): number {

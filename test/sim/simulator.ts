@@ -191,6 +191,7 @@ class Simulation {
       protocolStep: options.protocolStep ?? realStep,
       defaultTimeoutMs: 2000,
       inFlightMax: 10_000,
+      inFlightBytesMax: 1_000_000,
       participantsMax: 8,
       retryDelayMsMin: 5,
       retryDelayMsMax: 200,

@@ -1,0 +1,92 @@
+// Nobody exhausts commitd for others (issue 9): work that can never end does
+// not hold the capacity new work needs, also not after a restart, and memory
+// is bounded by bytes, not only by count.
+
+import t, { type Test } from 'tap';
+import { type Harness, type Overrides, startHarness } from '../support/harness.js';
+import { startParticipant, type TestParticipant, waitUntil } from '../support/participant.js';
+
+async function harness(t: Test, overrides: Overrides = {}, dataDir?: string): Promise<Harness> {
+  const h = await startHarness(overrides, dataDir);
+  t.teardown(() => h.close());
+  return h;
+}
+
+async function participant(t: Test): Promise<TestParticipant> {
+  const p = await startParticipant();
+  t.teardown(() => p.close());
+  return p;
+}
+
+function post(h: Harness, url: string, payload?: object) {
+  return h.app.inject({ method: 'POST', url, payload });
+}
+
+t.test('an abort calls nobody who was never asked to prepare', async (t) => {
+  const h = await harness(t);
+  const p = await participant(t);
+  const byDeadline = (
+    await post(h, '/v1/transactions', { participants: [{ name: 'p', url: p.url }], timeoutMs: 150 })
+  ).json().id;
+  const byClient = (await post(h, '/v1/transactions', { participants: [{ name: 'p', url: p.url }] })).json().id;
+  const aborted = await post(h, `/v1/transactions/${byClient}/abort`);
+  t.equal(aborted.statusCode, 200);
+  t.equal(aborted.json().state, 'aborted', 'finished at once: there is nobody to tell');
+  await waitUntil(() => h.coordinator.outcome(byDeadline) === 'abort', 5_000, 'the deadline abort');
+  const read = (await h.app.inject({ method: 'GET', url: `/v1/transactions/${byDeadline}` })).json();
+  t.match(read, { state: 'aborted', abortReason: 'deadline' });
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(p.received, [], 'the participant never heard of either transaction');
+});
+
+t.test('transactions left only delivering phase two hold no capacity, also after a restart', async (t) => {
+  const limits = { transactions: { maxInFlight: 2 } };
+  // Closed by the test itself, to restart on its data directory.
+  const h = await startHarness(limits);
+  // Votes yes, then can never be reached with the commit.
+  const p = await startParticipant((m) => (m.action === 'commit' ? { status: 503 } : undefined));
+  t.teardown(() => p.close());
+  const participants = [{ name: 'p', url: p.url }];
+  for (let i = 0; i < 2; i++) {
+    const res = await post(h, '/v1/transactions', { participants, commit: true });
+    t.equal(res.statusCode, 202, 'decided commit, not acknowledged');
+  }
+  t.equal(h.coordinator.inFlight, 2, 'both are still in memory, being retried');
+  const third = await post(h, '/v1/transactions', { participants });
+  t.equal(third.statusCode, 201, 'a new transaction is still accepted');
+  const fourth = await post(h, '/v1/transactions', { participants });
+  t.equal(fourth.statusCode, 201);
+  const fifth = await post(h, '/v1/transactions', { participants });
+  t.equal(fifth.statusCode, 503, 'two undecided ones are the limit');
+  t.equal(fifth.headers['retry-after'], '1');
+
+  await h.close();
+  const restarted = await harness(t, limits, h.dataDir);
+  t.equal(restarted.coordinator.inFlight, 4, 'all four recovered');
+  await post(restarted, `/v1/transactions/${third.json().id}/abort`);
+  await post(restarted, `/v1/transactions/${fourth.json().id}/abort`);
+  const after = await post(restarted, '/v1/transactions', { participants });
+  t.equal(after.statusCode, 201, 'after a restart the decided ones still hold no capacity');
+});
+
+t.test('payload and metadata in memory are bounded by bytes; a decided transaction drops its payloads', async (t) => {
+  const h = await harness(t, { transactions: { maxInFlightBytes: 4096, maxPayloadBytes: 4096 } });
+  const p = await participant(t);
+  const big = { blob: 'x'.repeat(3000) };
+  const first = await post(h, '/v1/transactions', { participants: [{ name: 'p', url: p.url, payload: big }] });
+  t.equal(first.statusCode, 201);
+  const refused = await post(h, '/v1/transactions', { participants: [{ name: 'p', url: p.url, payload: big }] });
+  t.equal(refused.statusCode, 503, 'over the bytes in flight');
+  t.equal(refused.headers['retry-after'], '1');
+  t.match(refused.json().detail, /bytes of payload and metadata/);
+  const enlist = await post(h, `/v1/transactions/${first.json().id}/participants`, {
+    name: 'q',
+    url: p.url,
+    payload: big,
+  });
+  t.equal(enlist.statusCode, 503, 'an enlistment is bounded the same way');
+  t.equal((await post(h, `/v1/transactions/${first.json().id}/commit`)).statusCode, 200, 'the first commits');
+  t.same(p.received[0]?.body.payload, big, 'its participant got its payload');
+  const second = await post(h, '/v1/transactions', { participants: [{ name: 'p', url: p.url, payload: big }] });
+  t.equal(second.statusCode, 201, 'once decided, its payload no longer counts');
+});

@@ -1,5 +1,5 @@
 // A correct, durable participant for the chaos run (npm run chaos): one HTTP
-// port, base path /tx, speaking the participant protocol of API.md. Every
+// port, base path /tx, speaking the participant protocol of docs/protocol.md. Every
 // change of a transaction's state is appended to its own file and fsynced
 // before any answer that depends on it leaves, so a SIGKILL at any instant
 // loses nothing it told the coordinator; at start the file is replayed.

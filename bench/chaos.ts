@@ -28,11 +28,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { MAIN, spawnService } from '../test/support/service.js';
+import { int, num, on, parseFlags, range } from './args.js';
 import type { FileEntry, ParticipantState } from './durable-participant.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
-const MAIN = path.join(root, 'dist', 'src', 'main.js');
 const PARTICIPANT = path.join(here, 'durable-participant.js');
 const HOST = '127.0.0.1';
 
@@ -68,50 +69,29 @@ interface Options {
   keep: boolean;
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    seconds: 60,
-    seed: Math.floor(Math.random() * 2 ** 31),
-    clients: 16,
-    noFraction: 0.05,
-    coordinatorKillMs: [200, 5000],
-    participantKillMs: [3000, 10_000],
-    restartPauseMs: [50, 1000],
-    settleTimeoutMs: 120_000,
-    keep: false,
+function parseOptions(argv: string[]): Options {
+  const { values: v } = parseFlags(argv, {
+    seconds: int(1, MAX_SECONDS, 60),
+    seed: int(0, 2 ** 31 - 1),
+    clients: int(1, MAX_CLIENTS, 16),
+    'no-fraction': num(0, 1, 0.05),
+    'coordinator-kill-ms': range(3_600_000, [200, 5000]),
+    'participant-kill-ms': range(3_600_000, [3000, 10_000]),
+    'restart-pause-ms': range(3_600_000, [50, 1000]),
+    'settle-timeout-s': int(1, 3600, 120),
+    keep: on(),
+  });
+  return {
+    seconds: v.seconds,
+    seed: v.seed ?? Math.floor(Math.random() * 2 ** 31),
+    clients: v.clients,
+    noFraction: v['no-fraction'],
+    coordinatorKillMs: v['coordinator-kill-ms'],
+    participantKillMs: v['participant-kill-ms'],
+    restartPauseMs: v['restart-pause-ms'],
+    settleTimeoutMs: v['settle-timeout-s'] * 1000,
+    keep: v.keep,
   };
-  const range = (flag: string, v: string | undefined): [number, number] => {
-    const m = /^(\d+),(\d+)$/.exec(v ?? '');
-    const lo = Number(m?.[1]);
-    const hi = Number(m?.[2]);
-    if (!m || lo > hi || hi > 3_600_000) throw new Error(`${flag} takes MIN,MAX in milliseconds`);
-    return [lo, hi];
-  };
-  const int = (flag: string, v: string | undefined, min: number, max: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} takes an integer from ${min} to ${max}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--keep') {
-      o.keep = true;
-      continue;
-    }
-    const v = argv[++i];
-    if (a === '--seconds') o.seconds = int(a, v, 1, MAX_SECONDS);
-    else if (a === '--seed') o.seed = int(a, v, 0, 2 ** 31 - 1);
-    else if (a === '--clients') o.clients = int(a, v, 1, MAX_CLIENTS);
-    else if (a === '--no-fraction') {
-      o.noFraction = Number(v);
-      if (!(o.noFraction >= 0 && o.noFraction <= 1)) throw new Error('--no-fraction takes a number from 0 to 1');
-    } else if (a === '--coordinator-kill-ms') o.coordinatorKillMs = range(a, v);
-    else if (a === '--participant-kill-ms') o.participantKillMs = range(a, v);
-    else if (a === '--restart-pause-ms') o.restartPauseMs = range(a, v);
-    else if (a === '--settle-timeout-s') o.settleTimeoutMs = int(a, v, 1, 3600) * 1000;
-    else throw new Error(`unknown flag ${a}`);
-  }
-  return o;
 }
 
 /** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
@@ -178,10 +158,18 @@ interface Running {
   readonly child: ChildProcess;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Resolves once the process serves; rejects if it exits first or takes too long. */
-  readonly ready: Promise<void>;
+  readonly ready: Promise<unknown>;
   /** We killed or stopped it: its exit is expected. */
   expected: boolean;
 }
+
+/** Starts one process of a kind; `ready` settles once it serves (or rejects if it exits first). */
+type Launch = (onOutput: (chunk: string) => void) => {
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly ready: Promise<unknown>;
+};
 
 /** One service process, started again and again under the same name, port and files. */
 class Supervised {
@@ -191,9 +179,7 @@ class Supervised {
 
   constructor(
     readonly label: string,
-    private readonly argv: readonly string[],
-    private readonly env: NodeJS.ProcessEnv,
-    private readonly awaitReady: (child: ChildProcess, output: () => string) => Promise<void>,
+    private readonly launch: Launch,
   ) {}
 
   get alive(): boolean {
@@ -203,31 +189,19 @@ class Supervised {
   /** Starts the process without waiting for it to serve. */
   spawn(): Running {
     if (this.running) throw new Error(`${this.label} is already running`);
-    const child = spawn(process.execPath, this.argv, {
-      cwd: root,
-      env: this.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const launched = this.launch((chunk) => this.tail.add(chunk));
+    const child = launched.child;
     children.add(child);
-    let output = '';
-    const collect = (chunk: string) => {
-      this.tail.add(chunk);
-      if (output.length < OUTPUT_TAIL_BYTES) output += chunk;
-    };
-    child.stdout?.setEncoding('utf8').on('data', collect);
-    child.stderr?.setEncoding('utf8').on('data', collect);
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.once('exit', (code, signal) => {
-        children.delete(child);
-        resolve({ code, signal });
-      });
+    const exited = launched.exited.then((exit) => {
+      children.delete(child);
+      return exit;
     });
     const running: Running = {
       child,
       exited,
       expected: false,
       ready: Promise.race([
-        this.awaitReady(child, () => output),
+        launched.ready,
         exited.then(({ code, signal }) => {
           throw new Error(`${this.label} exited during start (code ${code}, signal ${signal})`);
         }),
@@ -238,7 +212,7 @@ class Supervised {
     exited.then(({ code, signal }) => {
       if (this.running === running) this.running = null;
       if (running.expected) return;
-      if (code !== 0 && /EADDRINUSE|cannot listen/.test(output)) {
+      if (code !== 0 && /EADDRINUSE|cannot listen/.test(launched.output())) {
         notes.push(`${this.label} could not listen (port taken by another process); started again`);
         return;
       }
@@ -316,57 +290,60 @@ async function stablePort(): Promise<number> {
   throw new Error('no free port found');
 }
 
-function coordinatorEnv(port: number, dataDir: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  // Only our settings: a COMMITD_* of the caller's shell must not change the run.
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('COMMITD_')) env[k] = v;
-  return {
-    ...env,
-    COMMITD_HOST: HOST,
-    COMMITD_PORT: String(port),
-    COMMITD_DATA_DIR: dataDir,
-    COMMITD_LOG_LEVEL: 'warn',
-    COMMITD_RETENTION_MS: String(RETENTION_MS),
-    COMMITD_PREPARE_TIMEOUT_MS: '2000',
-    COMMITD_PHASE_TWO_TIMEOUT_MS: '2000',
-    COMMITD_RETRY_DELAY_MS_MIN: '10',
-    COMMITD_RETRY_DELAY_MS_MAX: '250',
-    COMMITD_SWEEP_INTERVAL_MS: '100',
-    COMMITD_SHUTDOWN_GRACE_MS: '10000',
+/** The coordinator, always on the same port and data directory (test/support/service.ts starts it). */
+function coordinatorLaunch(port: number, dataDir: string): Launch {
+  return (onOutput) =>
+    spawnService({
+      dataDir,
+      port,
+      // Only our settings: a COMMITD_* of the caller's shell must not change the run.
+      inheritCommitdEnv: false,
+      env: {
+        COMMITD_LOG_LEVEL: 'warn',
+        COMMITD_RETENTION_MS: String(RETENTION_MS),
+        COMMITD_PREPARE_TIMEOUT_MS: '2000',
+        COMMITD_PHASE_TWO_TIMEOUT_MS: '2000',
+        COMMITD_RETRY_DELAY_MS_MIN: '10',
+        COMMITD_RETRY_DELAY_MS_MAX: '250',
+        COMMITD_SWEEP_INTERVAL_MS: '100',
+        COMMITD_SHUTDOWN_GRACE_MS: '10000',
+      },
+      // If this process dies, even by SIGKILL, the coordinator stops too.
+      stopWithParent: true,
+      onOutput,
+      readyTimeoutMs: START_TIMEOUT_MS,
+    });
+}
+
+/** A durable participant (durable-participant.ts): ready once it says so. */
+function participantLaunch(argv: readonly string[]): Launch {
+  return (onOutput) => {
+    const child = spawn(process.execPath, [PARTICIPANT, ...argv], {
+      cwd: root,
+      env: process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    const collect = (chunk: string) => {
+      onOutput(chunk);
+      if (output.length < OUTPUT_TAIL_BYTES) output += chunk;
+    };
+    child.stdout?.setEncoding('utf8').on('data', collect);
+    child.stderr?.setEncoding('utf8').on('data', collect);
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+    });
+    const ready = (async () => {
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
+        if (output.includes('durable-participant ready')) return;
+        await sleep(20);
+      }
+      throw new Error(`participant did not become ready within ${START_TIMEOUT_MS} ms`);
+    })();
+    ready.catch(() => {});
+    return { child, output: () => output, exited, ready };
   };
-}
-
-/**
- * Preloaded into the coordinator: stops it if this process goes away (even by
- * SIGKILL, when no exit handler runs). It adds a timer to the process and
- * changes nothing else.
- */
-const ORPHAN_GUARD = `data:text/javascript,${encodeURIComponent(
-  'const p=process.ppid;setInterval(()=>{if(process.ppid!==p)process.kill(process.pid,"SIGTERM")},500).unref();',
-)}`;
-
-async function coordinatorReady(url: string, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
-    try {
-      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) });
-      await res.arrayBuffer();
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(50);
-  }
-  throw new Error(`commitd did not become ready within ${START_TIMEOUT_MS} ms`);
-}
-
-async function participantReady(child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
-    if (output().includes('durable-participant ready')) return;
-    await sleep(20);
-  }
-  throw new Error(`participant did not become ready within ${START_TIMEOUT_MS} ms`);
 }
 
 // ---------------------------------------------------------------------------
@@ -817,7 +794,7 @@ function check(input: CheckInput): CheckResult {
 // ---------------------------------------------------------------------------
 
 async function main(): Promise<number> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = parseOptions(process.argv.slice(2));
   for (const f of [MAIN, PARTICIPANT]) {
     if (!fs.existsSync(f)) throw new Error(`${f} is missing: run npm run build first`);
   }
@@ -837,21 +814,15 @@ async function main(): Promise<number> {
 
   const coordinatorPort = await stablePort();
   const coordinatorUrl = `http://${HOST}:${coordinatorPort}`;
-  const coordinator = new Supervised(
-    'coordinator',
-    [`--import=${ORPHAN_GUARD}`, MAIN],
-    coordinatorEnv(coordinatorPort, path.join(work, 'data')),
-    (child) => coordinatorReady(coordinatorUrl, child),
-  );
+  const coordinator = new Supervised('coordinator', coordinatorLaunch(coordinatorPort, path.join(work, 'data')));
   const participants: Supervised[] = [];
   const participantUrls: string[] = [];
   const files: string[] = [];
   for (let i = 0; i < PARTICIPANT_COUNT; i++) {
     const port = await stablePort();
     const file = path.join(work, `p${i}.log`);
-    const argv = [PARTICIPANT, '--port', String(port), '--name', `p${i}`, '--file', file];
-    argv.push('--no-fraction', String(o.noFraction));
-    participants.push(new Supervised(`participant p${i}`, argv, process.env, participantReady));
+    const argv = ['--port', String(port), '--name', `p${i}`, '--file', file, '--no-fraction', String(o.noFraction)];
+    participants.push(new Supervised(`participant p${i}`, participantLaunch(argv)));
     participantUrls.push(`http://${HOST}:${port}/tx`);
     files.push(file);
   }

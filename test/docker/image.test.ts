@@ -31,8 +31,28 @@ function runtimeEnv(): Record<string, string> {
 
 t.test('the Dockerfile builds in one stage and ships a lean, unprivileged runtime', async (t) => {
   t.ok(stages.length >= 2, 'multi-stage');
-  t.match(stages[0] ?? '', /npm ci/, 'the build stage installs with npm ci');
-  t.match(stages[0] ?? '', /npm prune --omit=dev/, 'and prunes to production dependencies');
+  t.equal(stages.length, 2, 'two stages: one that builds, one that runs');
+  const build = stages[0] ?? '';
+  t.match(build, /npm ci/, 'the build stage installs with npm ci');
+  t.match(build, /npm run build/, 'the build stage compiles the TypeScript');
+  t.match(build, /npm prune --omit=dev/, 'and prunes to production dependencies');
+  // Building happens in that one stage only: the runtime stage installs,
+  // compiles and rebuilds nothing, and takes what was built from it.
+  for (const step of [/npm (ci|install|rebuild|run build)/, /\btsc\b/, /apt-get install/, /\b(g\+\+|make|python3)\b/]) {
+    t.notMatch(instruction(runtime, 'RUN').join('\n'), step, `the runtime stage does not run ${step}`);
+  }
+  const buildName = /^\S+\s+AS\s+(\S+)/i.exec(build)?.[1];
+  t.ok(buildName, 'the build stage is named');
+  const copied = instruction(runtime, 'COPY').filter((c) => c.startsWith('--from='));
+  t.same(
+    copied.map((c) => c.split(/\s+/)[0]),
+    copied.map(() => `--from=${buildName}`),
+    'everything built comes from the build stage',
+  );
+  t.ok(
+    copied.some((c) => /dist\/src/.test(c)) && copied.some((c) => /node_modules/.test(c)),
+    'the runtime copies the compiled service and the pruned dependencies from it',
+  );
   const user = instruction(runtime, 'USER');
   t.equal(user.length, 1);
   t.notMatch(user[0] ?? '', /^(root|0)$/, 'runs as a non-root user');

@@ -15,11 +15,17 @@
 // 120), --keep (keep the work directory; it is always kept after a
 // violation).
 //
+// Minimums, for a run that must show something however slow the machine:
+// --min-coordinator-kills N, --min-answers N (client answers naming a
+// transaction), --min-each-outcome N (answers of each outcome, commit and
+// abort). Load and faults go on past --seconds until every minimum is
+// reached, for at most --max-seconds in all (default: --seconds).
+//
 // The seed fixes the fault schedule (every pause, which process, early kills
 // during recovery), not the interleaving: that depends on the machine.
 //
 // The last line is the summary:
-// chaos: seconds=… transactions=… committed=… aborted=… coordinator_kills=… participant_kills=… violations=… seed=… …
+// chaos: seconds=… fault_seconds=… minimums=reached|missed transactions=… committed=… aborted=… coordinator_kills=… participant_kills=… violations=… seed=… …
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -59,6 +65,10 @@ const RETENTION_MS = 7 * 24 * 3600 * 1000;
 
 interface Options {
   seconds: number;
+  maxSeconds: number;
+  minCoordinatorKills: number;
+  minAnswers: number;
+  minEachOutcome: number;
   seed: number;
   clients: number;
   noFraction: number;
@@ -80,9 +90,19 @@ function parseOptions(argv: string[]): Options {
     'restart-pause-ms': range(3_600_000, [50, 1000]),
     'settle-timeout-s': int(1, 3600, 120),
     keep: on(),
+    'max-seconds': int(1, MAX_SECONDS),
+    'min-coordinator-kills': int(0, 10_000, 0),
+    'min-answers': int(0, 10_000_000, 0),
+    'min-each-outcome': int(0, 10_000_000, 0),
   });
+  const maxSeconds = v['max-seconds'] ?? v.seconds;
+  if (maxSeconds < v.seconds) throw new Error('--max-seconds must be at least --seconds');
   return {
     seconds: v.seconds,
+    maxSeconds,
+    minCoordinatorKills: v['min-coordinator-kills'],
+    minAnswers: v['min-answers'],
+    minEachOutcome: v['min-each-outcome'],
     seed: v.seed ?? Math.floor(Math.random() * 2 ** 31),
     clients: v.clients,
     noFraction: v['no-fraction'],
@@ -349,19 +369,38 @@ function participantLaunch(argv: readonly string[]): Launch {
 // ---------------------------------------------------------------------------
 // Faults
 
+/** Load and faults run until `over`; when that is depends on what the run has reached (endFaults). */
 interface Faults {
-  readonly endsAt: number;
+  over: boolean;
+  readonly ended: Promise<void>;
 }
 
 async function sleepUntilOrEnd(ms: number, faults: Faults): Promise<boolean> {
-  const wake = Math.min(Date.now() + ms, faults.endsAt);
-  await sleep(wake - Date.now());
-  return Date.now() < faults.endsAt;
+  await Promise.race([sleep(ms), faults.ended]);
+  return !faults.over;
+}
+
+/**
+ * Ends load and faults after --seconds, or later, once the minimums are
+ * reached, but never after --max-seconds: a slow machine runs longer instead
+ * of showing less.
+ */
+async function endFaults(o: Options, faults: Faults, end: () => void, reached: () => string | null): Promise<void> {
+  const startedAt = Date.now();
+  await sleep(o.seconds * 1000);
+  const lastEnd = startedAt + o.maxSeconds * 1000;
+  const missing = reached();
+  if (missing !== null && Date.now() < lastEnd) {
+    console.error(`chaos: after ${o.seconds} s ${missing}: going on for up to ${o.maxSeconds} s in all`);
+  }
+  while (reached() !== null && Date.now() < lastEnd) await sleep(Math.min(250, lastEnd - Date.now()));
+  faults.over = true;
+  end();
 }
 
 async function coordinatorKiller(o: Options, coordinator: Supervised, faults: Faults): Promise<void> {
   const rng = new Rng(o.seed, 1);
-  const maxKills = o.seconds * 20;
+  const maxKills = o.maxSeconds * 20;
   while (coordinator.kills < maxKills && (await sleepUntilOrEnd(rng.between(o.coordinatorKillMs), faults))) {
     await coordinator.kill('SIGKILL');
     await sleep(rng.between(o.restartPauseMs));
@@ -379,7 +418,7 @@ async function coordinatorKiller(o: Options, coordinator: Supervised, faults: Fa
 
 async function participantKiller(o: Options, participants: Supervised[], faults: Faults): Promise<void> {
   const rng = new Rng(o.seed, 2);
-  const maxKills = o.seconds * 5;
+  const maxKills = o.maxSeconds * 5;
   let kills = 0;
   while (kills < maxKills && (await sleepUntilOrEnd(rng.between(o.participantKillMs), faults))) {
     const first = rng.between([0, participants.length - 1]);
@@ -416,13 +455,13 @@ async function clientLoop(
   o: Options,
   pool: Pool,
   participantUrls: string[],
-  loadEndsAt: number,
+  faults: Faults,
   records: ClientRecord[],
   stats: LoadStats,
 ): Promise<void> {
   const rng = new Rng(o.seed, 100 + loop);
-  const maxLogical = o.seconds * 10_000;
-  for (let n = 0; n < maxLogical && Date.now() < loadEndsAt; n++) {
+  const maxLogical = o.maxSeconds * 10_000;
+  for (let n = 0; n < maxLogical && !faults.over; n++) {
     const key = `chaos-${o.seed}-${loop}-${n}`;
     const body = JSON.stringify({
       participants: participantUrls.map((url, i) => ({ name: `p${i}`, url, payload: { key } })),
@@ -801,7 +840,7 @@ async function main(): Promise<number> {
   // A hard bound on the whole run, whatever hangs: the load, draining the
   // clients, settling, a list of outcomes to ask at most one request per
   // transaction (generously timed), stopping.
-  const budgetMs = o.seconds * 1000 + CLIENT_DRAIN_MS + o.settleTimeoutMs + o.seconds * 1000 + 5 * 60_000;
+  const budgetMs = o.maxSeconds * 1000 + CLIENT_DRAIN_MS + o.settleTimeoutMs + o.maxSeconds * 1000 + 5 * 60_000;
   setTimeout(() => {
     console.error(`chaos: the run took longer than ${budgetMs} ms; stopping every process started`);
     killAllChildren();
@@ -832,8 +871,9 @@ async function main(): Promise<number> {
   const checkPool = new Pool(coordinatorUrl, { connections: CHECK_CONCURRENCY, pipelining: 1 });
   try {
     // Load and faults.
-    const endsAt = Date.now() + o.seconds * 1000;
-    const faults: Faults = { endsAt };
+    let ended = () => {};
+    const faults: Faults = { over: false, ended: new Promise<void>((resolve) => (ended = resolve)) };
+    const faultsStartedAt = Date.now();
     const records: ClientRecord[] = [];
     const stats: LoadStats = { networkErrors: 0, unavailable: 0, unexpected: 0 };
     const progress = setInterval(() => {
@@ -844,10 +884,26 @@ async function main(): Promise<number> {
           `refused_or_reset=${stats.networkErrors} unavailable=${stats.unavailable}`,
       );
     }, 10_000);
+    const answered = (...answers: Answer[]) => records.filter((r) => answers.includes(r.answer)).length;
+    const missing = (): string | null => {
+      const short: string[] = [];
+      if (coordinator.kills < o.minCoordinatorKills)
+        short.push(`coordinator_kills ${coordinator.kills} < ${o.minCoordinatorKills}`);
+      if (answered(200, 202, 409) < o.minAnswers) short.push(`answers ${answered(200, 202, 409)} < ${o.minAnswers}`);
+      if (answered(200, 202) < o.minEachOutcome)
+        short.push(`commit answers ${answered(200, 202)} < ${o.minEachOutcome}`);
+      if (answered(409) < o.minEachOutcome) short.push(`abort answers ${answered(409)} < ${o.minEachOutcome}`);
+      return short.length === 0 ? null : short.join(', ');
+    };
+    const faultsEnd = endFaults(o, faults, ended, missing);
     const killers = [coordinatorKiller(o, coordinator, faults), participantKiller(o, participants, faults)];
     const loops = Array.from({ length: o.clients }, (_, i) =>
-      clientLoop(i, o, clientPool, participantUrls, endsAt, records, stats),
+      clientLoop(i, o, clientPool, participantUrls, faults, records, stats),
     );
+    await faultsEnd;
+    const faultSeconds = (Date.now() - faultsStartedAt) / 1000;
+    const unreached = missing();
+    if (unreached !== null) console.error(`chaos: minimums not reached within ${o.maxSeconds} s: ${unreached}`);
     await Promise.all(killers);
     clearInterval(progress);
 
@@ -911,7 +967,7 @@ async function main(): Promise<number> {
     const count = (a: Answer) => records.filter((r) => r.answer === a).length;
     const participantKills = participants.reduce((n, p) => n + p.kills, 0);
     console.log(
-      `chaos: seconds=${o.seconds} transactions=${result.transactions} committed=${result.committed} ` +
+      `chaos: seconds=${o.seconds} fault_seconds=${faultSeconds.toFixed(0)} minimums=${unreached === null ? 'reached' : 'missed'} transactions=${result.transactions} committed=${result.committed} ` +
         `aborted=${result.aborted} coordinator_kills=${coordinator.kills} participant_kills=${participantKills} ` +
         `violations=${violations.length} seed=${o.seed} clients=${o.clients} logical=${records.length} ` +
         `answered_200=${count(200)} answered_202=${count(202)} answered_409=${count(409)} gave_up=${count('gave-up')} ` +

@@ -5,13 +5,13 @@
 // service must start, pass the image's own HEALTHCHECK command and stop
 // cleanly on SIGTERM.
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { PACKAGE_ROOT } from '../../src/config.js';
 import { tempDir } from '../support/harness.js';
-import { waitUntil } from '../support/participant.js';
+import { spawnService } from '../support/service.js';
 
 const dockerfile = fs.readFileSync(path.join(PACKAGE_ROOT, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
 const stages = dockerfile.split(/^FROM /m).slice(1);
@@ -85,18 +85,18 @@ t.test(
     fs.cpSync(path.join(PACKAGE_ROOT, 'dist/src'), path.join(app, 'dist/src'), { recursive: true });
     fs.cpSync(path.join(PACKAGE_ROOT, 'config'), path.join(app, 'config'), { recursive: true });
 
-    const env = { ...process.env, ...runtimeEnv(), COMMITD_PORT: '0', COMMITD_DATA_DIR: path.join(app, 'data') };
-    const child = spawn(process.execPath, ['dist/src/main.js'], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (c) => {
-      output += c;
+    // The image's environment, on a free port and a data directory of the test's own.
+    const { COMMITD_PORT: _port, COMMITD_DATA_DIR: _dataDir, ...imageEnv } = runtimeEnv();
+    const run = spawnService({
+      dataDir: path.join(app, 'data'),
+      script: path.join(app, 'dist', 'src', 'main.js'),
+      env: imageEnv,
+      as: { cwd: app },
     });
-    child.stderr.on('data', (c) => {
-      output += c;
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const child = run.child;
     t.teardown(() => child.kill('SIGKILL'));
-    await waitUntil(() => /commitd ready/.test(output) || child.exitCode !== null, 20_000, 'the service to start');
+    await run.ready.catch(() => undefined);
+    const output = run.output();
     t.match(output, /commitd ready/, output);
     const port = /"address":"0\.0\.0\.0:(\d+)"/.exec(output)?.[1];
     t.ok(port, 'bound to every interface');
@@ -104,11 +104,11 @@ t.test(
     const health = JSON.parse(instruction(runtime, 'HEALTHCHECK')[0]?.replace(/^.*?CMD\s+/, '') ?? '[]') as string[];
     const [command, ...args] = health;
     t.equal(command, 'node');
-    execFileSync(process.execPath, args, { env: { ...env, COMMITD_PORT: port }, stdio: 'pipe' });
+    execFileSync(process.execPath, args, { env: { ...process.env, ...imageEnv, COMMITD_PORT: port }, stdio: 'pipe' });
     t.pass('the HEALTHCHECK command exits 0 against the running service');
 
     child.kill('SIGTERM');
-    t.equal(await exited, 0, 'SIGTERM: clean exit');
+    t.equal((await run.exited).code, 0, 'SIGTERM: clean exit');
     t.ok(fs.existsSync(path.join(app, 'data', 'commitd.db')), 'the decision log lives in COMMITD_DATA_DIR');
   },
 );

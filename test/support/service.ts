@@ -34,6 +34,8 @@ const OUTPUT_MAX_BYTES = 1024 * 1024;
 
 export interface ServiceOptions {
   readonly dataDir: string;
+  /** The service's entry point: this checkout's build unless given (the image test runs a copy). */
+  readonly script?: string;
   /** Listen port; 0 (the default) lets the system pick one, read from the service's log. */
   readonly port?: number;
   /** COMMITD_* settings; they win over everything else. */
@@ -94,7 +96,7 @@ export function spawnService(options: ServiceOptions): ServiceProcess {
     throw new Error('a service on port 0 needs COMMITD_LOG_LEVEL info or lower to tell its address');
   }
   const nodeArgs = [...(options.stopWithParent ? [STOP_WITH_PARENT] : []), ...(options.nodeArgs ?? [])];
-  const child = spawn(process.execPath, [...nodeArgs, MAIN], {
+  const child = spawn(process.execPath, [...nodeArgs, options.script ?? MAIN], {
     cwd: PACKAGE_ROOT,
     ...options.as,
     env,

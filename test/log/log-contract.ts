@@ -206,22 +206,37 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
     await forced(u, begun('tx_005'));
     await forced(u, committing(begun('tx_005')));
 
-    t.equal(u.log.compact(T0 + 100, 10), 0, 'finished at the cutoff itself: kept');
-    t.equal(u.log.compact(T0 + 101, 2), 2, 'at most maxRows');
-    t.equal(u.log.compact(T0 + 101, 10), 1, 'the rest of them');
-    t.equal(u.log.compact(T0 + 101, 10), 0, 'nothing left to forget');
+    // Keys of transactions that finished from T0 on are kept.
+    const keysKeptFrom = T0;
+    t.equal(u.log.compact(T0 + 100, keysKeptFrom, 10), 0, 'finished at the cutoff itself: kept');
+    t.equal(u.log.compact(T0 + 101, keysKeptFrom, 2), 2, 'at most maxRows');
+    t.equal(u.log.compact(T0 + 101, keysKeptFrom, 10), 1, 'the rest of them');
+    t.equal(u.log.compact(T0 + 101, keysKeptFrom, 10), 0, 'nothing left to forget');
     for (const id of early) {
       t.equal(u.log.get(id), undefined, `${id} is forgotten`);
-      t.equal(u.log.findByIdempotencyKey(`key-${id}`), undefined, 'and so is its idempotency key');
+      const kept = u.log.findByIdempotencyKey(`key-${id}`);
+      t.same(
+        kept && [kept.id, kept.state, kept.outcome],
+        [id, 'committed', 'commit'],
+        'its idempotency key still finds what it ran as',
+      );
     }
     t.equal(u.log.get('tx_004')?.state, 'committed', 'finished after the cutoff: kept');
     t.equal(u.log.get('tx_005')?.state, 'committing', 'unfinished: kept');
-    t.equal(u.log.compact(T0 + 1_000_000, 10), 1, 'a later cutoff forgets the later one');
-    t.equal(u.log.get('tx_005')?.state, 'committing', 'and never an unfinished one');
     t.same(
       u.log.list({ state: null, limit: 10, after: null }).transactions.map((tx) => tx.id),
-      ['tx_005'],
-      'the list agrees',
+      ['tx_005', 'tx_004'],
+      'the list shows only what is kept',
     );
+
+    // Keys of what finished before the key cutoff go too, at most maxRows at a time.
+    const keyKnown = () => early.filter((id) => u.log.findByIdempotencyKey(`key-${id}`) !== undefined).length;
+    t.equal(u.log.compact(T0 + 101, T0 + 101, 2), 0, 'no transaction left to forget');
+    t.equal(keyKnown(), 1, 'two of the three keys expired');
+    u.log.compact(T0 + 101, T0 + 101, 2);
+    t.equal(keyKnown(), 0, 'then the last one');
+
+    t.equal(u.log.compact(T0 + 1_000_000, T0, 10), 1, 'a later cutoff forgets the later one');
+    t.equal(u.log.get('tx_005')?.state, 'committing', 'and never an unfinished one');
   });
 }

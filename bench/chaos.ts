@@ -15,11 +15,17 @@
 // 120), --keep (keep the work directory; it is always kept after a
 // violation).
 //
+// Minimums, for a run that must show something however slow the machine:
+// --min-coordinator-kills N, --min-answers N (client answers naming a
+// transaction), --min-each-outcome N (answers of each outcome, commit and
+// abort). Load and faults go on past --seconds until every minimum is
+// reached, for at most --max-seconds in all (default: --seconds).
+//
 // The seed fixes the fault schedule (every pause, which process, early kills
 // during recovery), not the interleaving: that depends on the machine.
 //
 // The last line is the summary:
-// chaos: seconds=… transactions=… committed=… aborted=… coordinator_kills=… participant_kills=… violations=… seed=… …
+// chaos: seconds=… fault_seconds=… minimums=reached|missed transactions=… committed=… aborted=… coordinator_kills=… participant_kills=… violations=… seed=… …
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -28,11 +34,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { MAIN, spawnService } from '../test/support/service.js';
+import { int, num, on, parseFlags, range } from './args.js';
 import type { FileEntry, ParticipantState } from './durable-participant.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
-const MAIN = path.join(root, 'dist', 'src', 'main.js');
 const PARTICIPANT = path.join(here, 'durable-participant.js');
 const HOST = '127.0.0.1';
 
@@ -58,6 +65,10 @@ const RETENTION_MS = 7 * 24 * 3600 * 1000;
 
 interface Options {
   seconds: number;
+  maxSeconds: number;
+  minCoordinatorKills: number;
+  minAnswers: number;
+  minEachOutcome: number;
   seed: number;
   clients: number;
   noFraction: number;
@@ -68,50 +79,39 @@ interface Options {
   keep: boolean;
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    seconds: 60,
-    seed: Math.floor(Math.random() * 2 ** 31),
-    clients: 16,
-    noFraction: 0.05,
-    coordinatorKillMs: [200, 5000],
-    participantKillMs: [3000, 10_000],
-    restartPauseMs: [50, 1000],
-    settleTimeoutMs: 120_000,
-    keep: false,
+function parseOptions(argv: string[]): Options {
+  const { values: v } = parseFlags(argv, {
+    seconds: int(1, MAX_SECONDS, 60),
+    seed: int(0, 2 ** 31 - 1),
+    clients: int(1, MAX_CLIENTS, 16),
+    'no-fraction': num(0, 1, 0.05),
+    'coordinator-kill-ms': range(3_600_000, [200, 5000]),
+    'participant-kill-ms': range(3_600_000, [3000, 10_000]),
+    'restart-pause-ms': range(3_600_000, [50, 1000]),
+    'settle-timeout-s': int(1, 3600, 120),
+    keep: on(),
+    'max-seconds': int(1, MAX_SECONDS),
+    'min-coordinator-kills': int(0, 10_000, 0),
+    'min-answers': int(0, 10_000_000, 0),
+    'min-each-outcome': int(0, 10_000_000, 0),
+  });
+  const maxSeconds = v['max-seconds'] ?? v.seconds;
+  if (maxSeconds < v.seconds) throw new Error('--max-seconds must be at least --seconds');
+  return {
+    seconds: v.seconds,
+    maxSeconds,
+    minCoordinatorKills: v['min-coordinator-kills'],
+    minAnswers: v['min-answers'],
+    minEachOutcome: v['min-each-outcome'],
+    seed: v.seed ?? Math.floor(Math.random() * 2 ** 31),
+    clients: v.clients,
+    noFraction: v['no-fraction'],
+    coordinatorKillMs: v['coordinator-kill-ms'],
+    participantKillMs: v['participant-kill-ms'],
+    restartPauseMs: v['restart-pause-ms'],
+    settleTimeoutMs: v['settle-timeout-s'] * 1000,
+    keep: v.keep,
   };
-  const range = (flag: string, v: string | undefined): [number, number] => {
-    const m = /^(\d+),(\d+)$/.exec(v ?? '');
-    const lo = Number(m?.[1]);
-    const hi = Number(m?.[2]);
-    if (!m || lo > hi || hi > 3_600_000) throw new Error(`${flag} takes MIN,MAX in milliseconds`);
-    return [lo, hi];
-  };
-  const int = (flag: string, v: string | undefined, min: number, max: number): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} takes an integer from ${min} to ${max}`);
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--keep') {
-      o.keep = true;
-      continue;
-    }
-    const v = argv[++i];
-    if (a === '--seconds') o.seconds = int(a, v, 1, MAX_SECONDS);
-    else if (a === '--seed') o.seed = int(a, v, 0, 2 ** 31 - 1);
-    else if (a === '--clients') o.clients = int(a, v, 1, MAX_CLIENTS);
-    else if (a === '--no-fraction') {
-      o.noFraction = Number(v);
-      if (!(o.noFraction >= 0 && o.noFraction <= 1)) throw new Error('--no-fraction takes a number from 0 to 1');
-    } else if (a === '--coordinator-kill-ms') o.coordinatorKillMs = range(a, v);
-    else if (a === '--participant-kill-ms') o.participantKillMs = range(a, v);
-    else if (a === '--restart-pause-ms') o.restartPauseMs = range(a, v);
-    else if (a === '--settle-timeout-s') o.settleTimeoutMs = int(a, v, 1, 3600) * 1000;
-    else throw new Error(`unknown flag ${a}`);
-  }
-  return o;
 }
 
 /** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
@@ -178,10 +178,18 @@ interface Running {
   readonly child: ChildProcess;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Resolves once the process serves; rejects if it exits first or takes too long. */
-  readonly ready: Promise<void>;
+  readonly ready: Promise<unknown>;
   /** We killed or stopped it: its exit is expected. */
   expected: boolean;
 }
+
+/** Starts one process of a kind; `ready` settles once it serves (or rejects if it exits first). */
+type Launch = (onOutput: (chunk: string) => void) => {
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly ready: Promise<unknown>;
+};
 
 /** One service process, started again and again under the same name, port and files. */
 class Supervised {
@@ -191,9 +199,7 @@ class Supervised {
 
   constructor(
     readonly label: string,
-    private readonly argv: readonly string[],
-    private readonly env: NodeJS.ProcessEnv,
-    private readonly awaitReady: (child: ChildProcess, output: () => string) => Promise<void>,
+    private readonly launch: Launch,
   ) {}
 
   get alive(): boolean {
@@ -203,31 +209,19 @@ class Supervised {
   /** Starts the process without waiting for it to serve. */
   spawn(): Running {
     if (this.running) throw new Error(`${this.label} is already running`);
-    const child = spawn(process.execPath, this.argv, {
-      cwd: root,
-      env: this.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const launched = this.launch((chunk) => this.tail.add(chunk));
+    const child = launched.child;
     children.add(child);
-    let output = '';
-    const collect = (chunk: string) => {
-      this.tail.add(chunk);
-      if (output.length < OUTPUT_TAIL_BYTES) output += chunk;
-    };
-    child.stdout?.setEncoding('utf8').on('data', collect);
-    child.stderr?.setEncoding('utf8').on('data', collect);
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.once('exit', (code, signal) => {
-        children.delete(child);
-        resolve({ code, signal });
-      });
+    const exited = launched.exited.then((exit) => {
+      children.delete(child);
+      return exit;
     });
     const running: Running = {
       child,
       exited,
       expected: false,
       ready: Promise.race([
-        this.awaitReady(child, () => output),
+        launched.ready,
         exited.then(({ code, signal }) => {
           throw new Error(`${this.label} exited during start (code ${code}, signal ${signal})`);
         }),
@@ -238,7 +232,7 @@ class Supervised {
     exited.then(({ code, signal }) => {
       if (this.running === running) this.running = null;
       if (running.expected) return;
-      if (code !== 0 && /EADDRINUSE|cannot listen/.test(output)) {
+      if (code !== 0 && /EADDRINUSE|cannot listen/.test(launched.output())) {
         notes.push(`${this.label} could not listen (port taken by another process); started again`);
         return;
       }
@@ -316,75 +310,97 @@ async function stablePort(): Promise<number> {
   throw new Error('no free port found');
 }
 
-function coordinatorEnv(port: number, dataDir: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  // Only our settings: a COMMITD_* of the caller's shell must not change the run.
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('COMMITD_')) env[k] = v;
-  return {
-    ...env,
-    COMMITD_HOST: HOST,
-    COMMITD_PORT: String(port),
-    COMMITD_DATA_DIR: dataDir,
-    COMMITD_LOG_LEVEL: 'warn',
-    COMMITD_RETENTION_MS: String(RETENTION_MS),
-    COMMITD_PREPARE_TIMEOUT_MS: '2000',
-    COMMITD_PHASE_TWO_TIMEOUT_MS: '2000',
-    COMMITD_RETRY_DELAY_MS_MIN: '10',
-    COMMITD_RETRY_DELAY_MS_MAX: '250',
-    COMMITD_SWEEP_INTERVAL_MS: '100',
-    COMMITD_SHUTDOWN_GRACE_MS: '10000',
+/** The coordinator, always on the same port and data directory (test/support/service.ts starts it). */
+function coordinatorLaunch(port: number, dataDir: string): Launch {
+  return (onOutput) =>
+    spawnService({
+      dataDir,
+      port,
+      // Only our settings: a COMMITD_* of the caller's shell must not change the run.
+      inheritCommitdEnv: false,
+      env: {
+        COMMITD_LOG_LEVEL: 'warn',
+        COMMITD_RETENTION_MS: String(RETENTION_MS),
+        COMMITD_PREPARE_TIMEOUT_MS: '2000',
+        COMMITD_PHASE_TWO_TIMEOUT_MS: '2000',
+        COMMITD_RETRY_DELAY_MS_MIN: '10',
+        COMMITD_RETRY_DELAY_MS_MAX: '250',
+        COMMITD_SWEEP_INTERVAL_MS: '100',
+        COMMITD_SHUTDOWN_GRACE_MS: '10000',
+      },
+      // If this process dies, even by SIGKILL, the coordinator stops too.
+      stopWithParent: true,
+      onOutput,
+      readyTimeoutMs: START_TIMEOUT_MS,
+    });
+}
+
+/** A durable participant (durable-participant.ts): ready once it says so. */
+function participantLaunch(argv: readonly string[]): Launch {
+  return (onOutput) => {
+    const child = spawn(process.execPath, [PARTICIPANT, ...argv], {
+      cwd: root,
+      env: process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    const collect = (chunk: string) => {
+      onOutput(chunk);
+      if (output.length < OUTPUT_TAIL_BYTES) output += chunk;
+    };
+    child.stdout?.setEncoding('utf8').on('data', collect);
+    child.stderr?.setEncoding('utf8').on('data', collect);
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+    });
+    const ready = (async () => {
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
+        if (output.includes('durable-participant ready')) return;
+        await sleep(20);
+      }
+      throw new Error(`participant did not become ready within ${START_TIMEOUT_MS} ms`);
+    })();
+    ready.catch(() => {});
+    return { child, output: () => output, exited, ready };
   };
-}
-
-/**
- * Preloaded into the coordinator: stops it if this process goes away (even by
- * SIGKILL, when no exit handler runs). It adds a timer to the process and
- * changes nothing else.
- */
-const ORPHAN_GUARD = `data:text/javascript,${encodeURIComponent(
-  'const p=process.ppid;setInterval(()=>{if(process.ppid!==p)process.kill(process.pid,"SIGTERM")},500).unref();',
-)}`;
-
-async function coordinatorReady(url: string, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
-    try {
-      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) });
-      await res.arrayBuffer();
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(50);
-  }
-  throw new Error(`commitd did not become ready within ${START_TIMEOUT_MS} ms`);
-}
-
-async function participantReady(child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
-    if (output().includes('durable-participant ready')) return;
-    await sleep(20);
-  }
-  throw new Error(`participant did not become ready within ${START_TIMEOUT_MS} ms`);
 }
 
 // ---------------------------------------------------------------------------
 // Faults
 
+/** Load and faults run until `over`; when that is depends on what the run has reached (endFaults). */
 interface Faults {
-  readonly endsAt: number;
+  over: boolean;
+  readonly ended: Promise<void>;
 }
 
 async function sleepUntilOrEnd(ms: number, faults: Faults): Promise<boolean> {
-  const wake = Math.min(Date.now() + ms, faults.endsAt);
-  await sleep(wake - Date.now());
-  return Date.now() < faults.endsAt;
+  await Promise.race([sleep(ms), faults.ended]);
+  return !faults.over;
+}
+
+/**
+ * Ends load and faults after --seconds, or later, once the minimums are
+ * reached, but never after --max-seconds: a slow machine runs longer instead
+ * of showing less.
+ */
+async function endFaults(o: Options, faults: Faults, end: () => void, reached: () => string | null): Promise<void> {
+  const startedAt = Date.now();
+  await sleep(o.seconds * 1000);
+  const lastEnd = startedAt + o.maxSeconds * 1000;
+  const missing = reached();
+  if (missing !== null && Date.now() < lastEnd) {
+    console.error(`chaos: after ${o.seconds} s ${missing}: going on for up to ${o.maxSeconds} s in all`);
+  }
+  while (reached() !== null && Date.now() < lastEnd) await sleep(Math.min(250, lastEnd - Date.now()));
+  faults.over = true;
+  end();
 }
 
 async function coordinatorKiller(o: Options, coordinator: Supervised, faults: Faults): Promise<void> {
   const rng = new Rng(o.seed, 1);
-  const maxKills = o.seconds * 20;
+  const maxKills = o.maxSeconds * 20;
   while (coordinator.kills < maxKills && (await sleepUntilOrEnd(rng.between(o.coordinatorKillMs), faults))) {
     await coordinator.kill('SIGKILL');
     await sleep(rng.between(o.restartPauseMs));
@@ -402,7 +418,7 @@ async function coordinatorKiller(o: Options, coordinator: Supervised, faults: Fa
 
 async function participantKiller(o: Options, participants: Supervised[], faults: Faults): Promise<void> {
   const rng = new Rng(o.seed, 2);
-  const maxKills = o.seconds * 5;
+  const maxKills = o.maxSeconds * 5;
   let kills = 0;
   while (kills < maxKills && (await sleepUntilOrEnd(rng.between(o.participantKillMs), faults))) {
     const first = rng.between([0, participants.length - 1]);
@@ -439,13 +455,13 @@ async function clientLoop(
   o: Options,
   pool: Pool,
   participantUrls: string[],
-  loadEndsAt: number,
+  faults: Faults,
   records: ClientRecord[],
   stats: LoadStats,
 ): Promise<void> {
   const rng = new Rng(o.seed, 100 + loop);
-  const maxLogical = o.seconds * 10_000;
-  for (let n = 0; n < maxLogical && Date.now() < loadEndsAt; n++) {
+  const maxLogical = o.maxSeconds * 10_000;
+  for (let n = 0; n < maxLogical && !faults.over; n++) {
     const key = `chaos-${o.seed}-${loop}-${n}`;
     const body = JSON.stringify({
       participants: participantUrls.map((url, i) => ({ name: `p${i}`, url, payload: { key } })),
@@ -817,14 +833,14 @@ function check(input: CheckInput): CheckResult {
 // ---------------------------------------------------------------------------
 
 async function main(): Promise<number> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = parseOptions(process.argv.slice(2));
   for (const f of [MAIN, PARTICIPANT]) {
     if (!fs.existsSync(f)) throw new Error(`${f} is missing: run npm run build first`);
   }
   // A hard bound on the whole run, whatever hangs: the load, draining the
   // clients, settling, a list of outcomes to ask at most one request per
   // transaction (generously timed), stopping.
-  const budgetMs = o.seconds * 1000 + CLIENT_DRAIN_MS + o.settleTimeoutMs + o.seconds * 1000 + 5 * 60_000;
+  const budgetMs = o.maxSeconds * 1000 + CLIENT_DRAIN_MS + o.settleTimeoutMs + o.maxSeconds * 1000 + 5 * 60_000;
   setTimeout(() => {
     console.error(`chaos: the run took longer than ${budgetMs} ms; stopping every process started`);
     killAllChildren();
@@ -837,21 +853,15 @@ async function main(): Promise<number> {
 
   const coordinatorPort = await stablePort();
   const coordinatorUrl = `http://${HOST}:${coordinatorPort}`;
-  const coordinator = new Supervised(
-    'coordinator',
-    [`--import=${ORPHAN_GUARD}`, MAIN],
-    coordinatorEnv(coordinatorPort, path.join(work, 'data')),
-    (child) => coordinatorReady(coordinatorUrl, child),
-  );
+  const coordinator = new Supervised('coordinator', coordinatorLaunch(coordinatorPort, path.join(work, 'data')));
   const participants: Supervised[] = [];
   const participantUrls: string[] = [];
   const files: string[] = [];
   for (let i = 0; i < PARTICIPANT_COUNT; i++) {
     const port = await stablePort();
     const file = path.join(work, `p${i}.log`);
-    const argv = [PARTICIPANT, '--port', String(port), '--name', `p${i}`, '--file', file];
-    argv.push('--no-fraction', String(o.noFraction));
-    participants.push(new Supervised(`participant p${i}`, argv, process.env, participantReady));
+    const argv = ['--port', String(port), '--name', `p${i}`, '--file', file, '--no-fraction', String(o.noFraction)];
+    participants.push(new Supervised(`participant p${i}`, participantLaunch(argv)));
     participantUrls.push(`http://${HOST}:${port}/tx`);
     files.push(file);
   }
@@ -861,8 +871,9 @@ async function main(): Promise<number> {
   const checkPool = new Pool(coordinatorUrl, { connections: CHECK_CONCURRENCY, pipelining: 1 });
   try {
     // Load and faults.
-    const endsAt = Date.now() + o.seconds * 1000;
-    const faults: Faults = { endsAt };
+    let ended = () => {};
+    const faults: Faults = { over: false, ended: new Promise<void>((resolve) => (ended = resolve)) };
+    const faultsStartedAt = Date.now();
     const records: ClientRecord[] = [];
     const stats: LoadStats = { networkErrors: 0, unavailable: 0, unexpected: 0 };
     const progress = setInterval(() => {
@@ -873,10 +884,26 @@ async function main(): Promise<number> {
           `refused_or_reset=${stats.networkErrors} unavailable=${stats.unavailable}`,
       );
     }, 10_000);
+    const answered = (...answers: Answer[]) => records.filter((r) => answers.includes(r.answer)).length;
+    const missing = (): string | null => {
+      const short: string[] = [];
+      if (coordinator.kills < o.minCoordinatorKills)
+        short.push(`coordinator_kills ${coordinator.kills} < ${o.minCoordinatorKills}`);
+      if (answered(200, 202, 409) < o.minAnswers) short.push(`answers ${answered(200, 202, 409)} < ${o.minAnswers}`);
+      if (answered(200, 202) < o.minEachOutcome)
+        short.push(`commit answers ${answered(200, 202)} < ${o.minEachOutcome}`);
+      if (answered(409) < o.minEachOutcome) short.push(`abort answers ${answered(409)} < ${o.minEachOutcome}`);
+      return short.length === 0 ? null : short.join(', ');
+    };
+    const faultsEnd = endFaults(o, faults, ended, missing);
     const killers = [coordinatorKiller(o, coordinator, faults), participantKiller(o, participants, faults)];
     const loops = Array.from({ length: o.clients }, (_, i) =>
-      clientLoop(i, o, clientPool, participantUrls, endsAt, records, stats),
+      clientLoop(i, o, clientPool, participantUrls, faults, records, stats),
     );
+    await faultsEnd;
+    const faultSeconds = (Date.now() - faultsStartedAt) / 1000;
+    const unreached = missing();
+    if (unreached !== null) console.error(`chaos: minimums not reached within ${o.maxSeconds} s: ${unreached}`);
     await Promise.all(killers);
     clearInterval(progress);
 
@@ -940,7 +967,7 @@ async function main(): Promise<number> {
     const count = (a: Answer) => records.filter((r) => r.answer === a).length;
     const participantKills = participants.reduce((n, p) => n + p.kills, 0);
     console.log(
-      `chaos: seconds=${o.seconds} transactions=${result.transactions} committed=${result.committed} ` +
+      `chaos: seconds=${o.seconds} fault_seconds=${faultSeconds.toFixed(0)} minimums=${unreached === null ? 'reached' : 'missed'} transactions=${result.transactions} committed=${result.committed} ` +
         `aborted=${result.aborted} coordinator_kills=${coordinator.kills} participant_kills=${participantKills} ` +
         `violations=${violations.length} seed=${o.seed} clients=${o.clients} logical=${records.length} ` +
         `answered_200=${count(200)} answered_202=${count(202)} answered_409=${count(409)} gave_up=${count('gave-up')} ` +

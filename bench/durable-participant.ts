@@ -1,5 +1,5 @@
 // A correct, durable participant for the chaos run (npm run chaos): one HTTP
-// port, base path /tx, speaking the participant protocol of API.md. Every
+// port, base path /tx, speaking the participant protocol of docs/protocol.md. Every
 // change of a transaction's state is appended to its own file and fsynced
 // before any answer that depends on it leaves, so a SIGKILL at any instant
 // loses nothing it told the coordinator; at start the file is replayed.
@@ -32,6 +32,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { int, num, parseFlags, str } from './args.js';
 
 export type ParticipantState = 'prepared' | 'refused' | 'committed' | 'aborted';
 export type Op = 'prepare' | 'commit' | 'abort';
@@ -90,22 +91,17 @@ interface Options {
   noFraction: number;
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { port: 0, name: '', file: '', noFraction: 0 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const v = argv[++i];
-    if (v === undefined) throw new Error(`flag ${a} needs a value`);
-    if (a === '--port') o.port = Number(v);
-    else if (a === '--name') o.name = v;
-    else if (a === '--file') o.file = v;
-    else if (a === '--no-fraction') o.noFraction = Number(v);
-    else throw new Error(`unknown flag ${a}`);
+function parseOptions(argv: string[]): Options {
+  const { values: v } = parseFlags(argv, {
+    port: int(1, 65535),
+    name: str(),
+    file: str(),
+    'no-fraction': num(0, 1, 0),
+  });
+  if (v.port === undefined || v.name === undefined || v.file === undefined || v.name === '' || v.file === '') {
+    throw new Error('--port, --name and --file are required');
   }
-  if (!Number.isInteger(o.port) || o.port <= 0 || o.port > 65535) throw new Error('--port must be a TCP port');
-  if (o.name === '' || o.file === '') throw new Error('--name and --file are required');
-  if (!(o.noFraction >= 0 && o.noFraction <= 1)) throw new Error('--no-fraction must lie within [0, 1]');
-  return o;
+  return { port: v.port, name: v.name, file: v.file, noFraction: v['no-fraction'] };
 }
 
 /** The durable state: the file, and the map replayed from it. */
@@ -224,7 +220,7 @@ function handle(journal: Journal, o: Options, op: Op, message: Record<string, un
 }
 
 function main(): void {
-  const o = parseArgs(process.argv.slice(2));
+  const o = parseOptions(process.argv.slice(2));
   const journal = new Journal(o.file);
 
   const server = http.createServer((req, res) => {

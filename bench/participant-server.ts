@@ -8,14 +8,15 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { parseFlags, str } from './args.js';
 
-const args = process.argv.slice(2);
-let durableDir: string | null = null;
-const ports: number[] = [];
-for (let i = 0; i < args.length; i++) {
-  if (args[i] === '--durable') durableDir = args[++i] ?? null;
-  else ports.push(Number(args[i]));
-}
+const { values, positionals } = parseFlags(process.argv.slice(2), { durable: str() }, { allowPositionals: true });
+const durableDir = values.durable ?? null;
+const ports = positionals.map((p) => {
+  const port = Number(p);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`not a TCP port: ${p}`);
+  return port;
+});
 
 const YES = '{"vote":"yes"}';
 

@@ -1,10 +1,12 @@
-// Processes for the benchmarks: the built coordinator as a child process,
-// free ports, and what /proc and /metrics say about a process.
+// Processes for the benchmarks: the built coordinator as a child process
+// (through the one launcher the tests and the chaos run use too), free
+// ports, and what /proc and /metrics say about a process.
 
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnService } from '../test/support/service.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -42,33 +44,19 @@ export function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
+/** The built coordinator on a free port, its output echoed, once it serves (see test/support/service.ts). */
 export async function startCoordinator(
   dataDir: string,
   options: { profileDir?: string | null; env?: Record<string, string> } = {},
 ): Promise<{ child: ChildProcess; url: string }> {
-  const port = await freePort();
-  const profile = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir] : [];
-  const child = spawn(process.execPath, [...profile, path.join(root, 'dist', 'src', 'main.js')], {
-    env: {
-      ...process.env,
-      COMMITD_PORT: String(port),
-      COMMITD_DATA_DIR: dataDir,
-      COMMITD_LOG_LEVEL: 'warn',
-      ...options.env,
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
+  const run = spawnService({
+    dataDir,
+    port: await freePort(),
+    env: { COMMITD_LOG_LEVEL: 'warn', ...options.env },
+    nodeArgs: options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir] : [],
+    echo: true,
   });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try {
-      const res = await fetch(`${url}/readyz`);
-      if (res.ok) return { child, url };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('commitd did not become ready');
+  return { child: run.child, url: await run.ready };
 }
 
 export async function scrape(url: string): Promise<Map<string, number>> {

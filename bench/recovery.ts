@@ -9,14 +9,10 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
+import { int, parseFlags } from './args.js';
 import { peakRssMb, saveResult, scrape, startCoordinator } from './processes.js';
 
 type Mode = 'stall' | 'normal';
-
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i === -1 ? fallback : Number(process.argv[i + 1]);
-}
 
 /**
  * A participant. While `stall`: commit answers 503 (the decision stands, the
@@ -51,7 +47,7 @@ function participant(state: Map<string, string>, commitSeen: Set<string>, mode: 
 }
 
 async function main(): Promise<void> {
-  const n = flag('--transactions', 10_000);
+  const n = parseFlags(process.argv.slice(2), { transactions: int(1, 1_000_000, 10_000) }).values.transactions;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-recovery-'));
   const dataDir = path.join(work, 'data');
   const mode = { value: 'stall' as Mode };

@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { int, num, on, parseFlags, str } from './args.js';
 import { cpuSeconds, loadResult, peakRssMb, scrape, startCoordinator, startParticipants } from './processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -50,30 +51,27 @@ interface Run {
   fsyncsPerTx: number | null;
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    seconds: 5,
-    rounds: 3,
-    clients: 64,
-    durable: false,
-    explicit: false,
-    out: 'BENCHMARKS.md',
-    write: true,
-    profileDir: null,
+function parseOptions(argv: string[]): Options {
+  const { values: v } = parseFlags(argv, {
+    seconds: num(0.1, 3600, 5),
+    rounds: int(1, 1000, 3),
+    clients: int(1, 10_000, 64),
+    durable: on(),
+    explicit: on(),
+    out: str('BENCHMARKS.md'),
+    'no-write': on(),
+    profile: str(),
+  });
+  return {
+    seconds: v.seconds,
+    rounds: v.rounds,
+    clients: v.clients,
+    durable: v.durable,
+    explicit: v.explicit,
+    out: v.out,
+    write: !v['no-write'],
+    profileDir: v.profile === undefined ? null : path.resolve(v.profile),
   };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--seconds') o.seconds = Number(argv[++i]);
-    else if (a === '--rounds') o.rounds = Number(argv[++i]);
-    else if (a === '--clients') o.clients = Number(argv[++i]);
-    else if (a === '--durable') o.durable = true;
-    else if (a === '--explicit') o.explicit = true;
-    else if (a === '--out') o.out = String(argv[++i]);
-    else if (a === '--no-write') o.write = false;
-    else if (a === '--profile') o.profileDir = path.resolve(String(argv[++i]));
-    else throw new Error(`unknown flag ${a}`);
-  }
-  return o;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -112,7 +110,7 @@ async function post(pool: Pool, pathname: string, body: string): Promise<number>
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = parseOptions(process.argv.slice(2));
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-bench-'));
   const participants = await startParticipants(o.durable ? work : null);
   const coordinator = await startCoordinator(path.join(work, 'data'), {

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
+import { int, parseFlags } from './args.js';
 import { peakRssMb, rssMb, saveResult, scrape, startCoordinator, startParticipants } from './processes.js';
 
 interface Sample {
@@ -19,11 +20,6 @@ interface Sample {
   inFlight: number;
 }
 
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i === -1 ? fallback : Number(process.argv[i + 1]);
-}
-
 function dirMb(dir: string): number {
   let bytes = 0;
   for (const f of fs.readdirSync(dir)) bytes += fs.statSync(path.join(dir, f)).size;
@@ -31,10 +27,16 @@ function dirMb(dir: string): number {
 }
 
 async function main(): Promise<void> {
-  const target = flag('--transactions', 1_000_000);
-  const everyS = flag('--every', 10);
-  const clients = flag('--clients', 64);
-  const retentionMs = flag('--retention-ms', 10_000);
+  const { values: flags } = parseFlags(process.argv.slice(2), {
+    transactions: int(1, 1_000_000_000, 1_000_000),
+    every: int(1, 3600, 10),
+    clients: int(1, 10_000, 64),
+    'retention-ms': int(0, 365 * 24 * 3600 * 1000, 10_000),
+  });
+  const target = flags.transactions;
+  const everyS = flags.every;
+  const clients = flags.clients;
+  const retentionMs = flags['retention-ms'];
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-soak-'));
   const dataDir = path.join(work, 'data');
   const participants = await startParticipants(null);

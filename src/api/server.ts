@@ -90,7 +90,8 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
       info: {
         title: 'commitd',
         version: '0.1.0',
-        description: 'A durable two-phase commit coordinator. See README.md for the participant protocol.',
+        description:
+          'A durable two-phase commit coordinator. See docs/protocol.md for the client API and the participant protocol.',
       },
       components: o.config.server.authToken ? { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } } : {},
     },

@@ -1,4 +1,4 @@
-// The client API and the participant inquiry (API.md): a thin shell that
+// The client API and the participant inquiry (docs/protocol.md): a thin shell that
 // checks what the schemas cannot, calls the coordinator and maps its answer
 // to a status code.
 

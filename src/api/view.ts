@@ -1,4 +1,4 @@
-// The public shape of a transaction (API.md). Payloads are not echoed back:
+// The public shape of a transaction (docs/protocol.md). Payloads are not echoed back:
 // they can be large and are meant for the participant alone.
 
 import { clientKey } from '../coordinator/idempotency-keys.js';

@@ -1,4 +1,4 @@
-// The shapes of commitd's client API (API.md), as the typed client returns them.
+// The shapes of commitd's client API (docs/protocol.md), as the typed client returns them.
 
 export type TxState = 'active' | 'preparing' | 'prepared' | 'committing' | 'committed' | 'aborting' | 'aborted';
 export type Outcome = 'commit' | 'abort';

@@ -1,4 +1,4 @@
-// Participants over HTTP (API.md, "Participant protocol"), on undici: one
+// Participants over HTTP (docs/protocol.md, "Participant protocol"), on undici: one
 // keep-alive pool per participant origin, a hard timeout on every call, and
 // answers read with a size limit so a misbehaving participant cannot make the
 // coordinator buffer without bound.

@@ -5,13 +5,13 @@
 // service must start, pass the image's own HEALTHCHECK command and stop
 // cleanly on SIGTERM.
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { PACKAGE_ROOT } from '../../src/config.js';
 import { tempDir } from '../support/harness.js';
-import { waitUntil } from '../support/participant.js';
+import { spawnService } from '../support/service.js';
 
 const dockerfile = fs.readFileSync(path.join(PACKAGE_ROOT, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
 const stages = dockerfile.split(/^FROM /m).slice(1);
@@ -31,8 +31,28 @@ function runtimeEnv(): Record<string, string> {
 
 t.test('the Dockerfile builds in one stage and ships a lean, unprivileged runtime', async (t) => {
   t.ok(stages.length >= 2, 'multi-stage');
-  t.match(stages[0] ?? '', /npm ci/, 'the build stage installs with npm ci');
-  t.match(stages[0] ?? '', /npm prune --omit=dev/, 'and prunes to production dependencies');
+  t.equal(stages.length, 2, 'two stages: one that builds, one that runs');
+  const build = stages[0] ?? '';
+  t.match(build, /npm ci/, 'the build stage installs with npm ci');
+  t.match(build, /npm run build/, 'the build stage compiles the TypeScript');
+  t.match(build, /npm prune --omit=dev/, 'and prunes to production dependencies');
+  // Building happens in that one stage only: the runtime stage installs,
+  // compiles and rebuilds nothing, and takes what was built from it.
+  for (const step of [/npm (ci|install|rebuild|run build)/, /\btsc\b/, /apt-get install/, /\b(g\+\+|make|python3)\b/]) {
+    t.notMatch(instruction(runtime, 'RUN').join('\n'), step, `the runtime stage does not run ${step}`);
+  }
+  const buildName = /^\S+\s+AS\s+(\S+)/i.exec(build)?.[1];
+  t.ok(buildName, 'the build stage is named');
+  const copied = instruction(runtime, 'COPY').filter((c) => c.startsWith('--from='));
+  t.same(
+    copied.map((c) => c.split(/\s+/)[0]),
+    copied.map(() => `--from=${buildName}`),
+    'everything built comes from the build stage',
+  );
+  t.ok(
+    copied.some((c) => /dist\/src/.test(c)) && copied.some((c) => /node_modules/.test(c)),
+    'the runtime copies the compiled service and the pruned dependencies from it',
+  );
   const user = instruction(runtime, 'USER');
   t.equal(user.length, 1);
   t.notMatch(user[0] ?? '', /^(root|0)$/, 'runs as a non-root user');
@@ -65,18 +85,18 @@ t.test(
     fs.cpSync(path.join(PACKAGE_ROOT, 'dist/src'), path.join(app, 'dist/src'), { recursive: true });
     fs.cpSync(path.join(PACKAGE_ROOT, 'config'), path.join(app, 'config'), { recursive: true });
 
-    const env = { ...process.env, ...runtimeEnv(), COMMITD_PORT: '0', COMMITD_DATA_DIR: path.join(app, 'data') };
-    const child = spawn(process.execPath, ['dist/src/main.js'], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (c) => {
-      output += c;
+    // The image's environment, on a free port and a data directory of the test's own.
+    const { COMMITD_PORT: _port, COMMITD_DATA_DIR: _dataDir, ...imageEnv } = runtimeEnv();
+    const run = spawnService({
+      dataDir: path.join(app, 'data'),
+      script: path.join(app, 'dist', 'src', 'main.js'),
+      env: imageEnv,
+      as: { cwd: app },
     });
-    child.stderr.on('data', (c) => {
-      output += c;
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const child = run.child;
     t.teardown(() => child.kill('SIGKILL'));
-    await waitUntil(() => /commitd ready/.test(output) || child.exitCode !== null, 20_000, 'the service to start');
+    await run.ready.catch(() => undefined);
+    const output = run.output();
     t.match(output, /commitd ready/, output);
     const port = /"address":"0\.0\.0\.0:(\d+)"/.exec(output)?.[1];
     t.ok(port, 'bound to every interface');
@@ -84,11 +104,11 @@ t.test(
     const health = JSON.parse(instruction(runtime, 'HEALTHCHECK')[0]?.replace(/^.*?CMD\s+/, '') ?? '[]') as string[];
     const [command, ...args] = health;
     t.equal(command, 'node');
-    execFileSync(process.execPath, args, { env: { ...env, COMMITD_PORT: port }, stdio: 'pipe' });
+    execFileSync(process.execPath, args, { env: { ...process.env, ...imageEnv, COMMITD_PORT: port }, stdio: 'pipe' });
     t.pass('the HEALTHCHECK command exits 0 against the running service');
 
     child.kill('SIGTERM');
-    t.equal(await exited, 0, 'SIGTERM: clean exit');
+    t.equal((await run.exited).code, 0, 'SIGTERM: clean exit');
     t.ok(fs.existsSync(path.join(app, 'data', 'commitd.db')), 'the decision log lives in COMMITD_DATA_DIR');
   },
 );

@@ -8,7 +8,7 @@
 // 2. Sequences of client calls against participants whose every answer is
 //    generated too (yes, no, read-only, HTTP 500, a hang until the timeout, a
 //    reset, garbage; phase-two failures). After every call: no 5xx, statuses
-//    and bodies as API.md says, an outcome never changes once seen, commit only
+//    and bodies as docs/protocol.md says, an outcome never changes once seen, commit only
 //    over yes/read-only votes. After every sequence, once all is settled: no
 //    participant is left prepared, none committed where another aborted,
 //    commit went only to yes voters, the outcome inquiry agrees.

@@ -338,7 +338,21 @@ t.test('queued lazy records ride along with a forced one', async (t) => {
 });
 
 t.test('a lazy-only batch is written without fsync and runs its onWritten callbacks', async (t) => {
-  const { log, flushes } = openLog(t, tempDir(t), { lazyFlushDelayMs: 5 });
+  // Every fdatasync commitd runs on the WAL, inline or on the thread pool, is counted.
+  let fsyncs = 0;
+  const { log, flushes } = openLog(t, tempDir(t), {
+    lazyFlushDelayMs: 5,
+    syncHooks: {
+      fdatasync: (fd, callback) => {
+        fsyncs++;
+        fs.fdatasync(fd, callback);
+      },
+      fdatasyncSync: (fd) => {
+        fsyncs++;
+        fs.fdatasyncSync(fd);
+      },
+    },
+  });
   const order: string[] = [];
   const allWritten = new Promise<void>((resolve) => {
     log.writeLazy(begin('tx_a'), () => order.push('tx_a'));
@@ -357,6 +371,11 @@ t.test('a lazy-only batch is written without fsync and runs its onWritten callba
     [[3, false]],
   );
   t.ok(log.get('tx_b'));
+  // An fsync is counted as it starts, inline or on the thread pool.
+  t.equal(fsyncs, 0, 'no fsync for a lazy-only batch');
+  // The count can fail: a forced record costs exactly one.
+  await log.writeForced(begin('tx_d'));
+  t.equal(fsyncs, 1, 'a forced record costs one fsync, counted');
 });
 
 t.test('lazy records reaching maxBatchRecords are flushed without waiting for the delay', async (t) => {

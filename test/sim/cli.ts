@@ -2,15 +2,16 @@
 // npm run sim -- --seeds N [--from S]  run N seeds (S, S+1, …), report seeds/second
 // Exits 1 if any seed breaks an invariant, printing the command that replays it.
 
+import { int, parseFlags } from '../../bench/args.js';
 import { simulate } from './simulator.js';
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const flag = (name: string) => {
-    const i = args.indexOf(name);
-    return i === -1 ? undefined : Number(args[i + 1]);
-  };
-  const one = flag('--seed');
+  const { values: flags } = parseFlags(process.argv.slice(2), {
+    seed: int(0, Number.MAX_SAFE_INTEGER),
+    seeds: int(1, 100_000_000, 1000),
+    from: int(0, Number.MAX_SAFE_INTEGER, 1),
+  });
+  const one = flags.seed;
   if (one !== undefined) {
     const r = await simulate({ seed: one, trace: (line) => console.log(`  ${line}`) });
     console.log(
@@ -22,8 +23,8 @@ async function main(): Promise<void> {
     process.exitCode = r.violations.length > 0 ? 1 : 0;
     return;
   }
-  const seeds = flag('--seeds') ?? 1000;
-  const from = flag('--from') ?? 1;
+  const seeds = flags.seeds;
+  const from = flags.from;
   const started = performance.now();
   let failed = 0;
   let transactions = 0;

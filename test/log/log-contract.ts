@@ -1,0 +1,242 @@
+// What every DecisionLog promises (src/log/decision-log.ts), as one suite
+// any implementation runs: the SQLite log commitd uses and the simulator's
+// log, so a simulation that passes says something about the real thing.
+// Each case writes through the real protocol's transitions, as the
+// coordinator would, and reads back through the interface only.
+
+import type { Test } from 'tap';
+import type { DecisionLog } from '../../src/log/decision-log.js';
+import { createTransaction, step } from '../../src/protocol/transitions.js';
+import type { Event, Transaction } from '../../src/protocol/types.js';
+
+export interface LogUnderTest {
+  readonly log: DecisionLog;
+  /**
+   * Lets the log's own time pass until what was written can be on disk:
+   * nothing for a log that flushes by itself, the scheduled events for the
+   * simulator's log.
+   */
+  readonly advance: () => Promise<void>;
+  /** Asserts, after each case, what the implementation itself noticed (errors it reported, its own checks). */
+  readonly verify: (t: Test) => void;
+}
+
+/** Opens a fresh, empty log for one case; the factory closes it at the test's teardown. */
+export type OpenLog = (t: Test) => LogUnderTest;
+
+const T0 = 1_800_000_000_000;
+const NAMES = ['orders', 'payments'] as const;
+
+function begun(id: string, key: string | null = null): Transaction {
+  return createTransaction({
+    id,
+    nowMs: T0,
+    timeoutMs: 60_000,
+    oneShot: false,
+    participants: NAMES.map((name) => ({ name, url: `http://${name}.test/tx`, payloadJson: `{"for":"${name}"}` })),
+    idempotencyKey: key,
+    requestHash: key === null ? null : `hash-of-${key}`,
+    metadataJson: '{"source":"contract"}',
+  }).tx;
+}
+
+function apply(tx: Transaction, events: readonly Event[], nowMs: number): Transaction {
+  return events.reduce((current, event) => step(current, event, nowMs).tx, tx);
+}
+
+/** Decided commit, no participant has acknowledged yet: `committing`. */
+function committing(tx: Transaction): Transaction {
+  return apply(
+    tx,
+    [{ type: 'commit' }, ...NAMES.map((participant) => ({ type: 'vote', participant, vote: 'yes' }) as const)],
+    T0 + 10,
+  );
+}
+
+/** Every participant acknowledged at `atMs`: `committed`, finished. */
+function finished(tx: Transaction, atMs: number): Transaction {
+  return apply(
+    committing(tx),
+    NAMES.map((participant) => ({ type: 'acknowledged', participant }) as const),
+    atMs,
+  );
+}
+
+/** What a log keeps of a snapshot: none of the state that lives only in memory. */
+function durablePart(tx: Transaction): Transaction {
+  return {
+    ...tx,
+    commitRequested: false,
+    participants: tx.participants.map((p) => ({ ...p, payloadJson: null, attempts: 0, lastError: null })),
+  };
+}
+
+function withoutPayloads(tx: Transaction | undefined): Transaction | undefined {
+  return tx && { ...tx, participants: tx.participants.map((p) => ({ ...p, payloadJson: null })) };
+}
+
+async function forced(u: LogUnderTest, tx: Transaction): Promise<void> {
+  const written = u.log.writeForced(tx);
+  await u.advance();
+  await written;
+}
+
+export function decisionLogContract(t: Test, open: OpenLog): void {
+  const check = (name: string, body: (t: Test, u: LogUnderTest) => Promise<void>) =>
+    t.test(name, async (t) => {
+      const u = open(t);
+      await body(t, u);
+      u.verify(t);
+    });
+
+  check('a forced write is readable once it resolves, as written', async (t, u) => {
+    const tx = begun('tx_001', 'key-1');
+    await forced(u, tx);
+    t.same(withoutPayloads(u.log.get(tx.id)), durablePart(tx));
+    t.equal(u.log.get('tx_unknown'), undefined, 'an id never written is unknown');
+  });
+
+  check('the newest snapshot of a transaction is the one kept', async (t, u) => {
+    const tx = begun('tx_001');
+    await forced(u, tx);
+    const later = committing(tx);
+    await forced(u, later);
+    t.same(withoutPayloads(u.log.get(tx.id)), durablePart(later));
+    const last = finished(tx, T0 + 20);
+    let written = false;
+    u.log.writeLazy(last, () => {
+      written = true;
+    });
+    u.log.flush();
+    t.ok(written, 'a lazy record has been written once flush() returns, and its onWritten ran');
+    t.same(withoutPayloads(u.log.get(tx.id)), durablePart(last));
+  });
+
+  check('state that lives only in memory is not kept', async (t, u) => {
+    const tx = begun('tx_001');
+    await forced(u, tx);
+    const failing = apply(
+      committing(tx),
+      [{ type: 'delivery-failed', participant: 'orders', error: 'commit answered HTTP 503' }],
+      T0 + 30,
+    );
+    t.equal(failing.commitRequested, true, 'the snapshot has a commit request');
+    t.equal(failing.participants[0]?.attempts, 1, 'and a failed attempt');
+    await forced(u, failing);
+    const stored = u.log.get(tx.id);
+    t.equal(stored?.commitRequested, false);
+    t.same(
+      stored?.participants.map((p) => [p.attempts, p.lastError]),
+      [
+        [0, null],
+        [0, null],
+      ],
+    );
+  });
+
+  check('an idempotency key finds its transaction', async (t, u) => {
+    await forced(u, begun('tx_001', 'key-1'));
+    await forced(u, begun('tx_002', 'key-2'));
+    t.equal(u.log.findByIdempotencyKey('key-2')?.id, 'tx_002');
+    t.equal(u.log.findByIdempotencyKey('key-1')?.id, 'tx_001');
+    t.equal(u.log.findByIdempotencyKey('key-3'), undefined);
+  });
+
+  check('list: newest first, paged by the id of the last one, filtered by state', async (t, u) => {
+    const ids = ['tx_001', 'tx_002', 'tx_003', 'tx_004', 'tx_005'];
+    for (const id of ids) await forced(u, begun(id));
+    for (const id of ['tx_002', 'tx_004']) await forced(u, committing(begun(id)));
+    const pages: string[][] = [];
+    const cursors: Array<string | null> = [];
+    let after: string | null = null;
+    for (let n = 0; n < ids.length + 1; n++) {
+      const page = u.log.list({ state: null, limit: 2, after });
+      pages.push(page.transactions.map((tx) => tx.id));
+      cursors.push(page.next);
+      after = page.next;
+      if (after === null) break;
+    }
+    t.same(pages, [['tx_005', 'tx_004'], ['tx_003', 'tx_002'], ['tx_001']]);
+    t.same(cursors, ['tx_004', 'tx_002', null]);
+    const byState = (state: Transaction['state']) =>
+      u.log.list({ state, limit: 10, after: null }).transactions.map((tx) => [tx.id, tx.state]);
+    t.same(byState('committing'), [
+      ['tx_004', 'committing'],
+      ['tx_002', 'committing'],
+    ]);
+    t.same(byState('active'), [
+      ['tx_005', 'active'],
+      ['tx_003', 'active'],
+      ['tx_001', 'active'],
+    ]);
+    t.same(
+      u.log.list({ state: 'committing', limit: 1, after: 'tx_004' }).transactions.map((tx) => tx.id),
+      ['tx_002'],
+    );
+  });
+
+  check('loadUnfinished: every transaction not finished, oldest first, with its payloads', async (t, u) => {
+    for (const id of ['tx_003', 'tx_001', 'tx_002', 'tx_004']) await forced(u, begun(id));
+    await forced(u, committing(begun('tx_003')));
+    await forced(u, finished(begun('tx_002'), T0 + 20));
+    const loaded = u.log.loadUnfinished();
+    t.same(
+      loaded.map((tx) => [tx.id, tx.state]),
+      [
+        ['tx_001', 'active'],
+        ['tx_003', 'committing'],
+        ['tx_004', 'active'],
+      ],
+    );
+    t.same(
+      loaded.map((tx) => tx.participants.map((p) => p.payloadJson)),
+      loaded.map(() => NAMES.map((name) => `{"for":"${name}"}`)),
+      'payloads come back for recovery to send prepares with',
+    );
+  });
+
+  check('compact forgets only what finished before the cutoff, at most maxRows at a time', async (t, u) => {
+    const early = ['tx_001', 'tx_002', 'tx_003'];
+    for (const id of early) {
+      await forced(u, begun(id, `key-${id}`));
+      await forced(u, finished(begun(id, `key-${id}`), T0 + 100));
+    }
+    await forced(u, begun('tx_004'));
+    await forced(u, finished(begun('tx_004'), T0 + 500));
+    await forced(u, begun('tx_005'));
+    await forced(u, committing(begun('tx_005')));
+
+    // Keys of transactions that finished from T0 on are kept.
+    const keysKeptFrom = T0;
+    t.equal(u.log.compact(T0 + 100, keysKeptFrom, 10), 0, 'finished at the cutoff itself: kept');
+    t.equal(u.log.compact(T0 + 101, keysKeptFrom, 2), 2, 'at most maxRows');
+    t.equal(u.log.compact(T0 + 101, keysKeptFrom, 10), 1, 'the rest of them');
+    t.equal(u.log.compact(T0 + 101, keysKeptFrom, 10), 0, 'nothing left to forget');
+    for (const id of early) {
+      t.equal(u.log.get(id), undefined, `${id} is forgotten`);
+      const kept = u.log.findByIdempotencyKey(`key-${id}`);
+      t.same(
+        kept && [kept.id, kept.state, kept.outcome],
+        [id, 'committed', 'commit'],
+        'its idempotency key still finds what it ran as',
+      );
+    }
+    t.equal(u.log.get('tx_004')?.state, 'committed', 'finished after the cutoff: kept');
+    t.equal(u.log.get('tx_005')?.state, 'committing', 'unfinished: kept');
+    t.same(
+      u.log.list({ state: null, limit: 10, after: null }).transactions.map((tx) => tx.id),
+      ['tx_005', 'tx_004'],
+      'the list shows only what is kept',
+    );
+
+    // Keys of what finished before the key cutoff go too, at most maxRows at a time.
+    const keyKnown = () => early.filter((id) => u.log.findByIdempotencyKey(`key-${id}`) !== undefined).length;
+    t.equal(u.log.compact(T0 + 101, T0 + 101, 2), 0, 'no transaction left to forget');
+    t.equal(keyKnown(), 1, 'two of the three keys expired');
+    u.log.compact(T0 + 101, T0 + 101, 2);
+    t.equal(keyKnown(), 0, 'then the last one');
+
+    t.equal(u.log.compact(T0 + 1_000_000, T0, 10), 1, 'a later cutoff forgets the later one');
+    t.equal(u.log.get('tx_005')?.state, 'committing', 'and never an unfinished one');
+  });
+}

@@ -34,6 +34,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { Rng } from '../test/support/rng.js';
 import { MAIN, spawnService } from '../test/support/service.js';
 import { int, num, on, parseFlags, range } from './args.js';
 import type { FileEntry, ParticipantState } from './durable-participant.js';
@@ -112,28 +113,6 @@ function parseOptions(argv: string[]): Options {
     settleTimeoutMs: v['settle-timeout-s'] * 1000,
     keep: v.keep,
   };
-}
-
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-class Rng {
-  private state: number;
-  constructor(seed: number, stream: number) {
-    // Independent streams per purpose, so one stream's draws never shift another's.
-    this.state = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) + Math.imul(stream + 1, 0xc2b2ae35)) >>> 0;
-  }
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  }
-  between([lo, hi]: readonly [number, number]): number {
-    return lo + Math.floor(this.next() * (hi - lo + 1));
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
@@ -399,7 +378,7 @@ async function endFaults(o: Options, faults: Faults, end: () => void, reached: (
 }
 
 async function coordinatorKiller(o: Options, coordinator: Supervised, faults: Faults): Promise<void> {
-  const rng = new Rng(o.seed, 1);
+  const rng = Rng.stream(o.seed, 1);
   const maxKills = o.maxSeconds * 20;
   while (coordinator.kills < maxKills && (await sleepUntilOrEnd(rng.between(o.coordinatorKillMs), faults))) {
     await coordinator.kill('SIGKILL');
@@ -417,7 +396,7 @@ async function coordinatorKiller(o: Options, coordinator: Supervised, faults: Fa
 }
 
 async function participantKiller(o: Options, participants: Supervised[], faults: Faults): Promise<void> {
-  const rng = new Rng(o.seed, 2);
+  const rng = Rng.stream(o.seed, 2);
   const maxKills = o.maxSeconds * 5;
   let kills = 0;
   while (kills < maxKills && (await sleepUntilOrEnd(rng.between(o.participantKillMs), faults))) {
@@ -459,7 +438,7 @@ async function clientLoop(
   records: ClientRecord[],
   stats: LoadStats,
 ): Promise<void> {
-  const rng = new Rng(o.seed, 100 + loop);
+  const rng = Rng.stream(o.seed, 100 + loop);
   const maxLogical = o.maxSeconds * 10_000;
   for (let n = 0; n < maxLogical && !faults.over; n++) {
     const key = `chaos-${o.seed}-${loop}-${n}`;

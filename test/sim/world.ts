@@ -1,42 +1,11 @@
 // Simulated time for the deterministic simulator: one seeded random number
-// generator and one queue of events ordered by (time, sequence). Nothing in a
+// generator (test/support/rng.ts) and one queue of events ordered by (time, sequence). Nothing in a
 // simulation reads the real clock or draws real randomness, so a seed replays
 // exactly.
 
-export class Rng {
-  private state: number;
+import { Rng } from '../support/rng.js';
 
-  constructor(seed: number) {
-    this.state = seed >>> 0 || 0x9e3779b9;
-  }
-
-  /** mulberry32: small, fast, and good enough to drive faults. */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let x = this.state;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  }
-
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-
-  int(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1));
-  }
-
-  pick<T>(items: readonly T[]): T {
-    return items[Math.floor(this.next() * items.length)] as T;
-  }
-
-  bytes(n: number): Buffer {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = Math.floor(this.next() * 256);
-    return b;
-  }
-}
+export { Rng };
 
 interface Scheduled {
   readonly time: number;

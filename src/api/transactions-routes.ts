@@ -55,6 +55,8 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
       idempotencyKey,
       // Until tokens scope keys, every caller is the same principal.
       idempotencyScope: '',
+      // Without tokens a caller is its address.
+      callerId: request.ip,
       // What makes a retry the same request: everything but the key itself,
       // with defaults filled in, so that leaving out `commit` or `timeoutMs`
       // and sending their defaults are the same request.

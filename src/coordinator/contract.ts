@@ -35,6 +35,8 @@ export interface CoordinatorOptions {
   readonly inFlightMax: number;
   /** Payload and metadata held in memory, as JSON characters (about bytes), across all live transactions. */
   readonly inFlightBytesMax: number;
+  /** Undecided transactions one caller may hold at once; 0: no limit per caller. */
+  readonly inFlightPerCallerMax: number;
   readonly participantsMax: number;
   readonly retryDelayMsMin: number;
   readonly retryDelayMsMax: number;
@@ -62,6 +64,8 @@ export interface BeginRequest {
   readonly requestHash: string | null;
   readonly metadataJson: string | null;
   readonly commit: boolean;
+  /** Who asks: a token's id, or the client's address without tokens; '' counts against no per-caller limit. */
+  readonly callerId: string;
 }
 
 export interface Answer {

@@ -38,6 +38,8 @@ export class Coordinator {
   private readonly recoveryPacer: RecoveryPacer<LiveTransaction>;
   /** Live transactions with no outcome yet: what the in-flight limit counts. */
   private undecided = 0;
+  /** The same, per caller that has any (callers with none are not kept). */
+  private readonly undecidedByCaller = new Map<string, number>();
   /** Payload and metadata characters held by live transactions (payloads are dropped at the decision). */
   private heldBytes = 0;
   private sweepTimer: TimerHandle | null = null;
@@ -62,7 +64,7 @@ export class Coordinator {
       backoff: options,
       calls: this.recoveryPacer,
       stopped: () => this.stopped,
-      changed: (before, after) => this.account(before, after),
+      changed: (live, before, after) => this.account(live, before, after),
       forget: (live) => this.forget(live),
       fail: (error, context) => this.fail(error, context),
       violated: (error) => this.violated(error),
@@ -119,6 +121,14 @@ export class Coordinator {
         1,
       );
     }
+    const perCallerMax = this.options.inFlightPerCallerMax;
+    if (
+      perCallerMax > 0 &&
+      request.callerId !== '' &&
+      (this.undecidedByCaller.get(request.callerId) ?? 0) >= perCallerMax
+    ) {
+      throw new UnavailableError(`${perCallerMax} undecided transactions of this caller in flight, its limit`, 1);
+    }
     this.reserveBytes(requestBytes(request.participants, request.metadataJson));
     const nowMs = this.timers.now();
     const created = createTransaction({
@@ -131,7 +141,7 @@ export class Coordinator {
       requestHash: request.requestHash,
       metadataJson: request.metadataJson,
     });
-    const live = this.track(new LiveTransaction(this.context, created.tx));
+    const live = this.track(new LiveTransaction(this.context, created.tx, request.callerId));
     try {
       await live.start(created);
     } catch (error) {
@@ -281,14 +291,20 @@ export class Coordinator {
     }
   }
 
-  private account(before: Transaction | null, after: Transaction | null): void {
-    this.undecided += (after?.outcome === null ? 1 : 0) - (before?.outcome === null ? 1 : 0);
+  private account(live: LiveTransaction, before: Transaction | null, after: Transaction | null): void {
+    const undecidedDelta = (after?.outcome === null ? 1 : 0) - (before?.outcome === null ? 1 : 0);
+    this.undecided += undecidedDelta;
+    if (undecidedDelta !== 0 && live.callerId !== '') {
+      const count = (this.undecidedByCaller.get(live.callerId) ?? 0) + undecidedDelta;
+      if (count > 0) this.undecidedByCaller.set(live.callerId, count);
+      else this.undecidedByCaller.delete(live.callerId);
+    }
     this.heldBytes += heldBytes(after) - heldBytes(before);
   }
 
   private track(live: LiveTransaction): LiveTransaction {
     this.live.set(live.id, live);
-    this.account(null, live.current);
+    this.account(live, null, live.current);
     this.keys.add(live);
     return live;
   }
@@ -296,7 +312,7 @@ export class Coordinator {
   private forget(live: LiveTransaction): void {
     if (this.live.get(live.id) !== live) return;
     this.live.delete(live.id);
-    this.account(live.current, null);
+    this.account(live, live.current, null);
     this.keys.remove(live);
     live.release();
   }

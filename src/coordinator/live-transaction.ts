@@ -30,7 +30,7 @@ export interface TransactionContext {
   /** After stop, answers still arriving change nothing: what is on disk is what the next start recovers from. */
   readonly stopped: () => boolean;
   /** The transaction changed (after every effect of the step ran): for the coordinator's accounting. */
-  readonly changed: (before: Transaction, after: Transaction) => void;
+  readonly changed: (live: LiveTransaction, before: Transaction, after: Transaction) => void;
   /** The transaction is finished and written: it may leave memory. */
   readonly forget: (live: LiveTransaction) => void;
   /** A failure in the background; an InvariantError is a bug. */
@@ -61,6 +61,8 @@ export class LiveTransaction {
   constructor(
     private readonly context: TransactionContext,
     tx: Transaction,
+    /** Who began it (a token's id, or a client address), for the per-caller limit; '' when not known (recovered). */
+    readonly callerId = '',
   ) {
     this.working = tx;
   }
@@ -179,7 +181,7 @@ export class LiveTransaction {
       }
     }
     this.observe(before, result.tx);
-    this.context.changed(before, result.tx);
+    this.context.changed(this, before, result.tx);
     this.published = result.tx;
     for (const w of this.waiters) if (w.until(result.tx)) w.resolve();
     if (finished && !result.effects.some((e) => e.type === 'persist' && !e.forced)) this.context.forget(this);

@@ -90,3 +90,19 @@ t.test('payload and metadata in memory are bounded by bytes; a decided transacti
   const second = await post(h, '/v1/transactions', { participants: [{ name: 'p', url: p.url, payload: big }] });
   t.equal(second.statusCode, 201, 'once decided, its payload no longer counts');
 });
+
+t.test('one caller cannot take the in-flight capacity of others', async (t) => {
+  const h = await harness(t, { transactions: { maxInFlightPerCaller: 1 } });
+  // Without tokens a caller is its address.
+  const begin = (address: string) =>
+    h.app.inject({ method: 'POST', url: '/v1/transactions', payload: {}, remoteAddress: address });
+  const first = await begin('10.0.0.1');
+  t.equal(first.statusCode, 201);
+  const again = await begin('10.0.0.1');
+  t.equal(again.statusCode, 503, 'its own limit reached');
+  t.equal(again.headers['retry-after'], '1');
+  t.match(again.json().detail, /of this caller/);
+  t.equal((await begin('10.0.0.2')).statusCode, 201, 'another caller goes on');
+  await post(h, `/v1/transactions/${first.json().id}/abort`);
+  t.equal((await begin('10.0.0.1')).statusCode, 201, 'decided work frees its place');
+});

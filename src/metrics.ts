@@ -123,6 +123,14 @@ export class Metrics {
   });
 
   constructor(options: { processMetrics: boolean } = { processMetrics: true }) {
-    if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'commitd_' });
+    if (options.processMetrics) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'commitd_' });
+      // prom-client also exports each of these sums as a gauge named _total,
+      // which Prometheus reserves for counters (promtool check metrics
+      // refuses them). The same figure is sum() of the per-type gauge kept.
+      for (const kind of ['handles', 'requests', 'resources']) {
+        this.registry.removeSingleMetric(`commitd_nodejs_active_${kind}_total`);
+      }
+    }
   }
 }

@@ -9,22 +9,37 @@ import { Coordinator } from './coordinator/coordinator.js';
 import type { CoordinatorObserver } from './coordinator/observer.js';
 import { SqliteLog } from './log/sqlite-log.js';
 import type { Metrics } from './metrics.js';
+import type { DatabaseAdapter } from './participants/databases/database-adapter.js';
+import { DatabaseParticipants } from './participants/databases/database-participants.js';
+import { MysqlAdapter } from './participants/databases/mysql.js';
+import { OrphanScanner, type OrphanVerdict } from './participants/databases/orphan-scanner.js';
+import { PostgresAdapter } from './participants/databases/postgres.js';
 import { HttpParticipants } from './participants/http-participants.js';
+import type { ParticipantClient } from './participants/participant-client.js';
+import { RoutingParticipants } from './participants/routing-participants.js';
 import { answerWaitMsMax } from './protocol/answers.js';
 
 export interface Reporting {
   readonly logError: (error: Error) => void;
   readonly error: (error: Error, context: string) => void;
   readonly heuristic: (message: string) => void;
+  /** The orphan scan finished a prepared transaction in a database: worth a line in the service's log. */
+  readonly orphan?: (message: string) => void;
   /** The log can no longer say what is on disk (an fsync failed); a service stops. */
   readonly fatal?: (error: Error) => void;
 }
 
 export interface Assembled {
   readonly log: SqliteLog;
-  readonly participants: HttpParticipants;
+  /** HTTP and database participants behind one client; closing it closes the database pools. */
+  readonly participants: ParticipantClient;
   readonly coordinator: Coordinator;
+  /** Start once the coordinator has recovered (its outcomes are right only then); stop before closing participants. */
+  readonly orphans: OrphanScanner;
 }
+
+/** Prepared transactions looked at per database per scan: bounds the work and memory of one scan. */
+const ORPHANS_PER_SCAN_MAX = 1000;
 
 /** Opens the log (throws LogLockedError or LogUnusableError) and builds the rest on it. */
 export function assemble(config: Config, metrics: Metrics, readiness: Readiness, report: Reporting): Assembled {
@@ -49,7 +64,11 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
     },
   });
   const p = config.participants;
-  const participants = new HttpParticipants({
+  const onCall = (c: { message: string; result: string; durationMs: number }) => {
+    metrics.participantRequests.inc({ message: c.message, result: c.result });
+    metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
+  };
+  const http = new HttpParticipants({
     prepareTimeoutMs: p.prepareTimeoutMs,
     phaseTwoTimeoutMs: p.phaseTwoTimeoutMs,
     connectionsPerOrigin: p.connectionsPerOrigin,
@@ -57,11 +76,25 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
     keepAliveTimeoutMs: p.keepAliveTimeoutMs,
     maxAnswerBytes: p.maxAnswerBytes,
     signingSecret: p.signingSecret,
-    onCall: (c) => {
-      metrics.participantRequests.inc({ message: c.message, result: c.result });
-      metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
-    },
+    onCall,
   });
+  const adapters = new Map<string, DatabaseAdapter>();
+  for (const d of config.databases) {
+    const options = { name: d.name, url: d.url, poolSize: d.poolSize, callTimeoutMs: p.phaseTwoTimeoutMs };
+    adapters.set(
+      d.name,
+      d.kind === 'postgres'
+        ? new PostgresAdapter({ ...options, onError: (e) => report.error(e, `database '${d.name}'`) })
+        : new MysqlAdapter(options),
+    );
+  }
+  const databases = new DatabaseParticipants(adapters, {
+    prepareTimeoutMs: p.prepareTimeoutMs,
+    phaseTwoTimeoutMs: p.phaseTwoTimeoutMs,
+    maxCallsInFlight: p.maxCallsInFlight,
+    onCall,
+  });
+  const participants = new RoutingParticipants(http, databases);
   const t = config.transactions;
   const coordinator = new Coordinator({
     log,
@@ -88,7 +121,49 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
     onError: report.error,
   });
   metrics.inFlightSource = () => coordinator.inFlightByState();
-  return { log, participants, coordinator };
+  const orphans = new OrphanScanner({
+    adapters: [...adapters.values()],
+    verdictOf: (txId, participant, database) => orphanVerdict(coordinator, txId, participant, database),
+    scanIntervalMs: p.orphanScanIntervalMs,
+    safetyIntervalMs: p.orphanSafetyIntervalMs,
+    maxPerScan: ORPHANS_PER_SCAN_MAX,
+    onError: report.error,
+    onRolledBack: (database, found) =>
+      report.orphan?.(`orphan scan: rolled back ${found.txId}/${found.participant} in database '${database}'`),
+  });
+  return { log, participants, coordinator, orphans };
+}
+
+/**
+ * Whether a prepared transaction found in a database (null: somewhere on an
+ * XA server) is commitd's to leave or an orphan. Left: its transaction is undecided, or decided with this
+ * participant (on this database) not yet acknowledged — the coordinator is
+ * finishing it, and will again after any restart, since recovery resends the
+ * decision to every participant that has not acknowledged. Anything else is
+ * one nobody voted on: its transaction aborted or unknown (presumed abort:
+ * never begun, or finished and forgotten), a name the transaction does not
+ * have on this database, or a participant already finished (its prepared
+ * transaction was seen gone, so this one was prepared again afterwards).
+ */
+function orphanVerdict(
+  coordinator: Coordinator,
+  txId: string,
+  participant: string,
+  database: string | null,
+): OrphanVerdict {
+  if (coordinator.outcome(txId) === 'pending') return 'leave';
+  let tx: ReturnType<Coordinator['get']>;
+  try {
+    tx = coordinator.get(txId);
+  } catch {
+    return 'orphan'; // unknown: presumed abort
+  }
+  const p = tx.participants.find((q) => q.name === participant);
+  if (p === undefined || p.database === null || p.acknowledged) return 'orphan';
+  // Found by a scan that cannot tell databases apart (XA RECOVER lists the
+  // whole server): another configured database on that server may be the
+  // participant's, so its name is enough to leave it be.
+  return database === null || p.database === database ? 'leave' : 'orphan';
 }
 
 /** The coordinator's reports as Prometheus metrics, heuristics also as a log line an operator sees. */

@@ -57,6 +57,9 @@ export const SETTINGS = {
     keepAliveTimeoutMs: int(1, 600_000),
     maxAnswerBytes: int(64, 64 * 1024 * 1024),
     signingSecret: optionalSecret,
+    databasePoolSize: int(1, 1000),
+    orphanScanIntervalMs: int(100, 3_600_000),
+    orphanSafetyIntervalMs: int(0, DAY_MS),
   },
   log: {
     maxBatchRecords: int(1, 100_000),
@@ -76,6 +79,30 @@ export type Config = {
   readonly [Section in keyof typeof SETTINGS]: {
     readonly [Key in keyof (typeof SETTINGS)[Section]]: Value<(typeof SETTINGS)[Section][Key]>;
   };
+} & {
+  /** Databases that can be participants, by name: a map, not a key, so it lives outside SETTINGS. */
+  readonly databases: readonly DatabaseConfig[];
+};
+
+export type DatabaseKind = 'postgres' | 'mysql';
+
+export interface DatabaseConfig {
+  readonly name: string;
+  readonly kind: DatabaseKind;
+  /** Carries credentials: never logged, never echoed in an error. */
+  readonly url: string;
+  readonly poolSize: number;
+}
+
+/** The section of the config file, and its environment variable, that name the databases. */
+export const DATABASES_SECTION = 'databases';
+export const DATABASES_ENV = 'COMMITD_DATABASES';
+export const DATABASE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const MAX_DATABASES = 64;
+const DATABASE_KINDS: Readonly<Record<string, DatabaseKind>> = {
+  'postgres:': 'postgres',
+  'postgresql:': 'postgres',
+  'mysql:': 'mysql',
 };
 
 export class ConfigError extends Error {
@@ -129,6 +156,7 @@ export function resolveConfig(
   ];
   for (const { file, values } of sources) {
     for (const section of Object.keys(values)) {
+      if (section === DATABASES_SECTION) continue;
       if (!(section in SETTINGS)) throw new ConfigError(`${file}: unknown section '${section}'`);
       const keys = SETTINGS[section as keyof typeof SETTINGS];
       for (const key of Object.keys(asRecord(values[section] ?? {}, `${file}: ${section}`))) {
@@ -153,6 +181,15 @@ export function resolveConfig(
       (out[section] as Record<string, unknown>)[key] = check(value, spec, where, fromEnv !== undefined);
     }
   }
+  const poolSize = (out.participants as { databasePoolSize: number }).databasePoolSize;
+  const fromFile = sources.filter((s) => DATABASES_SECTION in s.values).at(-1);
+  out[DATABASES_SECTION] = (env[DATABASES_ENV] !== undefined
+    ? parseDatabasesEnv(env[DATABASES_ENV], poolSize)
+    : parseDatabasesSection(
+        fromFile?.values[DATABASES_SECTION] ?? {},
+        poolSize,
+        fromFile?.file ?? '',
+      )) as unknown as Record<string, unknown>;
   const config = out as unknown as Config;
   const t = config.transactions;
   if (t.timeoutMsMin > t.timeoutMsMax) throw new ConfigError('transactions.timeoutMsMin must not exceed timeoutMsMax');
@@ -166,6 +203,75 @@ export function resolveConfig(
     throw new ConfigError('participants.retryDelayMsMin must not exceed retryDelayMsMax');
   }
   return config;
+}
+
+/** `name=url,name=url`; the kind is read from each url's scheme. Empty: no databases. */
+export function parseDatabasesEnv(text: string, poolSize: number): DatabaseConfig[] {
+  const entries = text
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '');
+  return checkDatabases(
+    entries.map((entry, i) => {
+      const equals = entry.indexOf('=');
+      if (equals <= 0) throw new ConfigError(`${DATABASES_ENV}: entry ${i + 1} must be name=url`);
+      const name = entry.slice(0, equals).trim();
+      return database(name, entry.slice(equals + 1).trim(), undefined, poolSize, `${DATABASES_ENV}: '${name}'`);
+    }),
+    DATABASES_ENV,
+  );
+}
+
+/** The file's `databases:` mapping: name -> { url, kind?, poolSize? }. */
+export function parseDatabasesSection(value: unknown, poolSize: number, file: string): DatabaseConfig[] {
+  const where = `${file}: ${DATABASES_SECTION}`;
+  const section = asRecord(value ?? {}, where);
+  return checkDatabases(
+    Object.entries(section).map(([name, raw]) => {
+      const entry = asRecord(raw, `${where}.${name}`);
+      for (const key of Object.keys(entry)) {
+        if (!['url', 'kind', 'poolSize'].includes(key)) {
+          throw new ConfigError(`${where}.${name}: unknown key '${key}' (url, kind, poolSize)`);
+        }
+      }
+      const size = entry.poolSize ?? poolSize;
+      if (typeof size !== 'number' || !Number.isInteger(size) || size < 1 || size > 1000) {
+        throw new ConfigError(`${where}.${name}.poolSize must be an integer from 1 to 1000, got ${show(size)}`);
+      }
+      return database(name, entry.url, entry.kind, size, `${where}.${name}`);
+    }),
+    where,
+  );
+}
+
+function database(name: string, url: unknown, kind: unknown, poolSize: number, where: string): DatabaseConfig {
+  if (!DATABASE_NAME_PATTERN.test(name)) {
+    throw new ConfigError(`${where}: a database name is 1-64 letters, digits, '.', '_' or '-', starting alphanumeric`);
+  }
+  if (typeof url !== 'string' || url === '') throw new ConfigError(`${where}: url must be a non-empty string`);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // The url is not repeated: it may hold a password.
+    throw new ConfigError(`${where}: url is not a valid URL`);
+  }
+  const fromScheme = DATABASE_KINDS[parsed.protocol];
+  if (fromScheme === undefined) throw new ConfigError(`${where}: url must start with postgres:// or mysql://`);
+  if (kind !== undefined && kind !== fromScheme) {
+    throw new ConfigError(`${where}: kind ${show(kind)} does not match the url's scheme (${fromScheme})`);
+  }
+  return { name, kind: fromScheme, url, poolSize };
+}
+
+function checkDatabases(databases: DatabaseConfig[], where: string): DatabaseConfig[] {
+  if (databases.length > MAX_DATABASES) throw new ConfigError(`${where}: at most ${MAX_DATABASES} databases`);
+  const names = new Set<string>();
+  for (const d of databases) {
+    if (names.has(d.name)) throw new ConfigError(`${where}: database '${d.name}' is named twice`);
+    names.add(d.name);
+  }
+  return databases;
 }
 
 function check(value: unknown, spec: Spec, where: string, fromEnv: boolean): unknown {

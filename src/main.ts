@@ -26,6 +26,7 @@ async function main(): Promise<void> {
       logError: (e) => app.log.error({ err: e }, 'writing the decision log failed'),
       error: (e, context) => app.log.error({ err: e }, context),
       heuristic: (message) => app.log.warn(message),
+      orphan: (message) => app.log.warn(message),
       fatal: (e) => {
         // Before anything acts on the failed write: recovery at the next
         // start reads what the disk really holds.
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
   } catch (error) {
     return exit(error instanceof LogLockedError ? 3 : 4, `commitd: ${(error as Error).message}`);
   }
-  const { log, participants, coordinator } = assembled;
+  const { log, participants, coordinator, orphans } = assembled;
 
   const server = await buildApi({ coordinator, config, metrics, readiness, logger: { level: config.server.logLevel } });
   app.log = server.log;
@@ -54,6 +55,9 @@ async function main(): Promise<void> {
   // Listening first, so /healthz answers while recovery runs and /readyz
   // tells the orchestrator when to send traffic.
   const recovered = coordinator.recover();
+  // After recovery: until then a transaction still on its way back from the
+  // log would read as unknown, and unknown means roll back.
+  orphans.start();
   readiness.ready = true;
   const bound = server.server.address();
   const address = typeof bound === 'object' && bound !== null ? `${bound.address}:${bound.port}` : String(bound);
@@ -73,6 +77,7 @@ async function main(): Promise<void> {
     force.unref();
     coordinator.stopAccepting();
     await server.close();
+    await orphans.stop();
     await coordinator.stop();
     await participants.close();
     log.close();

@@ -60,3 +60,61 @@ t.test('a config file need only set what it changes; an unknown key in it is ref
   fs.writeFileSync(badValue, 'server:\n  port: many\n');
   t.throws(() => loadConfig({ COMMITD_CONFIG: badValue }), { message: /server.port in .*bad.yaml must be an integer/ });
 });
+
+t.test('databases: COMMITD_DATABASES (kind from the scheme) or the file, never a url in an error', async (t) => {
+  t.same(loadConfig({}).databases, [], 'none by default');
+  const fromEnv = loadConfig({
+    COMMITD_DATABASES: 'orders=postgres://u:secret@127.0.0.1:5432/orders, stock=mysql://root@127.0.0.1:3306/stock',
+    COMMITD_DATABASE_POOL_SIZE: '7',
+  }).databases;
+  t.same(fromEnv, [
+    { name: 'orders', kind: 'postgres', url: 'postgres://u:secret@127.0.0.1:5432/orders', poolSize: 7 },
+    { name: 'stock', kind: 'mysql', url: 'mysql://root@127.0.0.1:3306/stock', poolSize: 7 },
+  ]);
+  t.same(loadConfig({ COMMITD_DATABASES: '' }).databases, [], 'empty: none');
+
+  const refused = (value: string, message: RegExp) => {
+    t.throws(() => loadConfig({ COMMITD_DATABASES: value }), { message }, value);
+    try {
+      loadConfig({ COMMITD_DATABASES: value });
+    } catch (error) {
+      t.notOk((error as Error).message.includes('hunter2'), 'the password is not in the message');
+    }
+  };
+  refused(
+    'orders=http://u:hunter2@x/db',
+    /COMMITD_DATABASES: 'orders': url must start with postgres:\/\/ or mysql:\/\//,
+  );
+  refused('orders=postgres://u:hunter2@[bad/db', /url is not a valid URL/);
+  refused('postgres://u:hunter2@x/db', /entry 1 must be name=url/);
+  refused('a=postgres://u:hunter2@x/a,a=postgres://u:hunter2@x/b', /database 'a' is named twice/);
+  refused('-bad=postgres://u:hunter2@x/a', /a database name is 1-64 letters/);
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-config-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'databases.yaml');
+  fs.writeFileSync(
+    file,
+    'databases:\n  orders-db:\n    url: postgresql://u@127.0.0.1/orders\n    poolSize: 3\n  stock:\n    url: mysql://root@127.0.0.1/stock\n    kind: mysql\n',
+  );
+  t.same(loadConfig({ COMMITD_CONFIG: file }).databases, [
+    { name: 'orders-db', kind: 'postgres', url: 'postgresql://u@127.0.0.1/orders', poolSize: 3 },
+    { name: 'stock', kind: 'mysql', url: 'mysql://root@127.0.0.1/stock', poolSize: 10 },
+  ]);
+  t.same(
+    loadConfig({ COMMITD_CONFIG: file, COMMITD_DATABASES: 'x=postgres://h/x' }).databases.map((d) => d.name),
+    ['x'],
+    'the variable replaces the whole map',
+  );
+  const mismatch = path.join(dir, 'mismatch.yaml');
+  fs.writeFileSync(mismatch, 'databases:\n  a:\n    url: mysql://h/a\n    kind: postgres\n');
+  t.throws(() => loadConfig({ COMMITD_CONFIG: mismatch }), { message: /kind "postgres" does not match/ });
+  const typo = path.join(dir, 'typo.yaml');
+  fs.writeFileSync(typo, 'databases:\n  a:\n    url: mysql://h/a\n    pool: 3\n');
+  t.throws(() => loadConfig({ COMMITD_CONFIG: typo }), { message: /unknown key 'pool'/ });
+  const badPool = path.join(dir, 'pool.yaml');
+  fs.writeFileSync(badPool, 'databases:\n  a:\n    url: mysql://h/a\n    poolSize: 0\n');
+  t.throws(() => loadConfig({ COMMITD_CONFIG: badPool }), { message: /poolSize must be an integer from 1 to 1000/ });
+  t.ok(yaml.includes('COMMITD_DATABASES'), 'named in default.yaml');
+  t.ok(readme.includes('COMMITD_DATABASES'), 'documented in the README');
+});

@@ -2,7 +2,7 @@
 // (unknown fields refused, no type coercion), and responses are serialized
 // from these schemas. They also make the OpenAPI document at /docs/json.
 
-import type { Config } from '../config.js';
+import { type Config, DATABASE_NAME_PATTERN } from '../config.js';
 import { TX_ID_PATTERN } from '../coordinator/ids.js';
 import { TX_STATES } from '../protocol/types.js';
 
@@ -56,7 +56,13 @@ export const transactionSchema = {
         type: 'object',
         properties: {
           name: { type: 'string' },
-          url: { type: 'string' },
+          url: { type: 'string', description: 'an HTTP participant: its base url' },
+          database: { type: 'string', description: 'a database participant: the configured database' },
+          xid: {
+            type: ['string', 'null'],
+            description:
+              "a database participant: its prepared transaction's name there (PostgreSQL gid, or XA xid as written after XA START)",
+          },
           vote: { type: ['string', 'null'], enum: ['yes', 'no', 'read-only', null] },
           acknowledged: { type: 'boolean' },
           heuristic: { type: 'string', enum: ['commit', 'abort'] },
@@ -64,7 +70,7 @@ export const transactionSchema = {
           attempts: { type: 'integer', description: 'extension: failed phase-two attempts since the last start' },
           lastError: { type: 'string', description: 'extension: the last phase-two failure' },
         },
-        required: ['name', 'url', 'vote', 'acknowledged'],
+        required: ['name', 'vote', 'acknowledged'],
       },
     },
   },
@@ -85,10 +91,16 @@ function participantSchema(config: Config) {
   return {
     type: 'object',
     additionalProperties: false,
-    required: ['name', 'url'],
+    // Exactly one of url and database: checked in the handler, which can say so plainly.
+    required: ['name'],
     properties: {
       name: { type: 'string', pattern: PARTICIPANT_NAME_PATTERN },
       url: { type: 'string', maxLength: URL_MAX_LENGTH, pattern: '^[Hh][Tt][Tt][Pp][Ss]?://' },
+      database: {
+        type: 'string',
+        pattern: DATABASE_NAME_PATTERN.source,
+        description: 'a configured database holding the prepared transaction, instead of url',
+      },
       payload: {
         description: `any JSON value handed to the participant with prepare; at most ${config.transactions.maxPayloadBytes} bytes`,
       },

@@ -4,18 +4,26 @@
 
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { Config } from '../config.js';
+import type { Config, DatabaseKind } from '../config.js';
 import type { Answer, Coordinator } from '../coordinator/coordinator.js';
+import {
+  nameProblem as participantNameProblem,
+  postgresGid,
+  xaXidText,
+} from '../participants/databases/transaction-names.js';
 import { commitAnswer, prepareAnswer } from '../protocol/answers.js';
 import { abortedDetail } from '../protocol/transitions.js';
 import type { NewParticipant, Transaction, TxState } from '../protocol/types.js';
 import { ProblemError, problem, sendProblem } from './problems.js';
 import { actionSchema, beginSchema, enlistSchema, getSchema, listSchema, outcomeSchema } from './schemas.js';
-import { transactionView } from './view.js';
+import { type TransactionView, transactionView as viewOf, type XidNamer } from './view.js';
+
+type View = (tx: Transaction) => TransactionView;
 
 interface ParticipantBody {
   name: string;
-  url: string;
+  url?: string;
+  database?: string;
   payload?: unknown;
 }
 
@@ -33,6 +41,16 @@ interface IdParams {
 
 export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator, config: Config): void {
   const limits = config.transactions;
+  // A database participant's view names its prepared transaction the way its
+  // database's kind spells it.
+  const kinds = new Map<string, DatabaseKind>(config.databases.map((d) => [d.name, d.kind]));
+  const xidOf: XidNamer = (database, txId, name) => {
+    const kind = kinds.get(database);
+    if (kind === undefined) return null;
+    return kind === 'postgres' ? postgresGid(txId, name) : xaXidText(txId, name);
+  };
+  const transactionView: View = (tx) => viewOf(tx, xidOf);
+  const newParticipant = (p: ParticipantBody) => checkParticipant(p, limits.maxPayloadBytes, kinds);
 
   app.post<{ Body: BeginBody }>('/v1/transactions', { schema: beginSchema(config) }, async (request, reply) => {
     const body = request.body;
@@ -42,7 +60,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
       if (names.has(p.name)) throw invalid(`participant name '${p.name}' appears twice`);
       names.add(p.name);
     }
-    const participants = given.map((p) => participantFromBody(p, limits.maxPayloadBytes));
+    const participants = given.map(newParticipant);
     const metadataJson = body.metadata === undefined ? null : JSON.stringify(body.metadata);
     if (metadataJson !== null && Buffer.byteLength(metadataJson) > limits.maxMetadataBytes) {
       throw tooLarge(`metadata is larger than ${limits.maxMetadataBytes} bytes`);
@@ -74,7 +92,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
       commit,
     });
     reply.header('location', `/v1/transactions/${answer.tx.id}`);
-    if (commit) return commitReply(reply, answer);
+    if (commit) return commitReply(reply, answer, transactionView);
     return reply.code(answer.created ? 201 : 200).send(transactionView(answer.tx));
   });
 
@@ -82,13 +100,10 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
     '/v1/transactions/:id/participants',
     { schema: enlistSchema(config) },
     async (request, reply) => {
-      const answer = await coordinator.enlist(
-        request.params.id,
-        participantFromBody(request.body, limits.maxPayloadBytes),
-      );
+      const answer = await coordinator.enlist(request.params.id, newParticipant(request.body));
       if (answer.refusal) {
         const slug = answer.refusal.code === 'conflict' ? 'conflict' : 'transaction-not-active';
-        return refused(reply, slug, answer);
+        return refused(reply, slug, answer, transactionView);
       }
       return reply.code(answer.created ? 201 : 200).send(transactionView(answer.tx));
     },
@@ -101,9 +116,9 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
       const answer = await coordinator.prepare(request.params.id);
       switch (prepareAnswer(answer.tx, answer.refusal !== null)) {
         case 'aborted':
-          return refused(reply, 'transaction-aborted', answer);
+          return refused(reply, 'transaction-aborted', answer, transactionView);
         case 'undecided':
-          return pending(reply, answer.tx);
+          return pending(reply, answer.tx, transactionView);
         case 'prepared':
           return reply.code(200).send(transactionView(answer.tx));
       }
@@ -113,7 +128,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
   app.post<{ Params: IdParams }>(
     '/v1/transactions/:id/commit',
     { schema: actionSchema('Prepare if needed, decide, and drive phase two') },
-    async (request, reply) => commitReply(reply, await coordinator.commit(request.params.id)),
+    async (request, reply) => commitReply(reply, await coordinator.commit(request.params.id), transactionView),
   );
 
   app.post<{ Params: IdParams }>(
@@ -121,7 +136,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
     { schema: actionSchema('Abort, unless a commit decision exists') },
     async (request, reply) => {
       const answer = await coordinator.abort(request.params.id);
-      if (answer.refusal) return refused(reply, 'transaction-committed', answer);
+      if (answer.refusal) return refused(reply, 'transaction-committed', answer, transactionView);
       return reply.code(200).send(transactionView(answer.tx));
     },
   );
@@ -147,12 +162,12 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
   );
 }
 
-function commitReply(reply: FastifyReply, answer: Answer): FastifyReply {
+function commitReply(reply: FastifyReply, answer: Answer, transactionView: View): FastifyReply {
   switch (commitAnswer(answer.tx, answer.refusal !== null)) {
     case 'aborted':
-      return refused(reply, 'transaction-aborted', answer);
+      return refused(reply, 'transaction-aborted', answer, transactionView);
     case 'undecided':
-      return pending(reply, answer.tx);
+      return pending(reply, answer.tx, transactionView);
     case 'commit-decided':
       // The commit is decided and on disk; some participant has not acknowledged yet.
       return reply.code(202).send(transactionView(answer.tx));
@@ -167,7 +182,7 @@ function commitReply(reply: FastifyReply, answer: Answer): FastifyReply {
  * commit that may never come: say what is true, and that asking again (the
  * same call, or GET) is safe.
  */
-function pending(reply: FastifyReply, tx: Transaction): FastifyReply {
+function pending(reply: FastifyReply, tx: Transaction, transactionView: View): FastifyReply {
   reply.header('retry-after', '1');
   return sendProblem(
     reply,
@@ -180,12 +195,33 @@ function pending(reply: FastifyReply, tx: Transaction): FastifyReply {
   );
 }
 
-function refused(reply: FastifyReply, slug: string, answer: Answer): FastifyReply {
+function refused(reply: FastifyReply, slug: string, answer: Answer, transactionView: View): FastifyReply {
   const detail = answer.refusal?.detail ?? abortedDetail(answer.tx);
   return sendProblem(reply, problem(slug, 409, detail, { transaction: transactionView(answer.tx) }));
 }
 
-function participantFromBody(p: ParticipantBody, maxPayloadBytes: number): NewParticipant {
+/** A transaction id is `tx_` and 26 characters (coordinator/ids.ts): the longest a gid must hold. */
+const TX_ID_BYTES = 29;
+
+function checkParticipant(
+  p: ParticipantBody,
+  maxPayloadBytes: number,
+  databases: ReadonlyMap<string, DatabaseKind>,
+): NewParticipant {
+  if (p.url !== undefined && p.database !== undefined) {
+    throw invalid(`participant '${p.name}' names both a url and a database: it is one or the other`);
+  }
+  if (p.database !== undefined) {
+    const kind = databases.get(p.database);
+    if (kind === undefined) throw invalid(`participant '${p.name}': database '${p.database}' is not configured`);
+    const nameProblem = participantNameProblem(kind, TX_ID_BYTES, p.name);
+    if (nameProblem !== null) throw invalid(`participant '${p.name}': ${nameProblem}`);
+    // The service did its work before preparing: there is nothing to hand over.
+    if (p.payload !== undefined)
+      throw invalid(`participant '${p.name}' is a database participant: it takes no payload`);
+    return { name: p.name, url: null, database: p.database, payloadJson: null };
+  }
+  if (p.url === undefined) throw invalid(`participant '${p.name}' needs a url or a database`);
   let url: URL;
   try {
     url = new URL(p.url);
@@ -200,7 +236,7 @@ function participantFromBody(p: ParticipantBody, maxPayloadBytes: number): NewPa
   if (payloadJson !== null && Buffer.byteLength(payloadJson) > maxPayloadBytes) {
     throw tooLarge(`participant '${p.name}' payload is larger than ${maxPayloadBytes} bytes`);
   }
-  return { name: p.name, url: p.url, payloadJson };
+  return { name: p.name, url: p.url, database: null, payloadJson };
 }
 
 function invalid(detail: string): ProblemError {

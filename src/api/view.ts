@@ -7,7 +7,11 @@ import type { Participant, Transaction } from '../protocol/types.js';
 
 export interface ParticipantView {
   name: string;
-  url: string;
+  /** An HTTP participant's url; a database participant has `database` and `xid` instead. */
+  url?: string;
+  database?: string;
+  /** The prepared transaction's name in the database (gid or XA xid), null if the database is no longer configured. */
+  xid?: string | null;
   vote: Participant['vote'];
   acknowledged: boolean;
   heuristic?: Participant['heuristic'];
@@ -32,7 +36,12 @@ export interface TransactionView {
   participants: ParticipantView[];
 }
 
-export function transactionView(tx: Transaction): TransactionView {
+/** The name a database participant's prepared transaction has in its database; null for a database not configured. */
+export type XidNamer = (database: string, txId: string, participant: string) => string | null;
+
+const NO_DATABASES: XidNamer = () => null;
+
+export function transactionView(tx: Transaction, xidOf: XidNamer = NO_DATABASES): TransactionView {
   return {
     id: tx.id,
     state: tx.state,
@@ -45,12 +54,21 @@ export function transactionView(tx: Transaction): TransactionView {
     abortReason: tx.abortReason,
     idempotencyKey: tx.idempotencyKey === null ? null : clientKey(tx.idempotencyKey),
     metadata: tx.metadataJson === null ? null : JSON.parse(tx.metadataJson),
-    participants: tx.participants.map(participantView),
+    participants: tx.participants.map((p) => participantView(tx.id, p, xidOf)),
   };
 }
 
-function participantView(p: Participant): ParticipantView {
-  const view: ParticipantView = { name: p.name, url: p.url, vote: p.vote, acknowledged: p.acknowledged };
+function participantView(txId: string, p: Participant, xidOf: XidNamer): ParticipantView {
+  const view: ParticipantView =
+    p.database === null
+      ? { name: p.name, url: p.url ?? '', vote: p.vote, acknowledged: p.acknowledged }
+      : {
+          name: p.name,
+          database: p.database,
+          xid: xidOf(p.database, txId, p.name),
+          vote: p.vote,
+          acknowledged: p.acknowledged,
+        };
   if (p.heuristic !== null) view.heuristic = p.heuristic;
   if (p.reason !== null) view.reason = p.reason;
   if (p.attempts > 0) view.attempts = p.attempts;

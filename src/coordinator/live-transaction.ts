@@ -211,7 +211,7 @@ export class LiveTransaction {
     const tx = this.working;
     const p = tx.participants.find((q) => q.name === effect.participant);
     assert(p !== undefined, 'messages go to participants of the transaction');
-    const target: ParticipantTarget = { name: p.name, url: p.url };
+    const target: ParticipantTarget = { name: p.name, url: p.url, database: p.database };
     if (effect.message === 'prepare') {
       this.phaseOneStartedMs ??= this.context.timers.monotonicMs();
       this.call('prepare', target, () => this.askToPrepare(target, p.payloadJson));

@@ -70,7 +70,10 @@ interface TxRow {
 type StoredParticipant = Pick<
   Participant,
   'name' | 'url' | 'vote' | 'voteLost' | 'reason' | 'acknowledged' | 'heuristic'
->;
+> & {
+  /** Absent from records written before database participants existed, and from HTTP participants. */
+  readonly database?: string;
+};
 
 export const LOG_FILE = 'commitd.db';
 
@@ -512,6 +515,20 @@ function refuseDamagedRecords(db: Database.Database, file: string): void {
 }
 
 function storedParticipant(p: Participant): StoredParticipant {
+  // The database is written only when set: an HTTP participant's record
+  // stays as it was, byte for byte.
+  if (p.database !== null) {
+    return {
+      name: p.name,
+      url: null,
+      database: p.database,
+      vote: p.vote,
+      voteLost: p.voteLost,
+      reason: p.reason,
+      acknowledged: p.acknowledged,
+      heuristic: p.heuristic,
+    };
+  }
   return {
     name: p.name,
     url: p.url,
@@ -539,8 +556,9 @@ function fromRow(row: TxRow, payloads: Map<string, string> | null): Transaction 
     idempotencyKey: row.idempotency_key,
     requestHash: row.request_hash,
     metadataJson: row.metadata,
-    participants: stored.map((p) => ({
+    participants: stored.map(({ database, ...p }) => ({
       ...p,
+      database: database ?? null,
       payloadJson: payloads?.get(p.name) ?? null,
       attempts: 0,
       lastError: null,

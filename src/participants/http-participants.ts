@@ -133,6 +133,9 @@ export class HttpParticipants implements ParticipantClient {
     body: string,
     timeLimitMs: number,
   ): Promise<RawAnswer> {
+    // The routing client sends only HTTP targets here; a target without a url
+    // is a bug upstream, answered as a failed call rather than a crash.
+    if (target.url === null) return Promise.reject(new Error(`participant ${target.name} has no url`));
     const endpoint = this.endpoint(target.url);
     const headers: Record<string, string> = {
       'content-type': 'application/json',

@@ -1,8 +1,10 @@
 import type { Heuristic, PhaseTwoMessage, Vote } from '../protocol/types.js';
 
+/** Whom a call goes to: an HTTP endpoint (url) or a configured database (database), exactly one of the two. */
 export interface ParticipantTarget {
   readonly name: string;
-  readonly url: string;
+  readonly url: string | null;
+  readonly database: string | null;
 }
 
 export type PrepareAnswer =

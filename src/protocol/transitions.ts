@@ -42,6 +42,7 @@ export function newParticipant(p: NewParticipant): Participant {
   return {
     name: p.name,
     url: p.url,
+    database: p.database,
     payloadJson: p.payloadJson,
     vote: null,
     voteLost: false,
@@ -151,8 +152,9 @@ function enlist(tx: Transaction, p: NewParticipant): Result {
   }
   const existing = tx.participants.find((q) => q.name === p.name);
   if (existing) {
-    if (existing.url === p.url) return unchanged(tx);
-    return refuse(tx, 'conflict', `participant '${p.name}' is already enlisted with another url`);
+    if (existing.url === p.url && existing.database === p.database) return unchanged(tx);
+    const other = existing.database === null ? 'url' : 'database';
+    return refuse(tx, 'conflict', `participant '${p.name}' is already enlisted with another ${other}`);
   }
   return ok({ ...tx, participants: [...tx.participants, newParticipant(p)] }, [FORCED]);
 }

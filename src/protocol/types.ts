@@ -18,7 +18,10 @@ export type AbortReason = 'client' | 'vote' | 'deadline' | 'recovery';
 
 export interface Participant {
   readonly name: string;
-  readonly url: string;
+  /** Where an HTTP participant listens; null for a database participant. Exactly one of url and database is set. */
+  readonly url: string | null;
+  /** The configured database holding this participant's prepared transaction; null for an HTTP participant. */
+  readonly database: string | null;
   /** The participant's payload as JSON text (or null): the protocol never looks inside. */
   readonly payloadJson: string | null;
   readonly vote: Vote | null;
@@ -59,7 +62,9 @@ export interface Transaction {
 
 export interface NewParticipant {
   readonly name: string;
-  readonly url: string;
+  /** Exactly one of url and database is set. */
+  readonly url: string | null;
+  readonly database: string | null;
   readonly payloadJson: string | null;
 }
 

@@ -55,7 +55,7 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
   coordinator.recover();
 
   const begun = coordinator.begin({
-    participants: [{ name: 'orders', url: 'http://orders.test/tx', payloadJson: null }],
+    participants: [{ name: 'orders', url: 'http://orders.test/tx', database: null, payloadJson: null }],
     timeoutMs: null,
     idempotencyKey: null,
     idempotencyScope: '',
@@ -76,7 +76,7 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
   await t.rejects(coordinator.abort(id), NotFoundError, 'abort: 404');
   await t.rejects(coordinator.prepare(id), NotFoundError, 'prepare: 404');
   await t.rejects(
-    coordinator.enlist(id, { name: 'stock', url: 'http://stock.test/tx', payloadJson: null }),
+    coordinator.enlist(id, { name: 'stock', url: 'http://stock.test/tx', database: null, payloadJson: null }),
     NotFoundError,
     'enlist: 404',
   );

@@ -33,7 +33,12 @@ function begun(id: string, key: string | null = null): Transaction {
     nowMs: T0,
     timeoutMs: 60_000,
     oneShot: false,
-    participants: NAMES.map((name) => ({ name, url: `http://${name}.test/tx`, payloadJson: `{"for":"${name}"}` })),
+    participants: NAMES.map((name) => ({
+      name,
+      url: `http://${name}.test/tx`,
+      database: null,
+      payloadJson: `{"for":"${name}"}`,
+    })),
     idempotencyKey: key,
     requestHash: key === null ? null : `hash-of-${key}`,
     metadataJson: '{"source":"contract"}',

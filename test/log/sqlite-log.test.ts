@@ -52,7 +52,12 @@ function begin(id: string, names: readonly string[] = ['orders', 'payments'], ke
     nowMs: T0,
     timeoutMs: 30_000,
     oneShot: false,
-    participants: names.map((name) => ({ name, url: `http://${name}:8080/tx`, payloadJson: `{"of":"${name}"}` })),
+    participants: names.map((name) => ({
+      name,
+      url: `http://${name}:8080/tx`,
+      database: null,
+      payloadJson: `{"of":"${name}"}`,
+    })),
     idempotencyKey: key,
     requestHash: key === null ? null : `hash-${key}`,
     metadataJson: '{"source":"test"}',
@@ -155,6 +160,57 @@ t.test('a decided transaction keeps every durable field across reopen', async (t
     'decided: loaded without payloads (they stay on disk; nobody is asked to prepare again)',
   );
 });
+
+t.test(
+  'a database participant keeps its database; a record written before databases existed reads as HTTP',
+  async (t) => {
+    const dir = tempDir(t);
+    const first = openLog(t, dir);
+    const tx = createTransaction({
+      id: 'tx_db',
+      nowMs: T0,
+      timeoutMs: 30_000,
+      oneShot: false,
+      participants: [
+        { name: 'orders', url: null, database: 'orders-db', payloadJson: null },
+        { name: 'mail', url: 'http://mail:8080/tx', database: null, payloadJson: null },
+      ],
+      idempotencyKey: null,
+      requestHash: null,
+      metadataJson: null,
+    }).tx;
+    await first.log.writeForced(tx);
+    await first.log.writeForced(begin('tx_old', ['orders']));
+    first.log.close();
+    // As an older commitd wrote it: no database key at all.
+    const db = new Database(path.join(dir, LOG_FILE));
+    const stored = db.prepare("SELECT participants FROM transactions WHERE id = 'tx_db'").get() as {
+      participants: string;
+    };
+    t.same(
+      JSON.parse(stored.participants).map((p: Record<string, unknown>) => 'database' in p),
+      [true, false],
+      'the database is written only for a database participant',
+    );
+    db.close();
+    const second = openLog(t, dir);
+    t.same(
+      second.log.get('tx_db')?.participants.map((p) => [p.name, p.url, p.database]),
+      [
+        ['orders', null, 'orders-db'],
+        ['mail', 'http://mail:8080/tx', null],
+      ],
+    );
+    t.same(
+      second.log
+        .loadUnfinished()
+        .find((x) => x.id === 'tx_old')
+        ?.participants.map((p) => p.database),
+      [null],
+      'no database key reads as an HTTP participant',
+    );
+  },
+);
 
 t.test('forced writes issued in the same tick share one flush and one fsync', async (t) => {
   const syncs: SyncStats[] = [];

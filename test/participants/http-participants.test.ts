@@ -60,17 +60,17 @@ t.test('prepare: each vote, with its reason, and the request it was sent', async
   const no = await participant(t, json(200, { vote: 'no', reason: 'out of stock' }));
   const readOnly = await participant(t, json(200, { vote: 'read-only' }));
   const c = client(t);
-  t.same(await c.prepare('tx_1', { name: 'orders', url: yes.url }, '{"sku":42}'), {
+  t.same(await c.prepare('tx_1', { name: 'orders', url: yes.url, database: null }, '{"sku":42}'), {
     kind: 'vote',
     vote: 'yes',
     reason: null,
   });
-  t.same(await c.prepare('tx_1', { name: 'stock', url: no.url }, null), {
+  t.same(await c.prepare('tx_1', { name: 'stock', url: no.url, database: null }, null), {
     kind: 'vote',
     vote: 'no',
     reason: 'out of stock',
   });
-  t.same(await c.prepare('tx_1', { name: 'audit', url: readOnly.url }, null), {
+  t.same(await c.prepare('tx_1', { name: 'audit', url: readOnly.url, database: null }, null), {
     kind: 'vote',
     vote: 'read-only',
     reason: null,
@@ -105,7 +105,7 @@ t.test('prepare: anything but a valid vote is a lost vote, never an exception', 
   ];
   for (const [what, respond, reason] of cases) {
     const p = await participant(t, respond);
-    const answer = await client(t).prepare('tx_1', { name: 'p', url: p.url }, null);
+    const answer = await client(t).prepare('tx_1', { name: 'p', url: p.url, database: null }, null);
     t.equal(answer.kind, 'lost', what);
     t.match(answer.kind === 'lost' ? answer.reason : '', reason, what);
   }
@@ -114,7 +114,11 @@ t.test('prepare: anything but a valid vote is a lost vote, never an exception', 
 t.test('prepare: a participant that never answers is a lost vote after the timeout', async (t) => {
   const silent = await participant(t, () => {});
   const started = performance.now();
-  const answer = await client(t, { prepareTimeoutMs: 200 }).prepare('tx_1', { name: 'p', url: silent.url }, null);
+  const answer = await client(t, { prepareTimeoutMs: 200 }).prepare(
+    'tx_1',
+    { name: 'p', url: silent.url, database: null },
+    null,
+  );
   t.same(answer, { kind: 'lost', reason: 'no answer within the timeout' });
   t.ok(performance.now() - started >= 150, 'not before the timeout');
 });
@@ -133,7 +137,11 @@ t.test('prepare: an answer trickled byte by byte is cut off at the timeout, not 
     res.on('close', () => clearInterval(timer));
   });
   // Each byte arrives well within the 300 ms, the whole answer takes ~1 s.
-  const got = await client(t, { prepareTimeoutMs: 300 }).prepare('tx_1', { name: 'p', url: trickle.url }, null);
+  const got = await client(t, { prepareTimeoutMs: 300 }).prepare(
+    'tx_1',
+    { name: 'p', url: trickle.url, database: null },
+    null,
+  );
   t.same(got, { kind: 'lost', reason: 'no answer within the timeout' }, 'the yes that came too late is not counted');
 });
 
@@ -143,7 +151,7 @@ t.test('prepare: time spent waiting for a connection or a call slot counts again
   const slow = await participant(t, (_req, res) => {
     setTimeout(() => json(200, { vote: 'yes' })(_req, res), 200);
   });
-  const target = { name: 'p', url: slow.url };
+  const target = { name: 'p', url: slow.url, database: null };
   for (const [what, options] of [
     ['one connection per origin', { connectionsPerOrigin: 1 }],
     ['one call slot', { maxCallsInFlight: 1 }],
@@ -162,7 +170,11 @@ t.test('prepare: nobody listening is a lost vote', async (t) => {
       s.close(() => resolve(port));
     });
   });
-  const answer = await client(t).prepare('tx_1', { name: 'p', url: `http://127.0.0.1:${port}/tx` }, null);
+  const answer = await client(t).prepare(
+    'tx_1',
+    { name: 'p', url: `http://127.0.0.1:${port}/tx`, database: null },
+    null,
+  );
   t.same(answer, { kind: 'lost', reason: 'ECONNREFUSED' });
 });
 
@@ -170,7 +182,7 @@ t.test('phase two: acknowledgements, heuristics and failures', async (t) => {
   const c = client(t);
   const deliver = async (message: 'commit' | 'abort', respond: Respond) => {
     const p = await participant(t, respond);
-    const answer = await c.deliver(message, 'tx_1', { name: 'p', url: p.url });
+    const answer = await c.deliver(message, 'tx_1', { name: 'p', url: p.url, database: null });
     return { answer, seen: p.seen };
   };
   const ok = await deliver('commit', json(200, {}));
@@ -211,6 +223,7 @@ t.test('phase two: acknowledgements, heuristics and failures', async (t) => {
   const timedOut = await client(t, { phaseTwoTimeoutMs: 200 }).deliver('commit', 'tx_1', {
     name: 'p',
     url: silent.url,
+    database: null,
   });
   t.same(timedOut, { kind: 'failed', error: 'no answer within the timeout' });
 });
@@ -218,8 +231,8 @@ t.test('phase two: acknowledgements, heuristics and failures', async (t) => {
 t.test('with a signing secret every call carries an HMAC the participant can recompute', async (t) => {
   const p = await participant(t, json(200, { vote: 'yes' }));
   const c = client(t, { signingSecret: 's3cret' });
-  await c.prepare('tx_1', { name: 'p', url: p.url }, '{"a":1}');
-  await c.deliver('commit', 'tx_1', { name: 'p', url: p.url });
+  await c.prepare('tx_1', { name: 'p', url: p.url, database: null }, '{"a":1}');
+  await c.deliver('commit', 'tx_1', { name: 'p', url: p.url, database: null });
   t.equal(p.seen.length, 2);
   for (const s of p.seen) {
     const timestamp = String(s.headers['x-commitd-timestamp']);
@@ -232,8 +245,8 @@ t.test('calls are reported with their result', async (t) => {
   const p = await participant(t, json(200, { vote: 'no' }));
   const calls: Array<{ message: string; result: string }> = [];
   const c = client(t, { onCall: ({ message, result }) => calls.push({ message, result }) });
-  await c.prepare('tx_1', { name: 'p', url: p.url }, null);
-  await c.deliver('abort', 'tx_1', { name: 'p', url: p.url });
+  await c.prepare('tx_1', { name: 'p', url: p.url, database: null }, null);
+  await c.deliver('abort', 'tx_1', { name: 'p', url: p.url, database: null });
   t.same(calls, [
     { message: 'prepare', result: 'no' },
     { message: 'abort', result: 'acknowledged' },

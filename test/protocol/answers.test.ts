@@ -23,7 +23,7 @@ function begin(names: string[], oneShot = false): Transaction {
     nowMs: T0,
     timeoutMs: 30_000,
     oneShot,
-    participants: names.map((name) => ({ name, url: `http://${name}/tx`, payloadJson: null })),
+    participants: names.map((name) => ({ name, url: `http://${name}/tx`, database: null, payloadJson: null })),
     idempotencyKey: null,
     requestHash: null,
     metadataJson: null,

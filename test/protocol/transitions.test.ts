@@ -32,7 +32,7 @@ function send(message: Message, participant: string, attempt = 0): Effect {
 }
 
 function np(name: string, url = `http://${name}:8080/tx`): NewParticipant {
-  return { name, url, payloadJson: JSON.stringify({ part: name }) };
+  return { name, url, database: null, payloadJson: JSON.stringify({ part: name }) };
 }
 
 /** Freezes a value all the way down, so a step that mutates its input throws. */
@@ -142,6 +142,7 @@ t.test('create', async (t) => {
       {
         name: 'orders',
         url: 'http://orders:8080/tx',
+        database: null,
         payloadJson: '{"part":"orders"}',
         vote: null,
         voteLost: false,
@@ -154,6 +155,7 @@ t.test('create', async (t) => {
       {
         name: 'payments',
         url: 'http://payments:8080/tx',
+        database: null,
         payloadJson: '{"part":"payments"}',
         vote: null,
         voteLost: false,
@@ -219,6 +221,26 @@ t.test('enlist', async (t) => {
     t.same(s.effects, []);
     t.equal(s.tx, tx);
   });
+
+  t.test(
+    'a database participant: same database again is a no-op; another database or a url is a conflict',
+    async (t) => {
+      const db = (name: string, database: string): NewParticipant => ({ name, url: null, database, payloadJson: null });
+      const tx = apply(active(['a']), { type: 'enlist', participant: db('d', 'orders-db') }).tx;
+      t.same(tx.participants[1], { ...tx.participants[1], url: null, database: 'orders-db' }, 'the database is kept');
+      const again = apply(tx, { type: 'enlist', participant: db('d', 'orders-db') });
+      t.equal(again.refusal, null);
+      t.equal(again.tx, tx);
+      const elsewhere = apply(tx, { type: 'enlist', participant: db('d', 'stock-db') });
+      t.equal(elsewhere.refusal?.code, 'conflict');
+      t.match(elsewhere.refusal?.detail, /another database/);
+      const asUrl = apply(tx, { type: 'enlist', participant: np('d') });
+      t.equal(asUrl.refusal?.code, 'conflict', 'an HTTP participant under a database participant name');
+      const asDb = apply(tx, { type: 'enlist', participant: db('a', 'orders-db') });
+      t.equal(asDb.refusal?.code, 'conflict', 'a database participant under an HTTP participant name');
+      t.equal(asDb.tx, tx);
+    },
+  );
 
   t.test('refused once prepare began, whatever came of it', async (t) => {
     const fixtures: Record<string, Transaction> = {

@@ -307,7 +307,9 @@ class Simulation {
       const extra = PARTICIPANTS.filter((n) => !request.participants.some((p) => p.name === n));
       if (extra.length > 0) {
         const name = rng.pick(extra);
-        await this.attempt((c) => c.enlist(id, { name, url: this.participant(name).url, payloadJson: null }));
+        await this.attempt((c) =>
+          c.enlist(id, { name, url: this.participant(name).url, database: null, payloadJson: null }),
+        );
       }
     }
     await this.sleep(rng.int(0, 500));
@@ -335,6 +337,7 @@ class Simulation {
     return PARTICIPANTS.filter(() => this.rng.chance(0.6)).map((name) => ({
       name,
       url: this.participant(name).url,
+      database: null,
       payloadJson: null,
     }));
   }

@@ -11,10 +11,12 @@ import { type Config, loadConfig } from '../../src/config.js';
 import type { Coordinator } from '../../src/coordinator/coordinator.js';
 import type { SqliteLog } from '../../src/log/sqlite-log.js';
 import { Metrics } from '../../src/metrics.js';
+import type { OrphanScanner } from '../../src/participants/databases/orphan-scanner.js';
 
 export interface Harness {
   readonly app: FastifyInstance;
   readonly coordinator: Coordinator;
+  readonly orphans: OrphanScanner;
   readonly log: SqliteLog;
   readonly metrics: Metrics;
   readonly config: Config;
@@ -25,7 +27,9 @@ export interface Harness {
   close(removeData?: boolean): Promise<void>;
 }
 
-export type Overrides = { [S in keyof Config]?: Partial<Config[S]> };
+export type Overrides = { [S in Exclude<keyof Config, 'databases'>]?: Partial<Config[S]> } & {
+  databases?: Config['databases'];
+};
 
 export function tempDir(prefix = 'commitd-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -45,6 +49,7 @@ export function testConfig(overrides: Overrides = {}, dataDir = tempDir()): Conf
       ...overrides.participants,
     },
     log: { ...base.log, sweepIntervalMs: 50, ...overrides.log },
+    databases: overrides.databases ?? base.databases,
   };
 }
 
@@ -53,7 +58,7 @@ export async function startHarness(overrides: Overrides = {}, dataDir?: string):
   const metrics = new Metrics({ processMetrics: false });
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const errors: Error[] = [];
-  const { log, participants, coordinator } = assemble(config, metrics, readiness, {
+  const { log, participants, coordinator, orphans } = assemble(config, metrics, readiness, {
     logError: (e) => errors.push(e),
     error: (e) => errors.push(e),
     heuristic: () => {},
@@ -61,10 +66,12 @@ export async function startHarness(overrides: Overrides = {}, dataDir?: string):
   const app = await buildApi({ coordinator, config, metrics, readiness, logger: false });
   await app.ready();
   coordinator.recover();
+  orphans.start();
   readiness.ready = true;
   return {
     app,
     coordinator,
+    orphans,
     log,
     metrics,
     config,
@@ -73,6 +80,7 @@ export async function startHarness(overrides: Overrides = {}, dataDir?: string):
     readiness,
     close: async (removeData = false) => {
       await app.close();
+      await orphans.stop();
       await coordinator.stop();
       await participants.close();
       log.close();

@@ -1,0 +1,137 @@
+// PostgreSQL prepared transactions (PREPARE TRANSACTION), on pg's pool. The
+// service prepares under the gid commitd gives it; commitd finds it in
+// pg_prepared_xacts and finishes it with COMMIT/ROLLBACK PREPARED from its
+// own connections, which must be to the same database (a prepared transaction
+// can only be finished from the database it belongs to).
+
+import type pg from 'pg';
+import type { PhaseTwoMessage } from '../../protocol/types.js';
+import type { DatabaseAdapter, FinishResult, PreparedTransaction } from './database-adapter.js';
+import { GID_PREFIX, parsePostgresGid, postgresGid, postgresGidLiteral } from './transaction-names.js';
+
+export interface PostgresOptions {
+  readonly name: string;
+  readonly url: string;
+  readonly poolSize: number;
+  /** Bounds connecting and every statement. */
+  readonly callTimeoutMs: number;
+  /** A pooled connection failed while idle (the server restarted): reported, never fatal. */
+  readonly onError: (error: Error) => void;
+}
+
+/** SQLSTATE 42704 undefined_object: "prepared transaction with identifier … does not exist". */
+const UNDEFINED_OBJECT = '42704';
+
+/** Transaction ids remembered from votes, to tell how a vanished prepared transaction ended. */
+const MAX_REMEMBERED = 100_000;
+
+export class PostgresAdapter implements DatabaseAdapter {
+  readonly kind = 'postgres' as const;
+  readonly name: string;
+  /** pg_prepared_xacts filtered by current_database(). */
+  readonly listsWholeServer = false;
+  private poolPromise: Promise<pg.Pool> | null = null;
+  /**
+   * gid -> the prepared transaction's 64-bit id, as seen when it voted. If the
+   * gid is gone when phase two comes, pg_xact_status on this id says whether
+   * it committed or rolled back, which tells a heuristic outcome (finished
+   * by hand the other way) from a retry of our own call. In memory only:
+   * after a restart a vanished gid is `absent`.
+   */
+  private readonly seenXids = new Map<string, string>();
+
+  constructor(private readonly options: PostgresOptions) {
+    this.name = options.name;
+  }
+
+  /** pg is loaded on first use: a commitd without PostgreSQL databases never pays for it. */
+  private pool(): Promise<pg.Pool> {
+    this.poolPromise ??= import('pg').then(({ default: client }) => {
+      const o = this.options;
+      const pool = new client.Pool({
+        connectionString: o.url,
+        max: o.poolSize,
+        connectionTimeoutMillis: o.callTimeoutMs,
+        query_timeout: o.callTimeoutMs,
+        statement_timeout: o.callTimeoutMs,
+        allowExitOnIdle: true,
+      });
+      // A restart of the server shows up here, on idle connections; pg drops
+      // them and the next call connects afresh.
+      pool.on('error', (error) => o.onError(error));
+      return pool;
+    });
+    return this.poolPromise;
+  }
+
+  async isPrepared(txId: string, participant: string): Promise<boolean> {
+    const gid = postgresGid(txId, participant);
+    const result = await (await this.pool()).query<{ xid: string; next_xid: string }>(
+      `SELECT transaction::text AS xid, pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid
+         FROM pg_prepared_xacts WHERE gid = $1 AND database = current_database()`,
+      [gid],
+    );
+    const row = result.rows[0];
+    if (row === undefined) return false;
+    if (this.seenXids.size >= MAX_REMEMBERED) this.seenXids.clear();
+    this.seenXids.set(gid, fullTransactionId(row.xid, row.next_xid));
+    return true;
+  }
+
+  async finish(message: PhaseTwoMessage, txId: string, participant: string): Promise<FinishResult> {
+    const gid = postgresGid(txId, participant);
+    const verb = message === 'commit' ? 'COMMIT PREPARED' : 'ROLLBACK PREPARED';
+    try {
+      await (await this.pool()).query(`${verb} ${postgresGidLiteral(txId, participant)}`);
+      this.seenXids.delete(gid);
+      return 'finished';
+    } catch (error) {
+      if ((error as { code?: string }).code !== UNDEFINED_OBJECT) throw error;
+    }
+    const xid = this.seenXids.get(gid);
+    if (xid === undefined) return 'absent';
+    const status = await (await this.pool()).query<{ status: string | null }>(
+      'SELECT pg_xact_status($1::xid8) AS status',
+      [xid],
+    );
+    this.seenXids.delete(gid);
+    const ended = status.rows[0]?.status;
+    if (ended === 'committed') return message === 'commit' ? 'finished' : 'contrary';
+    if (ended === 'aborted') return message === 'abort' ? 'finished' : 'contrary';
+    return 'absent'; // too old to tell
+  }
+
+  async listPrepared(limit: number): Promise<PreparedTransaction[]> {
+    const result = await (await this.pool()).query<{ gid: string; age_ms: number }>(
+      `SELECT gid, (extract(epoch FROM now() - prepared) * 1000)::float8 AS age_ms
+         FROM pg_prepared_xacts
+        WHERE database = current_database() AND starts_with(gid, $1)
+        ORDER BY prepared LIMIT $2`,
+      [GID_PREFIX, limit],
+    );
+    const found: PreparedTransaction[] = [];
+    for (const row of result.rows) {
+      const name = parsePostgresGid(row.gid);
+      if (name) found.push({ ...name, ageMs: Math.max(0, row.age_ms) });
+    }
+    return found;
+  }
+
+  async close(): Promise<void> {
+    if (this.poolPromise) await (await this.poolPromise).end();
+  }
+}
+
+/**
+ * pg_prepared_xacts gives a 32-bit xid; pg_xact_status takes the 64-bit one.
+ * A prepared transaction is older than the next xid and less than 2^31 behind
+ * it (wraparound protection), so it has the next xid's epoch, or the one
+ * before when its low bits are above the next xid's.
+ */
+export function fullTransactionId(xid: string, nextFullXid: string): string {
+  const next = BigInt(nextFullXid);
+  const low = BigInt(xid);
+  let full = ((next >> 32n) << 32n) | low;
+  if (full > next) full -= 1n << 32n;
+  return full.toString();
+}

@@ -1,0 +1,29 @@
+// The one participant client the coordinator sees: a call goes to the HTTP
+// client or to the database participants by the target's kind (a url or a
+// database), so the coordinator never needs to know there are two.
+
+import type { PhaseTwoMessage } from '../protocol/types.js';
+import type { ParticipantClient, ParticipantTarget, PhaseTwoAnswer, PrepareAnswer } from './participant-client.js';
+
+export class RoutingParticipants implements ParticipantClient {
+  constructor(
+    private readonly http: ParticipantClient,
+    private readonly databases: ParticipantClient,
+  ) {}
+
+  prepare(txId: string, target: ParticipantTarget, payloadJson: string | null): Promise<PrepareAnswer> {
+    return this.route(target).prepare(txId, target, payloadJson);
+  }
+
+  deliver(message: PhaseTwoMessage, txId: string, target: ParticipantTarget): Promise<PhaseTwoAnswer> {
+    return this.route(target).deliver(message, txId, target);
+  }
+
+  private route(target: ParticipantTarget): ParticipantClient {
+    return target.database === null ? this.http : this.databases;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.http.close(), this.databases.close()]);
+  }
+}

@@ -7,15 +7,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { normalOrigin } from './security/access.js';
+import { parseTokens, TokenFormatError } from './security/tokens.js';
 
 type Spec =
   | { readonly kind: 'int'; readonly min: number; readonly max: number }
   | { readonly kind: 'string'; readonly nullable: boolean; readonly secret?: boolean }
-  | { readonly kind: 'enum'; readonly values: readonly string[] };
+  | { readonly kind: 'enum'; readonly values: readonly string[] }
+  /** A YAML list of strings, or one comma-separated string (how an environment variable gives it). */
+  | { readonly kind: 'list'; readonly secret?: boolean }
+  | { readonly kind: 'bool' };
 
 const int = (min: number, max: number) => ({ kind: 'int', min, max }) as const;
 const str = { kind: 'string', nullable: false } as const;
 const optionalSecret = { kind: 'string', nullable: true, secret: true } as const;
+const list = { kind: 'list' } as const;
+const secretList = { kind: 'list', secret: true } as const;
+const bool = { kind: 'bool' } as const;
 
 const DAY_MS = 86_400_000;
 
@@ -29,6 +37,10 @@ export const SETTINGS = {
     logLevel: { kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] } as const,
     bodyLimitBytes: int(1024, 64 * 1024 * 1024),
     authToken: optionalSecret,
+    tokens: secretList,
+    insecure: bool,
+    allowedOrigins: list,
+    protectOperations: bool,
     shutdownGraceMs: int(0, 600_000),
   },
   transactions: {
@@ -71,9 +83,13 @@ export const SETTINGS = {
 
 type Value<S> = S extends { kind: 'int' }
   ? number
-  : S extends { kind: 'string'; nullable: true }
-    ? string | null
-    : string;
+  : S extends { kind: 'list' }
+    ? readonly string[]
+    : S extends { kind: 'bool' }
+      ? boolean
+      : S extends { kind: 'string'; nullable: true }
+        ? string | null
+        : string;
 
 export type Config = {
   readonly [Section in keyof typeof SETTINGS]: {
@@ -133,7 +149,10 @@ function readYaml(file: string): unknown {
   try {
     return parseYaml(text) ?? {};
   } catch (error) {
-    throw new ConfigError(`the config file ${file} is not valid YAML: ${(error as Error).message}`);
+    // The parser's message quotes the offending line, which may hold a secret:
+    // only its first line (the rule and the position) is repeated.
+    const first = (error as Error).message.split('\n')[0] ?? '';
+    throw new ConfigError(`the config file ${file} is not valid YAML: ${first.replace(/:\s*$/, '')}`);
   }
 }
 
@@ -198,6 +217,17 @@ export function resolveConfig(
   }
   if (t.listLimitDefault > t.listLimitMax)
     throw new ConfigError('transactions.listLimitDefault must not exceed listLimitMax');
+  try {
+    parseTokens(config.server.tokens, config.server.authToken);
+  } catch (error) {
+    if (error instanceof TokenFormatError) throw new ConfigError(`server.tokens (COMMITD_TOKENS): ${error.message}`);
+    throw error;
+  }
+  for (const origin of config.server.allowedOrigins) {
+    if (normalOrigin(origin) === null) {
+      throw new ConfigError(`server.allowedOrigins (COMMITD_ALLOWED_ORIGINS): '${origin}' is not an origin`);
+    }
+  }
   const p = config.participants;
   if (p.retryDelayMsMin > p.retryDelayMsMax) {
     throw new ConfigError('participants.retryDelayMsMin must not exceed retryDelayMsMax');
@@ -288,8 +318,25 @@ function check(value: unknown, spec: Spec, where: string, fromEnv: boolean): unk
         if (spec.nullable) return null;
         throw new ConfigError(`${where} must be a non-empty string`);
       }
-      if (typeof value !== 'string') throw new ConfigError(`${where} must be a string, got ${show(value)}`);
+      if (typeof value !== 'string') {
+        throw new ConfigError(`${where} must be a string${spec.secret ? '' : `, got ${show(value)}`}`);
+      }
       return value;
+    case 'list': {
+      if (value === null || value === undefined || value === '') return [];
+      const items = typeof value === 'string' ? value.split(',') : value;
+      if (!Array.isArray(items) || !items.every((i) => typeof i === 'string')) {
+        // A secret list is never echoed back: a mistyped secret would end up in a log.
+        throw new ConfigError(
+          `${where} must be a list of strings or one comma-separated string${spec.secret ? '' : `, got ${show(value)}`}`,
+        );
+      }
+      return items.map((i) => i.trim()).filter((i) => i !== '');
+    }
+    case 'bool':
+      if (value === true || value === 'true') return true;
+      if (value === false || value === 'false') return false;
+      throw new ConfigError(`${where} must be true or false, got ${show(value)}`);
     case 'enum':
       if (typeof value !== 'string' || !spec.values.includes(value)) {
         throw new ConfigError(`${where} must be one of ${spec.values.join(', ')}, got ${show(value)}`);

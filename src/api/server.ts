@@ -1,14 +1,14 @@
-// The HTTP server: fastify with strict schemas, problem+json errors, bearer
-// authentication on /v1 when configured, readiness gating, operations
-// endpoints and the OpenAPI document.
+// The HTTP server: fastify with strict schemas, problem+json errors, access
+// control (access-control.ts), readiness gating, operations endpoints and the
+// OpenAPI document.
 
-import { timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
 import type { Config } from '../config.js';
 import type { Coordinator } from '../coordinator/coordinator.js';
 import type { Metrics } from '../metrics.js';
+import { installAccessControl } from './access-control.js';
 import { errorHandler, ProblemError, problem, sendProblem } from './problems.js';
 import { problemSchema, transactionSchema } from './schemas.js';
 import { transactionRoutes } from './transactions-routes.js';
@@ -93,27 +93,15 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
         description:
           'A durable two-phase commit coordinator. See docs/protocol.md for the client API and the participant protocol.',
       },
-      components: o.config.server.authToken ? { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } } : {},
+      components:
+        o.config.server.authToken !== null || o.config.server.tokens.length > 0
+          ? { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }
+          : {},
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  const token = o.config.server.authToken;
-  app.addHook('onRequest', async (request, reply) => {
-    if (!request.url.startsWith('/v1/')) return;
-    if (!o.readiness.ready) {
-      reply.header('retry-after', '1');
-      return sendProblem(reply, problem('unavailable', 503, 'commitd is starting or stopping'));
-    }
-    if (token === null) return;
-    const header = request.headers.authorization;
-    if (!header?.startsWith('Bearer ')) {
-      reply.header('www-authenticate', 'Bearer');
-      return sendProblem(reply, problem('unauthorized', 401, 'send Authorization: Bearer <token>'));
-    }
-    if (!sameSecret(header.slice(7), token)) return sendProblem(reply, problem('forbidden', 403, 'wrong token'));
-  });
-
+  installAccessControl(app, o.config, o.readiness);
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
     const r = o.readiness;
@@ -128,12 +116,6 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
 
   transactionRoutes(app, o.coordinator, o.config);
   return app;
-}
-
-function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /**

@@ -862,7 +862,7 @@ t.test('participant requests are signed when a signing secret is configured', as
 });
 
 t.test('bearer authentication when an auth token is configured', async (t) => {
-  const token = 'let-me-in';
+  const token = 'let-me-in-0123456789';
   const h = await harness(t, { server: { authToken: token } });
   const begin = (headers?: Record<string, string>) => post(h, '/v1/transactions', { participants: [] }, headers);
 
@@ -870,8 +870,9 @@ t.test('bearer authentication when an auth token is configured', async (t) => {
   problem(t, none, 401);
   t.match(none.headers['www-authenticate'], /^Bearer/);
   problem(t, await begin({ authorization: `Basic ${Buffer.from(`x:${token}`).toString('base64')}` }), 401);
-  problem(t, await begin({ authorization: 'Bearer wrong' }), 403);
-  problem(t, await begin({ authorization: `Bearer ${token}x` }), 403);
+  // An unknown token is no identity at all: 401, like none (403 is for a known token without the right).
+  problem(t, await begin({ authorization: 'Bearer wrong' }), 401);
+  problem(t, await begin({ authorization: `Bearer ${token}x` }), 401);
   problem(t, await get(h, '/v1/transactions'), 401);
 
   const ok = await begin({ authorization: `Bearer ${token}` });

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { buildApi, type Readiness } from '../../src/api/server.js';
 import { assemble } from '../../src/assemble.js';
 import { type Config, loadConfig } from '../../src/config.js';
@@ -53,7 +53,12 @@ export function testConfig(overrides: Overrides = {}, dataDir = tempDir()): Conf
   };
 }
 
-export async function startHarness(overrides: Overrides = {}, dataDir?: string): Promise<Harness> {
+/** `logger`: fastify's logger option (tests that read the log pass a stream). */
+export async function startHarness(
+  overrides: Overrides = {},
+  dataDir?: string,
+  logger: FastifyServerOptions['logger'] = false,
+): Promise<Harness> {
   const config = testConfig(overrides, dataDir);
   const metrics = new Metrics({ processMetrics: false });
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
@@ -63,7 +68,7 @@ export async function startHarness(overrides: Overrides = {}, dataDir?: string):
     error: (e) => errors.push(e),
     heuristic: () => {},
   });
-  const app = await buildApi({ coordinator, config, metrics, readiness, logger: false });
+  const app = await buildApi({ coordinator, config, metrics, readiness, logger });
   await app.ready();
   coordinator.recover();
   orphans.start();

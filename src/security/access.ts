@@ -1,0 +1,95 @@
+// Who may call what: one decision per request, made on the route the router
+// chose (fastify's route pattern such as /v1/transactions/:id/abort), never on
+// the raw URL, so percent-encodings, absolute-form request lines, double
+// slashes or letter case cannot steer a request past the check onto a route.
+
+import type { Role } from './tokens.js';
+
+/** Nobody needs a token (liveness, readiness, and metrics and docs unless protected). */
+export type Access = { readonly kind: 'open' } | { readonly kind: 'roles'; readonly roles: readonly Role[] };
+
+const OPEN: Access = { kind: 'open' };
+const ADMIN: Access = { kind: 'roles', roles: ['admin'] };
+const roles = (...r: Role[]): Access => ({ kind: 'roles', roles: ['admin', ...r] });
+
+/** METHOD + route pattern -> who may call it. A /v1 route missing here is admin-only. */
+const TABLE: Record<string, Access> = {
+  'POST /v1/transactions': roles('client'),
+  'POST /v1/transactions/:id/participants': roles('client', 'participant'),
+  'POST /v1/transactions/:id/prepare': roles('client'),
+  'POST /v1/transactions/:id/commit': roles('client'),
+  'POST /v1/transactions/:id/abort': roles('client'),
+  'GET /v1/transactions/:id': roles('client', 'participant'),
+  'GET /v1/transactions/:id/outcome': roles('participant'),
+  'GET /v1/transactions': ADMIN,
+};
+
+const ALWAYS_OPEN = new Set(['/healthz', '/readyz']);
+
+/**
+ * The access rule of a routed request. `route` is the pattern of the route
+ * that will run, or undefined when none matched (the not-found handler runs,
+ * which does nothing). Anything routed and not listed is admin-only: a route
+ * added later is closed until someone decides otherwise.
+ */
+export function accessFor(method: string, route: string | undefined, protectOperations: boolean): Access {
+  if (route === undefined) return OPEN;
+  if (ALWAYS_OPEN.has(route)) return OPEN;
+  const listed = TABLE[`${method === 'HEAD' ? 'GET' : method} ${route}`];
+  if (listed) return listed;
+  if (route === '/metrics' || route === '/docs' || route.startsWith('/docs/')) return protectOperations ? ADMIN : OPEN;
+  return ADMIN;
+}
+
+/** Routes that change state: refused from a browser page of another origin. */
+export function isMutating(method: string): boolean {
+  return method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS';
+}
+
+/** The name an action is logged under, or null for a route whose calls are not logged one by one. */
+export function actionName(method: string, route: string | undefined): string | null {
+  if (route === undefined || !route.startsWith('/v1/')) return null;
+  if (method === 'POST') {
+    if (route === '/v1/transactions') return 'begin';
+    if (route.endsWith('/participants')) return 'enlist';
+    return route.slice(route.lastIndexOf('/') + 1);
+  }
+  if (route === '/v1/transactions') return 'list';
+  return null;
+}
+
+/**
+ * Is `origin` one commitd serves a browser page from (its own) or one the
+ * operator allowed? Its own is the scheme and Host of the request itself.
+ */
+export function originAllowed(origin: string, ownOrigin: string, allowed: readonly string[]): boolean {
+  const normal = normalOrigin(origin);
+  if (normal === null) return false;
+  return normal === normalOrigin(ownOrigin) || allowed.some((a) => normalOrigin(a) === normal);
+}
+
+export function normalOrigin(text: string): string | null {
+  try {
+    const o = new URL(text).origin;
+    return o === 'null' ? null : o;
+  } catch {
+    return null;
+  }
+}
+
+/** Host names a loopback-only commitd answers to; any other Host is a page that rebound a name to 127.0.0.1. */
+export function isLoopbackHost(hostHeader: string | undefined): boolean {
+  if (hostHeader === undefined) return false;
+  let hostname: string;
+  try {
+    hostname = new URL(`http://${hostHeader}`).hostname;
+  } catch {
+    return false;
+  }
+  return isLoopbackName(hostname);
+}
+
+export function isLoopbackName(hostname: string): boolean {
+  const h = hostname.toLowerCase().replace(/\.$/, '');
+  return h === 'localhost' || h === '[::1]' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}

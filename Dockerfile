@@ -16,6 +16,9 @@ COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
+# Bound to every interface, commitd needs a token: without COMMITD_TOKENS (or
+# COMMITD_AUTH_TOKEN) it refuses to start (exit 2). Give them at run time:
+#   docker run -e COMMITD_TOKENS="client:$(openssl rand -hex 24),admin:$(openssl rand -hex 24)" ...
 ENV NODE_ENV=production \
     COMMITD_HOST=0.0.0.0 \
     COMMITD_PORT=7070 \

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { parseAllowedPrefixes, UrlPolicyError } from './participants/url-policy.js';
 import { normalOrigin } from './security/access.js';
 import { parseTokens, TokenFormatError } from './security/tokens.js';
 
@@ -72,6 +73,7 @@ export const SETTINGS = {
     databasePoolSize: int(1, 1000),
     orphanScanIntervalMs: int(100, 3_600_000),
     orphanSafetyIntervalMs: int(0, DAY_MS),
+    participantOrigins: list,
   },
   log: {
     maxBatchRecords: int(1, 100_000),
@@ -229,6 +231,14 @@ export function resolveConfig(
     }
   }
   const p = config.participants;
+  try {
+    parseAllowedPrefixes(p.participantOrigins);
+  } catch (error) {
+    if (error instanceof UrlPolicyError) {
+      throw new ConfigError(`participants.participantOrigins (COMMITD_PARTICIPANT_ORIGINS): ${error.message}`);
+    }
+    throw error;
+  }
   if (p.retryDelayMsMin > p.retryDelayMsMax) {
     throw new ConfigError('participants.retryDelayMsMin must not exceed retryDelayMsMax');
   }

@@ -8,6 +8,8 @@ import { assemble } from './assemble.js';
 import { ConfigError, loadConfig } from './config.js';
 import { LogLockedError } from './log/decision-log.js';
 import { Metrics } from './metrics.js';
+import { exposure } from './security/exposure.js';
+import { parseTokens } from './security/tokens.js';
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -16,6 +18,14 @@ async function main(): Promise<void> {
   } catch (error) {
     return exit(error instanceof ConfigError ? 2 : 1, `commitd: configuration: ${(error as Error).message}`);
   }
+  const exposed = exposure(
+    config.server.host,
+    parseTokens(config.server.tokens, config.server.authToken).length,
+    config.server.insecure,
+  );
+  if (exposed.kind === 'refuse') return exit(2, `commitd: configuration: ${exposed.message}`);
+  // Said before anything else, on stderr, where it is seen even with logs shipped elsewhere.
+  if (exposed.kind === 'warn') console.error(`commitd: WARNING: ${exposed.message}`);
 
   const metrics = new Metrics();
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
@@ -61,6 +71,7 @@ async function main(): Promise<void> {
   readiness.ready = true;
   const bound = server.server.address();
   const address = typeof bound === 'object' && bound !== null ? `${bound.address}:${bound.port}` : String(bound);
+  if (exposed.kind === 'warn') server.log.warn(exposed.message);
   server.log.info({ recovered, dataDir: config.server.dataDir, address }, 'commitd ready');
 
   let stopping = false;

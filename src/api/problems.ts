@@ -18,6 +18,8 @@ const TITLES: Record<string, string> = {
   'malformed-json': 'The body is not valid JSON',
   unauthorized: 'Authentication required',
   forbidden: 'Not allowed',
+  'participant-url-refused': 'The participant URL is refused',
+  'rate-limited': 'Too many requests',
   'not-found': 'Not found',
   'unsupported-media-type': 'Unsupported media type',
   'too-large': 'Too large',

@@ -11,6 +11,7 @@ import {
   postgresGid,
   xaXidText,
 } from '../participants/databases/transaction-names.js';
+import { type AllowedPrefix, checkParticipantUrl, parseAllowedPrefixes } from '../participants/url-policy.js';
 import { commitAnswer, prepareAnswer } from '../protocol/answers.js';
 import { abortedDetail } from '../protocol/transitions.js';
 import type { NewParticipant, Transaction, TxState } from '../protocol/types.js';
@@ -50,7 +51,9 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
     return kind === 'postgres' ? postgresGid(txId, name) : xaXidText(txId, name);
   };
   const transactionView: View = (tx) => viewOf(tx, xidOf);
-  const newParticipant = (p: ParticipantBody) => checkParticipant(p, limits.maxPayloadBytes, kinds);
+  // Validated at start (config.ts): parsing cannot fail here.
+  const allowed = parseAllowedPrefixes(config.participants.participantOrigins);
+  const newParticipant = (p: ParticipantBody) => checkParticipant(p, limits.maxPayloadBytes, kinds, allowed);
 
   app.post<{ Body: BeginBody }>('/v1/transactions', { schema: beginSchema(config) }, async (request, reply) => {
     const body = request.body;
@@ -207,6 +210,7 @@ function checkParticipant(
   p: ParticipantBody,
   maxPayloadBytes: number,
   databases: ReadonlyMap<string, DatabaseKind>,
+  allowed: readonly AllowedPrefix[],
 ): NewParticipant {
   if (p.url !== undefined && p.database !== undefined) {
     throw invalid(`participant '${p.name}' names both a url and a database: it is one or the other`);
@@ -222,16 +226,12 @@ function checkParticipant(
     return { name: p.name, url: null, database: p.database, payloadJson: null };
   }
   if (p.url === undefined) throw invalid(`participant '${p.name}' needs a url or a database`);
-  let url: URL;
-  try {
-    url = new URL(p.url);
-  } catch {
-    throw invalid(`participant '${p.name}' has an invalid url`);
+  const verdict = checkParticipantUrl(p.url, allowed);
+  if (!verdict.ok) {
+    throw new ProblemError(
+      problem('participant-url-refused', 400, `participant '${p.name}' url ${verdict.detail}`, { rule: verdict.rule }),
+    );
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw invalid(`participant '${p.name}' url must be http(s)`);
-  if (url.username || url.password) throw invalid(`participant '${p.name}' url must not carry credentials`);
-  if (url.search || url.hash) throw invalid(`participant '${p.name}' url must not have a query or fragment`);
   const payloadJson = p.payload === undefined ? null : JSON.stringify(p.payload);
   if (payloadJson !== null && Buffer.byteLength(payloadJson) > maxPayloadBytes) {
     throw tooLarge(`participant '${p.name}' payload is larger than ${maxPayloadBytes} bytes`);

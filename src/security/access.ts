@@ -3,6 +3,7 @@
 // the raw URL, so percent-encodings, absolute-form request lines, double
 // slashes or letter case cannot steer a request past the check onto a route.
 
+import { BlockList, isIP } from 'node:net';
 import type { Role } from './tokens.js';
 
 /** Nobody needs a token (liveness, readiness, and metrics and docs unless protected). */
@@ -89,7 +90,18 @@ export function isLoopbackHost(hostHeader: string | undefined): boolean {
   return isLoopbackName(hostname);
 }
 
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/** localhost, 127.0.0.0/8, ::1, and 127.0.0.0/8 spelled as IPv4-mapped IPv6. */
 export function isLoopbackName(hostname: string): boolean {
-  const h = hostname.toLowerCase().replace(/\.$/, '');
-  return h === 'localhost' || h === '[::1]' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+  const h = hostname
+    .toLowerCase()
+    .replace(/\.$/, '')
+    .replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost') return true;
+  const family = isIP(h);
+  // BlockList matches an IPv4-mapped IPv6 address against its IPv4 rules.
+  return family !== 0 && LOOPBACK.check(h, family === 4 ? 'ipv4' : 'ipv6');
 }

@@ -87,10 +87,23 @@ t.test(
 
     // The image's environment, on a free port and a data directory of the test's own.
     const { COMMITD_PORT: _port, COMMITD_DATA_DIR: _dataDir, ...imageEnv } = runtimeEnv();
-    const run = spawnService({
+    // Bound to every interface without a token, the image refuses to start
+    // (it exits while checking its configuration, before it binds anything).
+    const open = spawnService({
       dataDir: path.join(app, 'data'),
       script: path.join(app, 'dist', 'src', 'main.js'),
       env: imageEnv,
+      inheritCommitdEnv: false,
+      as: { cwd: app },
+    });
+    open.ready.catch(() => undefined);
+    t.equal((await open.exited).code, 2, 'without a token: exit 2');
+    t.match(open.output(), /COMMITD_TOKENS/, 'naming the setting');
+    t.match(dockerfile, /COMMITD_TOKENS=/, 'the Dockerfile shows how to give a token');
+    const run = spawnService({
+      dataDir: path.join(app, 'data'),
+      script: path.join(app, 'dist', 'src', 'main.js'),
+      env: { ...imageEnv, COMMITD_TOKENS: 'admin:image-test-token-0123456789' },
       as: { cwd: app },
     });
     const child = run.child;

@@ -17,6 +17,8 @@ import { PostgresAdapter } from './participants/databases/postgres.js';
 import { HttpParticipants } from './participants/http-participants.js';
 import type { ParticipantClient } from './participants/participant-client.js';
 import { RoutingParticipants } from './participants/routing-participants.js';
+import { parseParticipantSecrets } from './participants/signing.js';
+import { readPair, readPem } from './security/pem-files.js';
 import { answerWaitMsMax } from './protocol/answers.js';
 
 export interface Reporting {
@@ -41,8 +43,24 @@ export interface Assembled {
 /** Prepared transactions looked at per database per scan: bounds the work and memory of one scan. */
 const ORPHANS_PER_SCAN_MAX = 1000;
 
-/** Opens the log (throws LogLockedError or LogUnusableError) and builds the rest on it. */
+/**
+ * Reads the participant TLS files (throws ConfigError), opens the log (throws
+ * LogLockedError or LogUnusableError) and builds the rest on it.
+ */
 export function assemble(config: Config, metrics: Metrics, readiness: Readiness, report: Reporting): Assembled {
+  const p = config.participants;
+  const participantTls = {
+    ca: readPem(p.participantCaFile, 'COMMITD_PARTICIPANT_CA_FILE'),
+    ...(readPair(
+      p.participantCertFile,
+      p.participantKeyFile,
+      'COMMITD_PARTICIPANT_CERT_FILE',
+      'COMMITD_PARTICIPANT_KEY_FILE',
+    ) ?? {
+      cert: null,
+      key: null,
+    }),
+  };
   const log = new SqliteLog({
     dataDir: config.server.dataDir,
     maxBatchRecords: config.log.maxBatchRecords,
@@ -63,7 +81,6 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
       report.logError(e);
     },
   });
-  const p = config.participants;
   const onCall = (c: { message: string; result: string; durationMs: number }) => {
     metrics.participantRequests.inc({ message: c.message, result: c.result });
     metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
@@ -75,8 +92,11 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
     maxCallsInFlight: p.maxCallsInFlight,
     keepAliveTimeoutMs: p.keepAliveTimeoutMs,
     maxAnswerBytes: p.maxAnswerBytes,
+    maxCallsPerOrigin: p.maxCallsPerOrigin,
     signingSecret: p.signingSecret,
     onCall,
+    participantSecrets: parseParticipantSecrets(p.participantSecrets),
+    tls: participantTls,
   });
   const adapters = new Map<string, DatabaseAdapter>();
   for (const d of config.databases) {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { parseParticipantSecrets, SecretFormatError } from './participants/signing.js';
 import { parseAllowedPrefixes, UrlPolicyError } from './participants/url-policy.js';
 import { normalOrigin } from './security/access.js';
 import { parseTokens, TokenFormatError } from './security/tokens.js';
@@ -21,6 +22,7 @@ type Spec =
 
 const int = (min: number, max: number) => ({ kind: 'int', min, max }) as const;
 const str = { kind: 'string', nullable: false } as const;
+const optionalStr = { kind: 'string', nullable: true } as const;
 const optionalSecret = { kind: 'string', nullable: true, secret: true } as const;
 const list = { kind: 'list' } as const;
 const secretList = { kind: 'list', secret: true } as const;
@@ -73,7 +75,12 @@ export const SETTINGS = {
     databasePoolSize: int(1, 1000),
     orphanScanIntervalMs: int(100, 3_600_000),
     orphanSafetyIntervalMs: int(0, DAY_MS),
+    participantSecrets: secretList,
     participantOrigins: list,
+    maxCallsPerOrigin: int(1, 1_000_000),
+    participantCaFile: optionalStr,
+    participantCertFile: optionalStr,
+    participantKeyFile: optionalStr,
   },
   log: {
     maxBatchRecords: int(1, 100_000),
@@ -236,6 +243,14 @@ export function resolveConfig(
   } catch (error) {
     if (error instanceof UrlPolicyError) {
       throw new ConfigError(`participants.participantOrigins (COMMITD_PARTICIPANT_ORIGINS): ${error.message}`);
+    }
+    throw error;
+  }
+  try {
+    parseParticipantSecrets(p.participantSecrets);
+  } catch (error) {
+    if (error instanceof SecretFormatError) {
+      throw new ConfigError(`participants.participantSecrets (COMMITD_PARTICIPANT_SECRETS): ${error.message}`);
     }
     throw error;
   }

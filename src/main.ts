@@ -45,6 +45,7 @@ async function main(): Promise<void> {
       },
     });
   } catch (error) {
+    if (error instanceof ConfigError) return exit(2, `commitd: configuration: ${error.message}`);
     return exit(error instanceof LogLockedError ? 3 : 4, `commitd: ${(error as Error).message}`);
   }
   const { log, participants, coordinator, orphans } = assembled;

@@ -66,4 +66,9 @@ export class CallLimiter {
   get queued(): number {
     return this.waiting.length;
   }
+
+  /** Nothing running and nothing waiting: the limiter can be dropped. */
+  get idle(): boolean {
+    return this.running === 0 && this.waiting.length === 0;
+  }
 }

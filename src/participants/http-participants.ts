@@ -1,13 +1,22 @@
 // Participants over HTTP (docs/protocol.md, "Participant protocol"), on undici: one
 // keep-alive pool per participant origin, a hard timeout on every call, and
 // answers read with a size limit so a misbehaving participant cannot make the
-// coordinator buffer without bound.
+// coordinator buffer without bound. Calls in flight are bounded per origin as
+// well as in total, so a slow participant cannot hold the calls of others;
+// every address connected to passes the URL policy (checked-lookup.ts);
+// HTTPS is verified against the system store plus an optional CA, with an
+// optional client certificate; calls are signed (signing.ts). Redirects are
+// never followed (undici's dispatcher does not, and no redirect interceptor
+// is installed): a 3xx is an answer like any other non-2xx.
 
-import { createHmac } from 'node:crypto';
+import tls from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import type { PhaseTwoMessage } from '../protocol/types.js';
 import { CallLimiter } from './call-limiter.js';
+import { checkedLookup, type Resolver } from './checked-lookup.js';
 import type { ParticipantClient, ParticipantTarget, PhaseTwoAnswer, PrepareAnswer } from './participant-client.js';
+import { signature } from './signing.js';
+import { checkParticipantUrl } from './url-policy.js';
 
 export interface HttpParticipantsOptions {
   readonly prepareTimeoutMs: number;
@@ -18,8 +27,16 @@ export interface HttpParticipantsOptions {
   readonly keepAliveTimeoutMs: number;
   /** Largest answer body read from a participant. */
   readonly maxAnswerBytes: number;
+  /** Calls to one participant origin in flight at once; more wait their turn (within their time limit). */
+  readonly maxCallsPerOrigin: number;
   /** When set, every call carries an HMAC-SHA256 signature participants can check. */
   readonly signingSecret: string | null;
+  /** Secrets per participant origin (normalised), overriding signingSecret. */
+  readonly participantSecrets?: ReadonlyMap<string, string>;
+  /** TLS for https participants: extra trusted CAs (PEM, added to the system store), a client certificate and key. */
+  readonly tls?: { readonly ca: string | null; readonly cert: string | null; readonly key: string | null };
+  /** How names are resolved (tests substitute one); every address is checked against the URL policy. */
+  readonly resolve?: Resolver;
   readonly onCall?: (call: CallRecord) => void;
 }
 
@@ -33,6 +50,9 @@ export interface CallRecord {
 interface Endpoint {
   readonly origin: string;
   readonly basePath: string;
+  readonly secret: string | null;
+  /** Why calls to it are refused (a URL stored before the policy, or from an older commitd), or null. */
+  readonly refused: string | null;
 }
 
 const MAX_CACHED_ENDPOINTS = 10_000;
@@ -41,22 +61,59 @@ export class HttpParticipants implements ParticipantClient {
   private readonly agent: Agent;
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly limiter: CallLimiter;
+  private readonly perOrigin = new Map<string, CallLimiter>();
 
   constructor(private readonly options: HttpParticipantsOptions) {
     this.limiter = new CallLimiter(options.maxCallsInFlight);
+    const t = options.tls;
     this.agent = new Agent({
       connections: options.connectionsPerOrigin,
       keepAliveTimeout: options.keepAliveTimeoutMs,
       pipelining: 1,
       // A host that never answers the connection counts within the same bound.
       connectTimeout: Math.min(options.prepareTimeoutMs, options.phaseTwoTimeoutMs),
+      connect: {
+        lookup: checkedLookup(options.resolve),
+        // Node replaces its default store when `ca` is given: the system
+        // store stays trusted, the configured CA is added to it.
+        ...(t?.ca ? { ca: [...tls.rootCertificates, t.ca] } : {}),
+        ...(t?.cert && t.key ? { cert: t.cert, key: t.key } : {}),
+      },
     });
+  }
+
+  /**
+   * Runs a call holding a slot of its origin first, then one of the total:
+   * calls queued behind a slow origin wait in that origin's queue and take
+   * none of the slots other origins need. Both waits count against the
+   * call's one time limit.
+   */
+  private limited<T>(
+    url: string,
+    call: (remainingMs: number) => Promise<T>,
+    timeLimitMs: number,
+    expired: () => T,
+  ): Promise<T> {
+    const origin = this.endpoint(url).origin;
+    let limiter = this.perOrigin.get(origin);
+    if (limiter === undefined) {
+      limiter = new CallLimiter(this.options.maxCallsPerOrigin);
+      this.perOrigin.set(origin, limiter);
+    }
+    const own = limiter;
+    return own
+      .run((remainingMs) => this.limiter.run(call, remainingMs, expired), timeLimitMs, expired)
+      .finally(() => {
+        // Idle origins are forgotten: the map holds only origins with calls.
+        if (own.idle && this.perOrigin.get(origin) === own) this.perOrigin.delete(origin);
+      });
   }
 
   async prepare(txId: string, target: ParticipantTarget, payloadJson: string | null): Promise<PrepareAnswer> {
     const startedAt = performance.now();
     const body = `{"transactionId":${JSON.stringify(txId)},"participant":${JSON.stringify(target.name)},"payload":${payloadJson ?? 'null'}}`;
-    const answer = await this.limiter.run(
+    const answer = await this.limited(
+      target.url,
       (remainingMs) => this.prepareCall(txId, target, body, remainingMs),
       this.options.prepareTimeoutMs,
       (): PrepareAnswer => ({ kind: 'lost', reason: NO_ANSWER_QUEUED }),
@@ -92,7 +149,8 @@ export class HttpParticipants implements ParticipantClient {
 
   async deliver(message: PhaseTwoMessage, txId: string, target: ParticipantTarget): Promise<PhaseTwoAnswer> {
     const startedAt = performance.now();
-    const answer = await this.limiter.run(
+    const answer = await this.limited(
+      target.url,
       (remainingMs) => this.deliverCall(message, txId, target, remainingMs),
       this.options.phaseTwoTimeoutMs,
       (): PhaseTwoAnswer => ({ kind: 'failed', error: NO_ANSWER_QUEUED }),
@@ -137,14 +195,22 @@ export class HttpParticipants implements ParticipantClient {
     // is a bug upstream, answered as a failed call rather than a crash.
     if (target.url === null) return Promise.reject(new Error(`participant ${target.name} has no url`));
     const endpoint = this.endpoint(target.url);
+    if (endpoint.refused !== null) return Promise.reject(new Error(endpoint.refused));
+    const path = `${endpoint.basePath}/${action}`;
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       'x-commitd-transaction': txId,
     };
-    if (this.options.signingSecret !== null) {
+    if (endpoint.secret !== null) {
       const timestamp = String(Date.now());
       headers['x-commitd-timestamp'] = timestamp;
-      headers['x-commitd-signature'] = `sha256=${sign(this.options.signingSecret, timestamp, body)}`;
+      headers['x-commitd-signature'] = signature(endpoint.secret, {
+        timestamp,
+        method: 'POST',
+        path,
+        transactionId: txId,
+        body,
+      });
     }
     return new Promise((resolve, reject) => {
       const reader = new AnswerReader(this.options.maxAnswerBytes, resolve, reject);
@@ -157,7 +223,7 @@ export class HttpParticipants implements ParticipantClient {
       this.agent.dispatch(
         {
           origin: endpoint.origin,
-          path: `${endpoint.basePath}/${action}`,
+          path,
           method: 'POST',
           headers,
           body,
@@ -173,7 +239,15 @@ export class HttpParticipants implements ParticipantClient {
     let endpoint = this.endpoints.get(url);
     if (endpoint === undefined) {
       const parsed = new URL(url);
-      endpoint = { origin: parsed.origin, basePath: parsed.pathname.replace(/\/+$/, '') };
+      // The fixed rules of the URL policy, again at call time: a URL stored
+      // before they existed is not called either.
+      const verdict = checkParticipantUrl(url, []);
+      endpoint = {
+        origin: parsed.origin,
+        basePath: parsed.pathname.replace(/\/+$/, ''),
+        secret: this.options.participantSecrets?.get(parsed.origin) ?? this.options.signingSecret,
+        refused: verdict.ok ? null : `participant url refused (${verdict.rule})`,
+      };
       if (this.endpoints.size >= MAX_CACHED_ENDPOINTS) this.endpoints.clear();
       this.endpoints.set(url, endpoint);
     }
@@ -286,11 +360,6 @@ function parseJson(body: Buffer | null): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** HMAC-SHA256 over `${timestamp}.${body}`, hex: what a participant recomputes to check the caller. */
-export function sign(secret: string, timestamp: string, body: string): string {
-  return createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -849,9 +849,10 @@ t.test('participant requests are signed when a signing secret is configured', as
     const signature = m.headers['x-commitd-signature'];
     t.type(timestamp, 'string', `${m.action}: carries a timestamp`);
     t.type(signature, 'string', `${m.action}: carries a signature`);
-    const expected = `sha256=${createHmac('sha256', secret).update(`${timestamp}.${m.rawBody}`).digest('hex')}`;
-    t.equal(signature, expected, `${m.action}: HMAC-SHA256 over timestamp.body`);
-    const wrong = `sha256=${createHmac('sha256', 'other').update(`${timestamp}.${m.rawBody}`).digest('hex')}`;
+    const signed = `v1\n${timestamp}\nPOST\n/tx/${m.action}\n${res.json().id}\n${m.rawBody}`;
+    const expected = `v1=${createHmac('sha256', secret).update(signed).digest('hex')}`;
+    t.equal(signature, expected, `${m.action}: HMAC-SHA256 over v1, timestamp, method, path, id and body`);
+    const wrong = `v1=${createHmac('sha256', 'other').update(signed).digest('hex')}`;
     t.not(signature, wrong, `${m.action}: depends on the secret`);
     t.ok(
       Number(timestamp) >= startedAt - 1000 && Number(timestamp) <= Date.now() + 1000,

@@ -5,7 +5,8 @@
 import http from 'node:http';
 import net from 'node:net';
 import t, { type Test } from 'tap';
-import { HttpParticipants, type HttpParticipantsOptions, sign } from '../../src/participants/http-participants.js';
+import { HttpParticipants, type HttpParticipantsOptions } from '../../src/participants/http-participants.js';
+import { signature } from '../../src/participants/signing.js';
 
 interface Seen {
   readonly path: string;
@@ -43,6 +44,7 @@ function client(t: Test, options: Partial<HttpParticipantsOptions> = {}): HttpPa
     maxCallsInFlight: 16,
     keepAliveTimeoutMs: 1_000,
     maxAnswerBytes: 1_024,
+    maxCallsPerOrigin: 16,
     signingSecret: null,
     ...options,
   });
@@ -237,7 +239,8 @@ t.test('with a signing secret every call carries an HMAC the participant can rec
   for (const s of p.seen) {
     const timestamp = String(s.headers['x-commitd-timestamp']);
     t.match(timestamp, /^\d{13}$/);
-    t.equal(s.headers['x-commitd-signature'], `sha256=${sign('s3cret', timestamp, s.body)}`);
+    const parts = { timestamp, method: 'POST', path: s.path, transactionId: 'tx_1', body: s.body };
+    t.equal(s.headers['x-commitd-signature'], signature('s3cret', parts));
   }
 });
 

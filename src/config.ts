@@ -44,6 +44,13 @@ export const SETTINGS = {
     insecure: bool,
     allowedOrigins: list,
     protectOperations: bool,
+    tlsCertFile: optionalStr,
+    tlsKeyFile: optionalStr,
+    rateLimitPerS: int(0, 1_000_000),
+    headersTimeoutMs: int(100, 600_000),
+    requestTimeoutMs: int(100, 3_600_000),
+    idleTimeoutMs: int(100, 3_600_000),
+    maxConnections: int(1, 1_000_000),
     shutdownGraceMs: int(0, 600_000),
   },
   transactions: {
@@ -60,6 +67,7 @@ export const SETTINGS = {
     idempotencyKeyRetentionMs: int(0, 365 * DAY_MS),
     listLimitDefault: int(1, 10_000),
     listLimitMax: int(1, 10_000),
+    listPageMaxBytes: int(1024, 256 * 1024 * 1024),
   },
   participants: {
     prepareTimeoutMs: int(1, 600_000),
@@ -226,6 +234,9 @@ export function resolveConfig(
   }
   if (t.listLimitDefault > t.listLimitMax)
     throw new ConfigError('transactions.listLimitDefault must not exceed listLimitMax');
+  if (config.server.headersTimeoutMs > config.server.requestTimeoutMs) {
+    throw new ConfigError('server.headersTimeoutMs must not exceed requestTimeoutMs');
+  }
   try {
     parseTokens(config.server.tokens, config.server.authToken);
   } catch (error) {

@@ -9,12 +9,20 @@ import { ConfigError, loadConfig } from './config.js';
 import { LogLockedError } from './log/decision-log.js';
 import { Metrics } from './metrics.js';
 import { exposure } from './security/exposure.js';
+import { readPair } from './security/pem-files.js';
 import { parseTokens } from './security/tokens.js';
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
+  let tls: ReturnType<typeof readPair>;
   try {
     config = loadConfig();
+    tls = readPair(
+      config.server.tlsCertFile,
+      config.server.tlsKeyFile,
+      'COMMITD_TLS_CERT_FILE',
+      'COMMITD_TLS_KEY_FILE',
+    );
   } catch (error) {
     return exit(error instanceof ConfigError ? 2 : 1, `commitd: configuration: ${(error as Error).message}`);
   }
@@ -50,7 +58,14 @@ async function main(): Promise<void> {
   }
   const { log, participants, coordinator, orphans } = assembled;
 
-  const server = await buildApi({ coordinator, config, metrics, readiness, logger: { level: config.server.logLevel } });
+  const server = await buildApi({
+    coordinator,
+    config,
+    metrics,
+    readiness,
+    logger: { level: config.server.logLevel },
+    tls,
+  });
   app.log = server.log;
 
   try {

@@ -10,6 +10,7 @@ import type { Coordinator } from '../coordinator/coordinator.js';
 import type { Metrics } from '../metrics.js';
 import { installAccessControl } from './access-control.js';
 import { errorHandler, ProblemError, problem, sendProblem } from './problems.js';
+import { installRateLimit } from './rate-limit.js';
 import { problemSchema, transactionSchema } from './schemas.js';
 import { transactionRoutes } from './transactions-routes.js';
 
@@ -27,13 +28,27 @@ export interface ApiOptions {
   readonly metrics: Metrics;
   readonly readiness: Readiness;
   readonly logger: FastifyServerOptions['logger'];
+  /** Serve HTTPS with this certificate chain and key (PEM), read by the caller. */
+  readonly tls?: { readonly cert: string; readonly key: string } | null;
 }
 
 /** Deeper than any real payload needs; far below what recursion over it could not handle. */
 export const MAX_JSON_DEPTH = 64;
 
 export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
+  const server = o.config.server;
+  // Node checks the headers and request timeouts on this interval (30 s by
+  // default): a slow client would otherwise be cut off only that late.
+  const httpOptions = {
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(server.headersTimeoutMs / 2))),
+    headersTimeout: server.headersTimeoutMs,
+    requestTimeout: server.requestTimeoutMs,
+  };
   const app = Fastify({
+    ...(o.tls ? { https: { ...httpOptions, cert: o.tls.cert, key: o.tls.key } } : { http: httpOptions }),
+    requestTimeout: server.requestTimeoutMs,
+    connectionTimeout: server.idleTimeoutMs,
+    keepAliveTimeout: server.idleTimeoutMs,
     logger: o.logger,
     // One log line per request would cost more than the request at full
     // load; failures are logged where they happen.
@@ -75,6 +90,9 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     jsonParser(request, body as string, done);
   });
 
+  app.server.headersTimeout = server.headersTimeoutMs;
+  app.server.maxConnections = server.maxConnections;
+
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>
     sendProblem(reply, problem('not-found', 404, `no route ${request.method} ${request.url.split('?')[0]}`)),
@@ -102,6 +120,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   installAccessControl(app, o.config, o.readiness);
+  if (server.rateLimitPerS > 0) await installRateLimit(app, server.rateLimitPerS);
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
     const r = o.readiness;

@@ -11,6 +11,7 @@ import {
   postgresGid,
   xaXidText,
 } from '../participants/databases/transaction-names.js';
+import type { ListPage } from '../log/decision-log.js';
 import { type AllowedPrefix, checkParticipantUrl, parseAllowedPrefixes } from '../participants/url-policy.js';
 import { commitAnswer, prepareAnswer } from '../protocol/answers.js';
 import { abortedDetail } from '../protocol/transitions.js';
@@ -155,14 +156,38 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
   app.get<{ Querystring: { state?: TxState; limit?: string; after?: string } }>(
     '/v1/transactions',
     { schema: listSchema(config) },
-    async (request) => {
+    async (request, reply) => {
       const q = request.query;
       const limit = q.limit === undefined ? limits.listLimitDefault : Number(q.limit);
       if (limit < 1 || limit > limits.listLimitMax) throw invalid(`limit must be from 1 to ${limits.listLimitMax}`);
       const page = coordinator.list({ state: q.state ?? null, limit, after: q.after ?? null });
-      return { transactions: page.transactions.map(transactionView), next: page.next };
+      return reply.type('application/json').send(listPage(page, limits.listPageMaxBytes, transactionView));
     },
   );
+}
+
+/**
+ * The list's JSON, at most `maxBytes` of transactions: the page stops before
+ * the transaction that would pass the budget (the first always fits, so a
+ * page is never empty while more exist) and `next` continues after the last
+ * one sent. Built as text here, each transaction serialised once, so the
+ * budget is exact and the answer is not serialised a second time.
+ */
+export function listPage(page: ListPage, maxBytes: number, transactionView: View): string {
+  const parts: string[] = [];
+  let bytes = 0;
+  let next = page.next;
+  for (const [i, tx] of page.transactions.entries()) {
+    const json = JSON.stringify(transactionView(tx));
+    const size = Buffer.byteLength(json);
+    if (i > 0 && bytes + size > maxBytes) {
+      next = page.transactions[i - 1]?.id ?? next;
+      break;
+    }
+    parts.push(json);
+    bytes += size + 1;
+  }
+  return `{"transactions":[${parts.join(',')}],"next":${JSON.stringify(next)}}`;
 }
 
 function commitReply(reply: FastifyReply, answer: Answer, transactionView: View): FastifyReply {

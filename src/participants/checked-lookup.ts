@@ -12,7 +12,6 @@ export type Resolver = typeof dns.lookup;
 
 export class AddressRefusedError extends Error {
   override name = 'AddressRefusedError';
-  readonly code = 'COMMITD_ADDRESS_REFUSED';
 }
 
 export function checkedLookup(resolve: Resolver = dns.lookup): LookupFunction {

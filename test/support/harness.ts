@@ -53,11 +53,12 @@ export function testConfig(overrides: Overrides = {}, dataDir = tempDir()): Conf
   };
 }
 
-/** `logger`: fastify's logger option (tests that read the log pass a stream). */
+/** `logger`: fastify's logger option (tests that read the log pass a stream); `tls`: serve HTTPS. */
 export async function startHarness(
   overrides: Overrides = {},
   dataDir?: string,
   logger: FastifyServerOptions['logger'] = false,
+  tls: { cert: string; key: string } | null = null,
 ): Promise<Harness> {
   const config = testConfig(overrides, dataDir);
   const metrics = new Metrics({ processMetrics: false });
@@ -68,7 +69,7 @@ export async function startHarness(
     error: (e) => errors.push(e),
     heuristic: () => {},
   });
-  const app = await buildApi({ coordinator, config, metrics, readiness, logger });
+  const app = await buildApi({ coordinator, config, metrics, readiness, logger, tls });
   await app.ready();
   coordinator.recover();
   orphans.start();

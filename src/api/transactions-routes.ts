@@ -75,10 +75,10 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
       participants,
       timeoutMs: body.timeoutMs ?? null,
       idempotencyKey,
-      // Until tokens scope keys, every caller is the same principal.
-      idempotencyScope: '',
-      // Without tokens a caller is its address.
-      callerId: request.ip,
+      // The token's id (a prefix of its SHA-256), never the token itself.
+      idempotencyScope: request.identity?.tokenId ?? '',
+      // A caller is its token, or its address without tokens.
+      callerId: request.identity?.tokenId ?? request.ip,
       // What makes a retry the same request: everything but the key itself,
       // with defaults filled in, so that leaving out `commit` or `timeoutMs`
       // and sending their defaults are the same request.

@@ -1,0 +1,57 @@
+// Idempotency keys squatted (issue 9): any caller could take the key
+// `order-42` first and the real client then got 409 forever. Keys are now
+// scoped to the token that used them: another caller's key is never found.
+
+import t from 'tap';
+import { startHarness } from '../support/harness.js';
+
+const ALICE = 'alice-client-token-0123456789';
+const MALLORY = 'mallory-client-token-0123456789';
+
+t.test("another token's idempotency key is never found", async (t) => {
+  // Closed below, for the restart; the restarted one removes the data.
+  const h = await startHarness({ server: { tokens: [`client:${ALICE}`, `client:${MALLORY}`] } });
+  const begin = (token: string, payload: object) =>
+    h.app.inject({
+      method: 'POST',
+      url: '/v1/transactions',
+      payload,
+      headers: { authorization: `Bearer ${token}` },
+    });
+  // Mallory squats the key with a different request first.
+  const squat = await begin(MALLORY, { idempotencyKey: 'order-42', metadata: { squatted: true } });
+  t.equal(squat.statusCode, 201);
+  const real = await begin(ALICE, { idempotencyKey: 'order-42', metadata: { order: 42 } });
+  t.equal(real.statusCode, 201, 'the real client gets its own transaction, not 409');
+  t.not(real.json().id, squat.json().id);
+  t.equal(real.json().idempotencyKey, 'order-42', 'the view shows the key as the client gave it');
+  t.same(real.json().metadata, { order: 42 });
+  const retry = await begin(ALICE, { idempotencyKey: 'order-42', metadata: { order: 42 } });
+  t.equal(retry.statusCode, 200, "the client's retry finds its own transaction");
+  t.equal(retry.json().id, real.json().id);
+  const mallorySame = await begin(MALLORY, { idempotencyKey: 'order-42', metadata: { order: 42 } });
+  t.equal(mallorySame.statusCode, 409, "Mallory's key is still Mallory's: a different request is a conflict");
+  t.notMatch(mallorySame.body, /"order":42/, "and Mallory never sees Alice's transaction");
+  // The scope survives a restart (it is part of the key as stored).
+  const dataDir = h.dataDir;
+  await h.close();
+  const again = await startHarness({ server: { tokens: [`client:${ALICE}`, `client:${MALLORY}`] } }, dataDir);
+  t.teardown(() => again.close(true));
+  const afterRestart = await again.app.inject({
+    method: 'POST',
+    url: '/v1/transactions',
+    payload: { idempotencyKey: 'order-42', metadata: { order: 42 } },
+    headers: { authorization: `Bearer ${ALICE}` },
+  });
+  t.equal(afterRestart.statusCode, 200);
+  t.equal(afterRestart.json().id, real.json().id, 'found again after a restart');
+  t.equal(afterRestart.json().idempotencyKey, 'order-42');
+});
+
+t.test('a key with NUL in it is refused (it separates the scope where keys are stored)', async (t) => {
+  const h = await startHarness({});
+  t.teardown(() => h.close(true));
+  const res = await h.app.inject({ method: 'POST', url: '/v1/transactions', payload: { idempotencyKey: 'a\u0000b' } });
+  t.equal(res.statusCode, 400);
+  t.equal(h.coordinator.inFlight, 0);
+});

@@ -18,8 +18,8 @@ import { HttpParticipants } from './participants/http-participants.js';
 import type { ParticipantClient } from './participants/participant-client.js';
 import { RoutingParticipants } from './participants/routing-participants.js';
 import { parseParticipantSecrets } from './participants/signing.js';
-import { readPair, readPem } from './security/pem-files.js';
 import { answerWaitMsMax } from './protocol/answers.js';
+import { readPair, readPem } from './security/pem-files.js';
 
 export interface Reporting {
   readonly logError: (error: Error) => void;

@@ -19,7 +19,10 @@ import { tempDir } from '../support/harness.js';
 import { startParticipant } from '../support/participant.js';
 import { startService } from '../support/service.js';
 
-const commitd = await startService(tempDir(), { COMMITD_AUTH_TOKEN: 'client-token' });
+const commitd = await startService(tempDir(), {
+  COMMITD_AUTH_TOKEN: 'client-token',
+  COMMITD_TOKENS: 'participant:participant-token-0123456789',
+});
 t.teardown(() => commitd.kill('SIGTERM'));
 const client = new CommitdClient({ url: commitd.url, token: 'client-token', retries: 0 });
 t.teardown(() => client.close());
@@ -124,19 +127,24 @@ t.test('NotFoundError, InvalidRequestError', async (t) => {
   await t.rejects(client.begin({ participants: [{ name: 'a', url: 'ftp://x' }] }), InvalidRequestError);
 });
 
-t.test('UnauthorizedError: no token (401), wrong token (403)', async (t) => {
+t.test('UnauthorizedError: no token or an unknown one (401), a role without the right (403)', async (t) => {
   const anonymous = new CommitdClient({ url: commitd.url, retries: 0 });
   const wrong = new CommitdClient({ url: commitd.url, token: 'nope', retries: 0 });
+  const participant = new CommitdClient({ url: commitd.url, token: 'participant-token-0123456789', retries: 0 });
   t.teardown(async () => {
     await anonymous.close();
     await wrong.close();
+    await participant.close();
   });
   const e1 = await anonymous.list().catch((e: unknown) => e);
   t.type(e1, UnauthorizedError);
   t.equal((e1 as UnauthorizedError).status, 401);
   const e2 = await wrong.list().catch((e: unknown) => e);
   t.type(e2, UnauthorizedError);
-  t.equal((e2 as UnauthorizedError).status, 403);
+  t.equal((e2 as UnauthorizedError).status, 401);
+  const e3 = await participant.list().catch((e: unknown) => e);
+  t.type(e3, UnauthorizedError);
+  t.equal((e3 as UnauthorizedError).status, 403, 'a participant token may not list');
 });
 
 t.test('UnavailableError with Retry-After, and a retried begin that succeeds', async (t) => {

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { PACKAGE_ROOT } from '../../src/config.js';
+import { verifySignature } from '../../src/kit/signature.js';
 import { HttpParticipants } from '../../src/participants/http-participants.js';
 import { parseParticipantSecrets, signature, signingString } from '../../src/participants/signing.js';
 
@@ -34,6 +35,12 @@ t.test('the signer matches the test vector in docs/protocol.md', async (t) => {
     `v1\n1767225600000\nPOST\n/tx/prepare\ntx_01JGZ5K3M8Q9R2S4T6V7W8X9YZ\n${parts.body}`,
     'S as documented',
   );
+  // The participant kit's verifier accepts the same vector (with its clock at the timestamp).
+  const verdict = verifySignature(
+    { ...parts, signature: vectorField('`x-commitd-signature`') },
+    { secrets: [vectorField('secret')], nowMs: Number(parts.timestamp) },
+  );
+  t.same(verdict, { ok: true }, "the kit's verifier accepts it");
 });
 
 t.test('the signature binds the action, the transaction, the time, the body and the secret', async (t) => {

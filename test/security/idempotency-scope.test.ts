@@ -55,3 +55,23 @@ t.test('a key with NUL in it is refused (it separates the scope where keys are s
   t.equal(res.statusCode, 400);
   t.equal(h.coordinator.inFlight, 0);
 });
+
+t.test('with tokens, the in-flight limit per caller counts per token, not per address', async (t) => {
+  const h = await startHarness({
+    server: { tokens: [`client:${ALICE}`, `client:${MALLORY}`] },
+    transactions: { maxInFlightPerCaller: 1 },
+  });
+  t.teardown(() => h.close(true));
+  const begin = (token: string) =>
+    h.app.inject({
+      method: 'POST',
+      url: '/v1/transactions',
+      payload: {},
+      headers: { authorization: `Bearer ${token}` },
+    });
+  t.equal((await begin(MALLORY)).statusCode, 201);
+  const refused = await begin(MALLORY);
+  t.equal(refused.statusCode, 503, 'the second from the same token waits');
+  t.ok(refused.headers['retry-after'], 'with Retry-After');
+  t.equal((await begin(ALICE)).statusCode, 201, 'another token from the same address goes on');
+});

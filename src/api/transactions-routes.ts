@@ -6,12 +6,12 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config, DatabaseKind } from '../config.js';
 import type { Answer, Coordinator } from '../coordinator/coordinator.js';
+import type { ListPage } from '../log/decision-log.js';
 import {
   nameProblem as participantNameProblem,
   postgresGid,
   xaXidText,
 } from '../participants/databases/transaction-names.js';
-import type { ListPage } from '../log/decision-log.js';
 import { type AllowedPrefix, checkParticipantUrl, parseAllowedPrefixes } from '../participants/url-policy.js';
 import { commitAnswer, prepareAnswer } from '../protocol/answers.js';
 import { abortedDetail } from '../protocol/transitions.js';

@@ -89,11 +89,13 @@ export class HttpParticipants implements ParticipantClient {
    * call's one time limit.
    */
   private limited<T>(
-    url: string,
+    url: string | null,
     call: (remainingMs: number) => Promise<T>,
     timeLimitMs: number,
     expired: () => T,
   ): Promise<T> {
+    // No url (the caller refuses it in post): only the total applies.
+    if (url === null) return this.limiter.run(call, timeLimitMs, expired);
     const origin = this.endpoint(url).origin;
     let limiter = this.perOrigin.get(origin);
     if (limiter === undefined) {

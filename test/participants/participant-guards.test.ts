@@ -61,9 +61,9 @@ t.test('a redirect is an answer, never followed', async (t) => {
     res.writeHead(307, { location: `${target.url}${req.url?.slice(3)}` }).end(),
   );
   const c = client(t);
-  const vote = await c.prepare('tx_1', { name: 'p', url: redirecting.url }, null);
+  const vote = await c.prepare('tx_1', { name: 'p', url: redirecting.url, database: null }, null);
   t.match(vote, { kind: 'lost', reason: /HTTP 307/ }, 'a 307 to prepare is no vote');
-  const commit = await c.deliver('commit', 'tx_1', { name: 'p', url: redirecting.url });
+  const commit = await c.deliver('commit', 'tx_1', { name: 'p', url: redirecting.url, database: null });
   t.match(commit, { kind: 'failed', error: /HTTP 307/ }, 'a 307 to commit is a failed delivery');
   t.same(target.received, [], 'the redirect target was never contacted');
 });
@@ -83,21 +83,21 @@ t.test('a name that resolves to a refused address fails at connection time', asy
   const c = unmanagedClient({ resolve, connectionsPerOrigin: 1 });
   const url = `http://rebind.test:${real.port}/tx`;
   t.match(
-    await c.prepare('tx_1', { name: 'p', url }, null),
+    await c.prepare('tx_1', { name: 'p', url, database: null }, null),
     { kind: 'vote', vote: 'yes' },
     'resolved to 127.0.0.1: called',
   );
   await c.close();
   const again = client(t, { resolve, connectionsPerOrigin: 1 });
   answer = '169.254.169.254';
-  const vote = await again.prepare('tx_2', { name: 'p', url }, null);
+  const vote = await again.prepare('tx_2', { name: 'p', url, database: null }, null);
   t.match(vote, { kind: 'lost', reason: /link-local/ }, 'rebound to 169.254.169.254: no vote');
-  const delivery = await again.deliver('abort', 'tx_2', { name: 'p', url });
+  const delivery = await again.deliver('abort', 'tx_2', { name: 'p', url, database: null });
   t.match(delivery, { kind: 'failed', error: /link-local/ }, 'and a failed delivery, recorded as such');
   answer = '::ffff:169.254.169.254';
   const c3 = client(t, { resolve, connectionsPerOrigin: 1 });
   t.match(
-    await c3.prepare('tx_3', { name: 'p', url }, null),
+    await c3.prepare('tx_3', { name: 'p', url, database: null }, null),
     { kind: 'lost', reason: /link-local/ },
     'IPv4-mapped too',
   );
@@ -108,7 +108,7 @@ t.test('a name that resolves to a refused address fails at connection time', asy
 t.test('a real name resolving to loopback passes the check', async (t) => {
   const real = await server(t, yes);
   const c = client(t);
-  const vote = await c.prepare('tx_1', { name: 'p', url: `http://localhost:${real.port}/tx` }, null);
+  const vote = await c.prepare('tx_1', { name: 'p', url: `http://localhost:${real.port}/tx`, database: null }, null);
   // localhost may resolve to ::1 first where the participant does not listen;
   // then the call fails for that reason, not for the policy.
   if (vote.kind === 'lost') t.notMatch(vote.reason, /refused$|link-local|unspecified/);
@@ -117,7 +117,7 @@ t.test('a real name resolving to loopback passes the check', async (t) => {
 
 t.test('a stored URL with a refused address is not called', async (t) => {
   const c = client(t);
-  t.match(await c.deliver('abort', 'tx_1', { name: 'p', url: 'http://2852039166/tx' }), {
+  t.match(await c.deliver('abort', 'tx_1', { name: 'p', url: 'http://2852039166/tx', database: null }), {
     kind: 'failed',
     error: /refused \(link-local\)/,
   });
@@ -137,7 +137,7 @@ t.test('a slow origin cannot hold the call slots of others', async (t) => {
   const c = client(t, { maxCallsInFlight: 4, maxCallsPerOrigin: 2, connectionsPerOrigin: 8, prepareTimeoutMs: 5000 });
   let slowSettled = 0;
   const slowCalls = Array.from({ length: 6 }, (_, i) =>
-    c.prepare(`tx_s${i}`, { name: 'slow', url: slow.url }, null).then((a) => {
+    c.prepare(`tx_s${i}`, { name: 'slow', url: slow.url, database: null }, null).then((a) => {
       slowSettled++;
       return a;
     }),
@@ -145,7 +145,7 @@ t.test('a slow origin cannot hold the call slots of others', async (t) => {
   // Wait until the slow origin holds its two calls.
   for (let i = 0; i < 500 && slow.received.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
   t.equal(slow.received.length, 2, 'the slow origin got only its share of calls');
-  const fastVote = await c.prepare('tx_f', { name: 'fast', url: fast.url }, null);
+  const fastVote = await c.prepare('tx_f', { name: 'fast', url: fast.url, database: null }, null);
   t.match(fastVote, { kind: 'vote', vote: 'yes' }, 'the fast origin answered');
   t.equal(slowSettled, 0, 'while every call to the slow origin was still waiting');
   released = true;

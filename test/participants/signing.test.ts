@@ -122,7 +122,7 @@ t.test('each origin gets its own secret, others the default', async (t) => {
     participantSecrets: parseParticipantSecrets([`${new URL(urls[0] as string).origin}=${own}`]),
   });
   t.teardown(() => c.close());
-  for (const [i, url] of urls.entries()) await c.prepare('tx_X', { name: `p${i}`, url }, null);
+  for (const [i, url] of urls.entries()) await c.prepare('tx_X', { name: `p${i}`, url, database: null }, null);
   t.equal(seen.length, 2);
   for (const [i, s] of seen.entries()) {
     const parts = {

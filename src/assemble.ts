@@ -63,7 +63,7 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
   };
   const log = new SqliteLog({
     dataDir: config.server.dataDir,
-    maxBatchRecords: config.log.maxBatchRecords,
+    batchRecordsMax: config.log.maxBatchRecords,
     lazyFlushDelayMs: config.log.lazyFlushDelayMs,
     onFlush: (s) => {
       readiness.logWritable = true;
@@ -89,10 +89,10 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
     prepareTimeoutMs: p.prepareTimeoutMs,
     phaseTwoTimeoutMs: p.phaseTwoTimeoutMs,
     connectionsPerOrigin: p.connectionsPerOrigin,
-    maxCallsInFlight: p.maxCallsInFlight,
+    callsInFlightMax: p.maxCallsInFlight,
     keepAliveTimeoutMs: p.keepAliveTimeoutMs,
-    maxAnswerBytes: p.maxAnswerBytes,
-    maxCallsPerOrigin: p.maxCallsPerOrigin,
+    answerBytesMax: p.maxAnswerBytes,
+    callsPerOriginMax: p.maxCallsPerOrigin,
     signingSecret: p.signingSecret,
     onCall,
     participantSecrets: parseParticipantSecrets(p.participantSecrets),
@@ -111,7 +111,7 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
   const databases = new DatabaseParticipants(adapters, {
     prepareTimeoutMs: p.prepareTimeoutMs,
     phaseTwoTimeoutMs: p.phaseTwoTimeoutMs,
-    maxCallsInFlight: p.maxCallsInFlight,
+    callsInFlightMax: p.maxCallsInFlight,
     onCall,
   });
   const participants = new RoutingParticipants(http, databases);

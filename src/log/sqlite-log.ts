@@ -27,7 +27,7 @@ import { type SyncStats, WalSync, type WalSyncHooks } from './wal-sync.js';
 export interface SqliteLogOptions {
   readonly dataDir: string;
   /** Most records one flush carries; more wait for the next flush. */
-  readonly maxBatchRecords: number;
+  readonly batchRecordsMax: number;
   /** How long lazy records may wait for a forced one to ride along with. */
   readonly lazyFlushDelayMs: number;
   readonly onFlush?: (stats: FlushStats) => void;
@@ -145,7 +145,7 @@ export class SqliteLog implements DecisionLog {
   writeLazy(tx: Transaction, onWritten?: () => void): void {
     const entry = this.enqueue(tx, false);
     if (onWritten) entry.callbacks.push(onWritten);
-    this.schedule(this.pending.size >= this.options.maxBatchRecords ? 'soon' : 'later');
+    this.schedule(this.pending.size >= this.options.batchRecordsMax ? 'soon' : 'later');
   }
 
   private enqueue(tx: Transaction, forced: boolean): Pending {
@@ -194,7 +194,7 @@ export class SqliteLog implements DecisionLog {
 
   flush(): void {
     // Bounded: records that fail and go back in the queue wait for a later flush.
-    for (let n = Math.ceil(this.pending.size / this.options.maxBatchRecords); n > 0; n--) this.flushBatch();
+    for (let n = Math.ceil(this.pending.size / this.options.batchRecordsMax); n > 0; n--) this.flushBatch();
   }
 
   private hasForced(): boolean {
@@ -209,7 +209,7 @@ export class SqliteLog implements DecisionLog {
     for (const [id, entry] of this.pending) {
       batch.push(entry);
       this.pending.delete(id);
-      if (batch.length >= this.options.maxBatchRecords) break;
+      if (batch.length >= this.options.batchRecordsMax) break;
     }
     try {
       this.write(batch);

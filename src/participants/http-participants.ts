@@ -23,12 +23,12 @@ export interface HttpParticipantsOptions {
   readonly phaseTwoTimeoutMs: number;
   readonly connectionsPerOrigin: number;
   /** Calls to all participants together in flight at once; more wait their turn. */
-  readonly maxCallsInFlight: number;
+  readonly callsInFlightMax: number;
   readonly keepAliveTimeoutMs: number;
   /** Largest answer body read from a participant. */
-  readonly maxAnswerBytes: number;
+  readonly answerBytesMax: number;
   /** Calls to one participant origin in flight at once; more wait their turn (within their time limit). */
-  readonly maxCallsPerOrigin: number;
+  readonly callsPerOriginMax: number;
   /** When set, every call carries an HMAC-SHA256 signature participants can check. */
   readonly signingSecret: string | null;
   /** Secrets per participant origin (normalised), overriding signingSecret. */
@@ -64,7 +64,7 @@ export class HttpParticipants implements ParticipantClient {
   private readonly perOrigin = new Map<string, CallLimiter>();
 
   constructor(private readonly options: HttpParticipantsOptions) {
-    this.limiter = new CallLimiter(options.maxCallsInFlight);
+    this.limiter = new CallLimiter(options.callsInFlightMax);
     const t = options.tls;
     this.agent = new Agent({
       connections: options.connectionsPerOrigin,
@@ -99,7 +99,7 @@ export class HttpParticipants implements ParticipantClient {
     const origin = this.endpoint(url).origin;
     let limiter = this.perOrigin.get(origin);
     if (limiter === undefined) {
-      limiter = new CallLimiter(this.options.maxCallsPerOrigin);
+      limiter = new CallLimiter(this.options.callsPerOriginMax);
       this.perOrigin.set(origin, limiter);
     }
     const own = limiter;
@@ -215,7 +215,7 @@ export class HttpParticipants implements ParticipantClient {
       });
     }
     return new Promise((resolve, reject) => {
-      const reader = new AnswerReader(this.options.maxAnswerBytes, resolve, reject);
+      const reader = new AnswerReader(this.options.answerBytesMax, resolve, reject);
       // One limit for the whole call, from when it was asked for: undici's
       // own timeouts count from the wire and the body timeout restarts with
       // every chunk, so a participant trickling its answer byte by byte, or

@@ -81,14 +81,24 @@ export function normalOrigin(text: string): string | null {
 /** Host names a loopback-only commitd answers to; any other Host is a page that rebound a name to 127.0.0.1. */
 export function isLoopbackHost(hostHeader: string | undefined): boolean {
   if (hostHeader === undefined) return false;
-  let hostname: string;
+  // Asked on every request, answered by parsing a URL: a service sees a
+  // handful of Host values, so the verdicts are kept (a pure function of the
+  // header; the map is bounded).
+  const known = loopbackHosts.get(hostHeader);
+  if (known !== undefined) return known;
+  let verdict: boolean;
   try {
-    hostname = new URL(`http://${hostHeader}`).hostname;
+    verdict = isLoopbackName(new URL(`http://${hostHeader}`).hostname);
   } catch {
-    return false;
+    verdict = false;
   }
-  return isLoopbackName(hostname);
+  if (loopbackHosts.size >= LOOPBACK_HOSTS_KEPT_MAX) loopbackHosts.clear();
+  loopbackHosts.set(hostHeader, verdict);
+  return verdict;
 }
+
+const LOOPBACK_HOSTS_KEPT_MAX = 256;
+const loopbackHosts = new Map<string, boolean>();
 
 const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');

@@ -17,7 +17,7 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
   const held: Array<() => void> = [];
   const log = new SqliteLog({
     dataDir: dir,
-    maxBatchRecords: 100,
+    batchRecordsMax: 100,
     lazyFlushDelayMs: 60_000,
     syncHooks: {
       inlineMaxWaiters: 0,

@@ -12,7 +12,7 @@ decisionLogContract(t, (t) => {
   const errors: Error[] = [];
   const log = new SqliteLog({
     dataDir: dir,
-    maxBatchRecords: 100,
+    batchRecordsMax: 100,
     // Lazy records leave with a forced one or by an explicit flush().
     lazyFlushDelayMs: 60_000,
     onError: (e) => errors.push(e),

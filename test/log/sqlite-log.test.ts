@@ -34,7 +34,7 @@ function openLog(t: Test, dataDir: string, options: Partial<SqliteLogOptions> = 
   const errors: Error[] = [];
   const log = new SqliteLog({
     dataDir,
-    maxBatchRecords: 100,
+    batchRecordsMax: 100,
     // Long enough that a lazy record only leaves with a forced one, or by an
     // explicit flush, unless a test shortens it.
     lazyFlushDelayMs: 60_000,
@@ -367,7 +367,7 @@ t.test('close fsyncs what waits for it, and an fsync still running finishes on i
 });
 
 t.test('a flush carries at most maxBatchRecords; the rest follow in further flushes', async (t) => {
-  const { log, flushes } = openLog(t, tempDir(t), { maxBatchRecords: 2 });
+  const { log, flushes } = openLog(t, tempDir(t), { batchRecordsMax: 2 });
   const writes = ['tx_1', 'tx_2', 'tx_3', 'tx_4', 'tx_5'].map((id) => log.writeForced(begin(id)));
   await Promise.all(writes);
   t.same(
@@ -435,7 +435,7 @@ t.test('a lazy-only batch is written without fsync and runs its onWritten callba
 });
 
 t.test('lazy records reaching maxBatchRecords are flushed without waiting for the delay', async (t) => {
-  const { log, flushes } = openLog(t, tempDir(t), { maxBatchRecords: 3 });
+  const { log, flushes } = openLog(t, tempDir(t), { batchRecordsMax: 3 });
   const done = new Promise<void>((resolve) => {
     log.writeLazy(begin('tx_1'));
     log.writeLazy(begin('tx_2'));

@@ -41,10 +41,10 @@ function client(t: Test, options: Partial<HttpParticipantsOptions> = {}): HttpPa
     prepareTimeoutMs: 2_000,
     phaseTwoTimeoutMs: 2_000,
     connectionsPerOrigin: 4,
-    maxCallsInFlight: 16,
+    callsInFlightMax: 16,
     keepAliveTimeoutMs: 1_000,
-    maxAnswerBytes: 1_024,
-    maxCallsPerOrigin: 16,
+    answerBytesMax: 1_024,
+    callsPerOriginMax: 16,
     signingSecret: null,
     ...options,
   });
@@ -156,7 +156,7 @@ t.test('prepare: time spent waiting for a connection or a call slot counts again
   const target = { name: 'p', url: slow.url, database: null };
   for (const [what, options] of [
     ['one connection per origin', { connectionsPerOrigin: 1 }],
-    ['one call slot', { maxCallsInFlight: 1 }],
+    ['one call slot', { callsInFlightMax: 1 }],
   ] as const) {
     const c = client(t, { prepareTimeoutMs: 300, ...options });
     const [first, second] = await Promise.all([c.prepare('tx_1', target, null), c.prepare('tx_2', target, null)]);

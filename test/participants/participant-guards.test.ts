@@ -43,10 +43,10 @@ function unmanagedClient(options: Partial<HttpParticipantsOptions> = {}): HttpPa
     prepareTimeoutMs: 3000,
     phaseTwoTimeoutMs: 3000,
     connectionsPerOrigin: 8,
-    maxCallsInFlight: 8,
-    maxCallsPerOrigin: 8,
+    callsInFlightMax: 8,
+    callsPerOriginMax: 8,
     keepAliveTimeoutMs: 1000,
-    maxAnswerBytes: 1024,
+    answerBytesMax: 1024,
     signingSecret: null,
     ...options,
   });
@@ -134,7 +134,7 @@ t.test('a slow origin cannot hold the call slots of others', async (t) => {
     for (const r of held) r.destroy();
   });
   const fast = await server(t, yes);
-  const c = client(t, { maxCallsInFlight: 4, maxCallsPerOrigin: 2, connectionsPerOrigin: 8, prepareTimeoutMs: 5000 });
+  const c = client(t, { callsInFlightMax: 4, callsPerOriginMax: 2, connectionsPerOrigin: 8, prepareTimeoutMs: 5000 });
   let slowSettled = 0;
   const slowCalls = Array.from({ length: 6 }, (_, i) =>
     c.prepare(`tx_s${i}`, { name: 'slow', url: slow.url, database: null }, null).then((a) => {

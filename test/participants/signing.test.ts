@@ -114,10 +114,10 @@ t.test('each origin gets its own secret, others the default', async (t) => {
     prepareTimeoutMs: 2000,
     phaseTwoTimeoutMs: 2000,
     connectionsPerOrigin: 2,
-    maxCallsInFlight: 4,
-    maxCallsPerOrigin: 4,
+    callsInFlightMax: 4,
+    callsPerOriginMax: 4,
     keepAliveTimeoutMs: 1000,
-    maxAnswerBytes: 1024,
+    answerBytesMax: 1024,
     signingSecret: fallback,
     participantSecrets: parseParticipantSecrets([`${new URL(urls[0] as string).origin}=${own}`]),
   });

@@ -15,7 +15,7 @@ export interface DatabaseParticipantsOptions {
   /** A phase-two call still waiting for its turn after this is failed, and retried later. */
   readonly phaseTwoTimeoutMs: number;
   /** Calls to all databases together in flight at once; more wait their turn. */
-  readonly maxCallsInFlight: number;
+  readonly callsInFlightMax: number;
   readonly onCall?: (call: CallRecord) => void;
 }
 
@@ -36,7 +36,7 @@ export class DatabaseParticipants implements ParticipantClient {
     private readonly adapters: ReadonlyMap<string, DatabaseAdapter>,
     private readonly options: DatabaseParticipantsOptions,
   ) {
-    this.limiter = new CallLimiter(options.maxCallsInFlight);
+    this.limiter = new CallLimiter(options.callsInFlightMax);
   }
 
   async prepare(txId: string, target: ParticipantTarget, _payloadJson: string | null): Promise<PrepareAnswer> {

@@ -179,7 +179,11 @@ class Simulation {
     );
     client.onSent = (action) => {
       const rate = action === 'abort' ? this.crashAfterSendRate : this.crashAfterSendRate / 10;
-      if (faults.enabled && rng.chance(rate)) this.crash();
+      // At the next simulated instant, not inside the step that sent it: a
+      // process dies between instructions, and this one's step must not go on
+      // running (writing to the log, answering callers) after its death.
+      // What it queued for a later flush is lost with it.
+      if (faults.enabled && rng.chance(rate)) world.at(0, () => this.crash());
     };
     const coordinator = new Coordinator({
       log: this.log,

@@ -137,8 +137,7 @@ export class LiveTransaction {
 
   /** Leaving memory: no more retries, and every caller still waiting hears what is. */
   release(): void {
-    for (const t of this.retryTimers) this.context.timers.cancel(t);
-    this.retryTimers.clear();
+    this.cancelRetries();
     for (const w of this.waiters) w.resolve();
   }
 

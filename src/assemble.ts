@@ -205,5 +205,8 @@ function metricsObserver(metrics: Metrics, logHeuristic: (message: string) => vo
     recovered: (count) => metrics.recovered.inc(count),
     compacted: (count) => metrics.compacted.inc(count),
     stuckParticipants: (count) => metrics.stuckParticipants.set(count),
+    unresolvedHeuristics: (count) => metrics.heuristicsUnresolved.set(count),
+    oldestUnfinishedAgeSeconds: (seconds) => metrics.oldestUnfinishedAge.set(seconds),
+    operatorAction: (action) => metrics.operatorActions.inc({ action }),
   };
 }

@@ -77,6 +77,25 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly heuristicsUnresolved = new Gauge({
+    name: 'commitd_heuristics_unresolved',
+    help: 'Heuristic outcomes contrary to the decision that no operator has resolved yet.',
+    registers: [this.registry],
+  });
+
+  readonly oldestUnfinishedAge = new Gauge({
+    name: 'commitd_oldest_unfinished_transaction_age_seconds',
+    help: 'Age of the oldest transaction not yet finished at every participant; 0 when there is none.',
+    registers: [this.registry],
+  });
+
+  readonly operatorActions = new Counter({
+    name: 'commitd_operator_actions_total',
+    help: 'Actions operators took on transactions, by action.',
+    labelNames: ['action'] as const,
+    registers: [this.registry],
+  });
+
   readonly logFlushDuration = new Histogram({
     name: 'commitd_log_flush_duration_seconds',
     help: 'Time to write one group-commit batch to the decision log (the fsync after it runs off the event loop).',
@@ -123,6 +142,8 @@ export class Metrics {
   });
 
   constructor(options: { processMetrics: boolean } = { processMetrics: true }) {
+    // A series per action from the start, so rate() and alerts see a zero, not nothing.
+    for (const action of ['retry', 'abort', 'resolve'] as const) this.operatorActions.inc({ action }, 0);
     if (options.processMetrics) {
       collectDefaultMetrics({ register: this.registry, prefix: 'commitd_' });
       // prom-client also exports each of these sums as a gauge named _total,

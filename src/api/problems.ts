@@ -30,6 +30,8 @@ const TITLES: Record<string, string> = {
   'idempotency-key-reused': 'Idempotency key reused for another request',
   'limit-exceeded': 'A configured limit was exceeded',
   'outcome-pending': 'The transaction is not decided yet',
+  'transaction-not-decided': 'The transaction is not decided: there is no phase two to retry',
+  'nothing-to-resolve': 'No unresolved heuristic outcome',
   unavailable: 'Service unavailable',
   internal: 'Internal error',
 };

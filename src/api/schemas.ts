@@ -45,8 +45,8 @@ export const transactionSchema = {
     finishedAt: { type: ['string', 'null'], description: 'extension: when every participant had its outcome' },
     abortReason: {
       type: ['string', 'null'],
-      enum: ['client', 'vote', 'deadline', 'recovery', null],
-      description: 'extension: why an abort was decided',
+      enum: ['client', 'vote', 'deadline', 'recovery', 'operator', null],
+      description: 'extension: why an abort was decided (`operator`: an admin aborted it)',
     },
     idempotencyKey: { type: ['string', 'null'] },
     metadata: { description: 'the metadata object given at begin, or null' },
@@ -69,6 +69,16 @@ export const transactionSchema = {
           reason: { type: 'string', description: 'extension: why the vote was no' },
           attempts: { type: 'integer', description: 'extension: failed phase-two attempts since the last start' },
           lastError: { type: 'string', description: 'extension: the last phase-two failure' },
+          heuristicResolved: {
+            type: 'object',
+            description: 'extension: an operator resolved this heuristic outcome by hand',
+            properties: {
+              at: { type: 'string', format: 'date-time' },
+              note: { type: 'string' },
+              by: { type: ['string', 'null'], description: "the resolving token's id" },
+            },
+            required: ['at', 'note', 'by'],
+          },
         },
         required: ['name', 'vote', 'acknowledged'],
       },
@@ -182,6 +192,26 @@ export function listSchema(config: Config) {
         // Query values are strings: validated as digits, bounded in the handler.
         limit: { type: 'string', pattern: '^[0-9]{1,6}$', description: `1 to ${config.transactions.listLimitMax}` },
         after: { type: 'string', pattern: TX_ID_PATTERN, description: 'the `next` cursor of the previous page' },
+        stuck: {
+          type: 'string',
+          enum: ['true', 'false'],
+          description: 'extension: only transactions with a participant stuck in phase two now',
+        },
+        heuristic: {
+          type: 'string',
+          enum: ['unresolved'],
+          description: 'extension: only transactions with a contradicting heuristic outcome nobody resolved',
+        },
+        olderThanMs: {
+          type: 'string',
+          pattern: '^[0-9]{1,12}$',
+          description: 'extension: only transactions created more than this many milliseconds ago',
+        },
+        participant: {
+          type: 'string',
+          pattern: PARTICIPANT_NAME_PATTERN,
+          description: 'extension: only transactions with a participant of this name',
+        },
       },
     },
     response: {
@@ -194,3 +224,121 @@ export function listSchema(config: Config) {
     },
   };
 }
+
+const historyEntrySchema = {
+  type: 'object',
+  description: 'one thing that happened; `type` says what, and which other fields it has (docs/protocol.md)',
+  properties: {
+    at: { type: 'string', format: 'date-time' },
+    type: {
+      type: 'string',
+      enum: [
+        'begun',
+        'enlisted',
+        'requested',
+        'sent',
+        'voted',
+        'vote-lost',
+        'decided',
+        'delivery-failed',
+        'acknowledged',
+        'heuristic',
+        'recovered',
+        'finished',
+        'operator-retry',
+        'heuristic-resolved',
+        'truncated',
+      ],
+    },
+  },
+  required: ['at', 'type'],
+  additionalProperties: true,
+} as const;
+
+export const historySchema = {
+  summary: "Operators: a transaction's history, oldest first",
+  params: idParams,
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        transactionId: { type: 'string' },
+        entries: { type: 'array', items: historyEntrySchema },
+        truncated: {
+          type: 'boolean',
+          description: 'the bound per transaction was reached: later entries were left out',
+        },
+      },
+      required: ['transactionId', 'entries', 'truncated'],
+    },
+    ...errors(400, 401, 403, 404, 503),
+  },
+};
+
+export const retrySchema = {
+  summary: 'Operators: resend phase two now to every participant waiting out its backoff',
+  params: idParams,
+  response: { 200: txRef, 202: txRef, ...errors(400, 401, 403, 404, 409, 503) },
+};
+
+export const RESOLVE_NOTE_MAX_LENGTH = 1000;
+
+export const resolveSchema = {
+  summary: 'Operators: mark a heuristic outcome as resolved by hand',
+  params: idParams,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      note: { type: 'string', minLength: 1, maxLength: RESOLVE_NOTE_MAX_LENGTH },
+      participant: { type: 'string', pattern: PARTICIPANT_NAME_PATTERN },
+    },
+    required: ['note'],
+  },
+  response: { 200: txRef, ...errors(400, 401, 403, 404, 409, 413, 415, 503) },
+};
+
+const countByState = {
+  type: 'object',
+  properties: Object.fromEntries(STATES.map((s) => [s, { type: 'integer' }])),
+  additionalProperties: false,
+};
+
+export const statsSchema = {
+  summary: 'Operators: what is in flight, how fast decisions go, what needs a person',
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        inFlight: countByState,
+        decidedPerSecond: {
+          type: 'object',
+          properties: { commit: { type: 'number' }, abort: { type: 'number' } },
+          required: ['commit', 'abort'],
+        },
+        stuckParticipants: { type: 'integer' },
+        unresolvedHeuristics: { type: 'integer' },
+        oldestUnfinished: {
+          type: ['object', 'null'],
+          properties: {
+            id: { type: 'string' },
+            state: { type: 'string', enum: STATES },
+            createdAt: { type: 'string', format: 'date-time' },
+            ageMs: { type: 'integer' },
+          },
+          required: ['id', 'state', 'createdAt', 'ageMs'],
+        },
+        stuckAfterAttempts: { type: 'integer' },
+      },
+      required: [
+        'inFlight',
+        'decidedPerSecond',
+        'stuckParticipants',
+        'unresolvedHeuristics',
+        'oldestUnfinished',
+        'stuckAfterAttempts',
+      ],
+    },
+    ...errors(401, 403, 503),
+  },
+};

@@ -13,9 +13,11 @@ import {
   xaXidText,
 } from '../participants/databases/transaction-names.js';
 import { type AllowedPrefix, checkParticipantUrl, parseAllowedPrefixes } from '../participants/url-policy.js';
-import { commitAnswer, prepareAnswer } from '../protocol/answers.js';
+import { commitAnswer, mixedOutcome, prepareAnswer } from '../protocol/answers.js';
 import { abortedDetail } from '../protocol/transitions.js';
 import type { NewParticipant, Transaction, TxState } from '../protocol/types.js';
+import { actorOf, callContext } from './call-context.js';
+import { operatorRoutes } from './operator-routes.js';
 import { ProblemError, problem, sendProblem } from './problems.js';
 import { actionSchema, beginSchema, enlistSchema, getSchema, listSchema, outcomeSchema } from './schemas.js';
 import { type TransactionView, transactionView as viewOf, type XidNamer } from './view.js';
@@ -51,7 +53,10 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
     if (kind === undefined) return null;
     return kind === 'postgres' ? postgresGid(txId, name) : xaXidText(txId, name);
   };
-  const transactionView: View = (tx) => viewOf(tx, xidOf);
+  // A heuristic an operator resolved shows its resolution (read only for
+  // transactions that have a contradicting heuristic: the rare case).
+  const transactionView: View = (tx) =>
+    viewOf(tx, xidOf, mixedOutcome(tx) ? coordinator.resolutions(tx.id) : undefined);
   // Validated at start (config.ts): parsing cannot fail here.
   const allowed = parseAllowedPrefixes(config.participants.participantOrigins);
   const newParticipant = (p: ParticipantBody) => checkParticipant(p, limits.maxPayloadBytes, kinds, allowed);
@@ -94,6 +99,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
             }),
       metadataJson,
       commit,
+      by: actorOf(request),
     });
     reply.header('location', `/v1/transactions/${answer.tx.id}`);
     if (commit) return commitReply(reply, answer, transactionView);
@@ -117,7 +123,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
     '/v1/transactions/:id/prepare',
     { schema: actionSchema('Phase one only: ask every participant to prepare') },
     async (request, reply) => {
-      const answer = await coordinator.prepare(request.params.id);
+      const answer = await coordinator.prepare(request.params.id, callContext(request));
       switch (prepareAnswer(answer.tx, answer.refusal !== null)) {
         case 'aborted':
           return refused(reply, 'transaction-aborted', answer, transactionView);
@@ -132,14 +138,15 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
   app.post<{ Params: IdParams }>(
     '/v1/transactions/:id/commit',
     { schema: actionSchema('Prepare if needed, decide, and drive phase two') },
-    async (request, reply) => commitReply(reply, await coordinator.commit(request.params.id), transactionView),
+    async (request, reply) =>
+      commitReply(reply, await coordinator.commit(request.params.id, callContext(request)), transactionView),
   );
 
   app.post<{ Params: IdParams }>(
     '/v1/transactions/:id/abort',
     { schema: actionSchema('Abort, unless a commit decision exists') },
     async (request, reply) => {
-      const answer = await coordinator.abort(request.params.id);
+      const answer = await coordinator.abort(request.params.id, callContext(request));
       if (answer.refusal) return refused(reply, 'transaction-committed', answer, transactionView);
       return reply.code(200).send(transactionView(answer.tx));
     },
@@ -153,17 +160,33 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
     outcome: coordinator.outcome(request.params.id),
   }));
 
-  app.get<{ Querystring: { state?: TxState; limit?: string; after?: string } }>(
-    '/v1/transactions',
-    { schema: listSchema(config) },
-    async (request, reply) => {
-      const q = request.query;
-      const limit = q.limit === undefined ? limits.listLimitDefault : Number(q.limit);
-      if (limit < 1 || limit > limits.listLimitMax) throw invalid(`limit must be from 1 to ${limits.listLimitMax}`);
-      const page = coordinator.list({ state: q.state ?? null, limit, after: q.after ?? null });
-      return reply.type('application/json').send(listPage(page, limits.listPageMaxBytes, transactionView));
-    },
-  );
+  app.get<{ Querystring: ListParams }>('/v1/transactions', { schema: listSchema(config) }, async (request, reply) => {
+    const q = request.query;
+    const limit = q.limit === undefined ? limits.listLimitDefault : Number(q.limit);
+    if (limit < 1 || limit > limits.listLimitMax) throw invalid(`limit must be from 1 to ${limits.listLimitMax}`);
+    const page = coordinator.list({
+      state: q.state ?? null,
+      limit,
+      after: q.after ?? null,
+      stuck: q.stuck === 'true',
+      heuristicUnresolved: q.heuristic === 'unresolved',
+      createdBeforeMs: q.olderThanMs === undefined ? null : Date.now() - Number(q.olderThanMs),
+      participant: q.participant ?? null,
+    });
+    return reply.type('application/json').send(listPage(page, limits.listPageMaxBytes, transactionView));
+  });
+
+  operatorRoutes(app, coordinator, transactionView);
+}
+
+interface ListParams {
+  state?: TxState;
+  limit?: string;
+  after?: string;
+  stuck?: 'true' | 'false';
+  heuristic?: 'unresolved';
+  olderThanMs?: string;
+  participant?: string;
 }
 
 /**

@@ -2,6 +2,7 @@
 // they can be large and are meant for the participant alone.
 
 import { clientKey } from '../coordinator/idempotency-keys.js';
+import type { HeuristicResolution } from '../log/decision-log.js';
 import { mixedOutcome } from '../protocol/answers.js';
 import type { Participant, Transaction } from '../protocol/types.js';
 
@@ -18,6 +19,7 @@ export interface ParticipantView {
   reason?: string;
   attempts?: number;
   lastError?: string;
+  heuristicResolved?: { at: string; note: string; by: string | null };
 }
 
 export interface TransactionView {
@@ -41,7 +43,11 @@ export type XidNamer = (database: string, txId: string, participant: string) => 
 
 const NO_DATABASES: XidNamer = () => null;
 
-export function transactionView(tx: Transaction, xidOf: XidNamer = NO_DATABASES): TransactionView {
+export function transactionView(
+  tx: Transaction,
+  xidOf: XidNamer = NO_DATABASES,
+  resolutions: readonly HeuristicResolution[] = [],
+): TransactionView {
   return {
     id: tx.id,
     state: tx.state,
@@ -54,11 +60,23 @@ export function transactionView(tx: Transaction, xidOf: XidNamer = NO_DATABASES)
     abortReason: tx.abortReason,
     idempotencyKey: tx.idempotencyKey === null ? null : clientKey(tx.idempotencyKey),
     metadata: tx.metadataJson === null ? null : JSON.parse(tx.metadataJson),
-    participants: tx.participants.map((p) => participantView(tx.id, p, xidOf)),
+    participants: tx.participants.map((p) =>
+      participantView(
+        tx.id,
+        p,
+        xidOf,
+        resolutions.find((r) => r.participant === p.name),
+      ),
+    ),
   };
 }
 
-function participantView(txId: string, p: Participant, xidOf: XidNamer): ParticipantView {
+function participantView(
+  txId: string,
+  p: Participant,
+  xidOf: XidNamer,
+  resolution: HeuristicResolution | undefined,
+): ParticipantView {
   const view: ParticipantView =
     p.database === null
       ? { name: p.name, url: p.url ?? '', vote: p.vote, acknowledged: p.acknowledged }
@@ -73,9 +91,12 @@ function participantView(txId: string, p: Participant, xidOf: XidNamer): Partici
   if (p.reason !== null) view.reason = p.reason;
   if (p.attempts > 0) view.attempts = p.attempts;
   if (p.lastError !== null) view.lastError = p.lastError;
+  if (resolution !== undefined) {
+    view.heuristicResolved = { at: iso(resolution.atMs), note: resolution.note, by: resolution.by?.tokenId ?? null };
+  }
   return view;
 }
 
-function iso(ms: number): string {
+export function iso(ms: number): string {
   return new Date(ms).toISOString();
 }

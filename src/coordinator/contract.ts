@@ -2,11 +2,12 @@
 // answer every call returns. Apart from coordinator.ts so that callers (the
 // API, the wiring, the simulator) read the contract without the machinery.
 
-import type { DecisionLog } from '../log/decision-log.js';
+import type { DecisionLog, ListQuery } from '../log/decision-log.js';
 import type { ParticipantClient } from '../participants/participant-client.js';
 import type { InvariantError } from '../protocol/assert.js';
+import type { Actor } from '../protocol/history.js';
 import type { step } from '../protocol/transitions.js';
-import type { NewParticipant, Refusal, Transaction } from '../protocol/types.js';
+import type { NewParticipant, Refusal, Transaction, TxState } from '../protocol/types.js';
 import type { Timers } from '../timers.js';
 import type { CoordinatorObserver } from './observer.js';
 
@@ -66,6 +67,29 @@ export interface BeginRequest {
   readonly commit: boolean;
   /** Who asks: a token's id, or the client's address without tokens; '' counts against no per-caller limit. */
   readonly callerId: string;
+  /** Who began it, for its history; null when not known. */
+  readonly by: Actor | null;
+}
+
+/** A call on an existing transaction: who made it, for the history; `operator` for an admin's action. */
+export interface CallContext {
+  readonly by: Actor | null;
+  readonly operator: boolean;
+}
+
+/** What operators glance at: the console's overview, `commitd stats`. */
+export interface Stats {
+  readonly inFlight: ReadonlyMap<TxState, number>;
+  readonly decidedPerSecond: { readonly commit: number; readonly abort: number };
+  readonly stuckParticipants: number;
+  readonly unresolvedHeuristics: number;
+  readonly oldestUnfinished: Transaction | null;
+  readonly stuckAfterAttempts: number;
+}
+
+export interface ListFilter extends ListQuery {
+  /** Only transactions with a participant stuck in phase two now (from memory: attempts are not durable). */
+  readonly stuck?: boolean;
 }
 
 export interface Answer {

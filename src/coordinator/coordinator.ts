@@ -4,9 +4,10 @@
 // ones from the log, keeps deadlines and compaction on a sweep, and recovers
 // the unfinished ones at start (paced by recovery-pacer.ts).
 
-import type { ListPage, ListQuery } from '../log/decision-log.js';
+import type { HeuristicResolution, ListPage } from '../log/decision-log.js';
 import { abortCallMayAnswer, commitCallMayAnswer, prepareCallMayAnswer } from '../protocol/answers.js';
 import { assert, InvariantError } from '../protocol/assert.js';
+import type { HistoryEntry } from '../protocol/history.js';
 import { createTransaction, step } from '../protocol/transitions.js';
 import {
   type Event,
@@ -17,7 +18,8 @@ import {
   UNFINISHED_STATES,
 } from '../protocol/types.js';
 import { realTimers, type TimerHandle, type Timers } from '../timers.js';
-import type { Answer, BeginRequest, CoordinatorOptions } from './contract.js';
+import type { Answer, BeginRequest, CallContext, CoordinatorOptions, ListFilter, Stats } from './contract.js';
+import { DecisionRate } from './decision-rate.js';
 import { ConflictError, crashOnBug, LimitError, logUnwritable, NotFoundError, UnavailableError } from './errors.js';
 import { IdempotencyIndex, scopedKey } from './idempotency-keys.js';
 import { IdGenerator } from './ids.js';
@@ -25,7 +27,10 @@ import { LiveTransaction, type TransactionContext } from './live-transaction.js'
 import { type CoordinatorObserver, silentObserver } from './observer.js';
 import { RecoveryPacer } from './recovery-pacer.js';
 
-export type { Answer, BeginRequest, CoordinatorOptions };
+export type { Answer, BeginRequest, CallContext, CoordinatorOptions, ListFilter, Stats };
+
+/** A call nobody in particular made (a one-shot's own commit, tests). */
+const NO_CALLER: CallContext = { by: null, operator: false };
 
 export class Coordinator {
   private readonly live = new Map<string, LiveTransaction>();
@@ -42,6 +47,9 @@ export class Coordinator {
   private readonly undecidedByCaller = new Map<string, number>();
   /** Payload and metadata characters held by live transactions (payloads are dropped at the decision). */
   private heldBytes = 0;
+  private readonly decisionRate: DecisionRate;
+  /** As of the last sweep. */
+  private stuck = 0;
   private sweepTimer: TimerHandle | null = null;
   private accepting = false;
   private stopped = false;
@@ -51,6 +59,7 @@ export class Coordinator {
     this.step = options.protocolStep ?? step;
     this.observer = options.observer ?? silentObserver;
     this.ids = new IdGenerator(options.entropy);
+    this.decisionRate = new DecisionRate(() => this.timers.monotonicMs());
     this.keys = new IdempotencyIndex(options.log, (id) => this.live.get(id));
     this.recoveryPacer = new RecoveryPacer(options.recoveryCallsMax, (live) =>
       live.dispatch({ type: 'recover' }).catch((e) => this.fail(e, `recovering ${live.id}`)),
@@ -143,7 +152,12 @@ export class Coordinator {
     });
     const live = this.track(new LiveTransaction(this.context, created.tx, request.callerId));
     try {
-      await live.start(created);
+      await live.start(created, {
+        type: 'begun',
+        by: request.by,
+        oneShot: request.commit,
+        participants: request.participants.map((p) => p.name),
+      });
     } catch (error) {
       this.forget(live);
       throw error;
@@ -166,8 +180,8 @@ export class Coordinator {
   }
 
   /** Phase one only: answers once every vote is in (or the transaction aborted). */
-  prepare(id: string): Promise<Answer> {
-    return this.callAndWait(id, { type: 'prepare' }, prepareCallMayAnswer);
+  prepare(id: string, call: CallContext = NO_CALLER): Promise<Answer> {
+    return this.callAndWait(id, { type: 'prepare' }, prepareCallMayAnswer, call);
   }
 
   /**
@@ -175,12 +189,84 @@ export class Coordinator {
    * participant acknowledged or was tried once (then the caller gets 202 and
    * the coordinator keeps trying).
    */
-  commit(id: string): Promise<Answer> {
-    return this.callAndWait(id, { type: 'commit' }, commitCallMayAnswer);
+  commit(id: string, call: CallContext = NO_CALLER): Promise<Answer> {
+    return this.callAndWait(id, { type: 'commit' }, commitCallMayAnswer, call);
   }
 
-  abort(id: string): Promise<Answer> {
-    return this.callAndWait(id, { type: 'abort' }, abortCallMayAnswer);
+  /** A client's abort, or an operator's (recorded as the abort's reason). */
+  async abort(id: string, call: CallContext = NO_CALLER): Promise<Answer> {
+    const answer = await this.callAndWait(id, { type: 'abort', byOperator: call.operator }, abortCallMayAnswer, call);
+    if (call.operator && answer.refusal === null) this.observer.operatorAction('abort');
+    return answer;
+  }
+
+  /**
+   * An operator's "retry now": phase two resent at once to every participant
+   * waiting out its backoff. Refused while the transaction is undecided.
+   */
+  async retry(id: string, call: CallContext): Promise<Answer> {
+    const live = this.live.get(id);
+    if (!live?.published) return this.answerStored(this.read(id), { type: 'retry' });
+    const result = await live.dispatch({ type: 'retry' });
+    if (result.refusal === null) {
+      live.record([{ type: 'operator-retry', by: call.by }]);
+      this.observer.operatorAction('retry');
+    }
+    return { tx: live.published, refusal: result.refusal, created: false };
+  }
+
+  /**
+   * An operator's word that a heuristic outcome (of `participant`, or of
+   * every participant) was dealt with by hand: it stops counting as
+   * unresolved, and the transaction may be compacted again. Returns the
+   * participants resolved; none means there was nothing to resolve.
+   */
+  resolveHeuristics(id: string, participant: string | null, note: string, call: CallContext): string[] {
+    this.read(id);
+    const log = this.options.log;
+    try {
+      // The heuristic may still be queued with a lazy snapshot.
+      log.flush();
+    } catch (error) {
+      throw logUnwritable(error);
+    }
+    const atMs = this.timers.now();
+    const resolved = log.resolveHeuristics(id, participant, { atMs, note, by: call.by });
+    if (resolved.length === 0) return resolved;
+    log.appendHistory(
+      id,
+      resolved.map((name) => ({ type: 'heuristic-resolved', participant: name, note, by: call.by, atMs })),
+    );
+    this.observer.operatorAction('resolve');
+    this.observer.unresolvedHeuristics(log.unresolvedHeuristics());
+    return resolved;
+  }
+
+  /** The transaction's history, oldest first; throws NotFoundError for a transaction readers cannot see. */
+  history(id: string): HistoryEntry[] {
+    this.read(id);
+    return this.options.log.history(id);
+  }
+
+  /** The heuristic outcomes of the transaction an operator resolved. */
+  resolutions(id: string): HeuristicResolution[] {
+    return this.options.log.resolutions(id);
+  }
+
+  stats(): Stats {
+    let oldest: Transaction | null = null;
+    for (const live of this.live.values()) {
+      const tx = live.published;
+      if (tx && (oldest === null || tx.createdAtMs < oldest.createdAtMs)) oldest = tx;
+    }
+    return {
+      inFlight: this.inFlightByState(),
+      decidedPerSecond: this.decisionRate.perSecond(),
+      stuckParticipants: this.stuck,
+      unresolvedHeuristics: this.options.log.unresolvedHeuristics(),
+      oldestUnfinished: oldest,
+      stuckAfterAttempts: this.options.stuckAfterAttempts,
+    };
   }
 
   get(id: string): Transaction {
@@ -198,7 +284,8 @@ export class Coordinator {
     return this.options.log.get(id)?.outcome ?? 'abort';
   }
 
-  list(query: ListQuery): ListPage {
+  list(query: ListFilter): ListPage {
+    if (query.stuck) return this.listStuck(query);
     try {
       this.options.log.flush();
     } catch (error) {
@@ -220,6 +307,34 @@ export class Coordinator {
     return { transactions, next: page.next };
   }
 
+  /**
+   * Transactions with a participant stuck now: attempts are counted in memory
+   * only (they start over at a restart), so this page is read from the live
+   * transactions, every unfinished one being live.
+   */
+  private listStuck(query: ListFilter): ListPage {
+    const stuckAfter = this.options.stuckAfterAttempts;
+    const matches: Transaction[] = [];
+    for (const live of this.live.values()) {
+      const tx = live.published;
+      if (!tx || (query.after != null && tx.id >= query.after)) continue;
+      if (!tx.participants.some((p) => !p.acknowledged && p.attempts >= stuckAfter)) continue;
+      if (query.state != null && tx.state !== query.state) continue;
+      if (query.createdBeforeMs != null && tx.createdAtMs >= query.createdBeforeMs) continue;
+      if (query.participant != null && !tx.participants.some((p) => p.name === query.participant)) continue;
+      if (query.heuristicUnresolved && !this.hasUnresolvedHeuristic(tx)) continue;
+      matches.push(tx);
+    }
+    matches.sort((a, b) => (a.id < b.id ? 1 : -1));
+    const page = matches.slice(0, query.limit);
+    return { transactions: page, next: matches.length > query.limit ? (page.at(-1)?.id ?? null) : null };
+  }
+
+  private hasUnresolvedHeuristic(tx: Transaction): boolean {
+    const resolved = new Set(this.options.log.resolutions(tx.id).map((r) => r.participant));
+    return tx.participants.some((p) => p.heuristic !== null && p.heuristic !== tx.outcome && !resolved.has(p.name));
+  }
+
   /** New transactions are refused from now on; the ones in flight go on. */
   stopAccepting(): void {
     this.accepting = false;
@@ -239,8 +354,19 @@ export class Coordinator {
   sweep(): void {
     const nowMs = this.timers.now();
     let stuck = 0;
-    for (const live of this.live.values()) stuck += live.sweep(nowMs, this.options.stuckAfterAttempts);
+    let oldestCreatedAtMs = nowMs;
+    for (const live of this.live.values()) {
+      stuck += live.sweep(nowMs, this.options.stuckAfterAttempts);
+      if (live.published) oldestCreatedAtMs = Math.min(oldestCreatedAtMs, live.published.createdAtMs);
+    }
+    this.stuck = stuck;
     this.observer.stuckParticipants(stuck);
+    this.observer.oldestUnfinishedAgeSeconds(Math.max(0, nowMs - oldestCreatedAtMs) / 1000);
+    try {
+      this.observer.unresolvedHeuristics(this.options.log.unresolvedHeuristics());
+    } catch (error) {
+      this.fail(error, 'counting unresolved heuristics');
+    }
     try {
       const forgotten = this.options.log.compact(
         nowMs - this.options.retentionMs,
@@ -253,9 +379,17 @@ export class Coordinator {
     }
   }
 
-  private async callAndWait(id: string, event: Event, until: (tx: Transaction) => boolean): Promise<Answer> {
+  private async callAndWait(
+    id: string,
+    event: Event,
+    until: (tx: Transaction) => boolean,
+    call: CallContext,
+  ): Promise<Answer> {
     const live = this.live.get(id);
     if (!live?.published) return this.answerStored(this.read(id), event);
+    if (call !== NO_CALLER && (event.type === 'prepare' || event.type === 'commit' || event.type === 'abort')) {
+      live.record([{ type: 'requested', action: event.type, by: call.by }]);
+    }
     const result = await live.dispatch(event);
     if (result.refusal) return { tx: live.published, refusal: result.refusal, created: false };
     await live.waitFor(until);
@@ -300,6 +434,7 @@ export class Coordinator {
       else this.undecidedByCaller.delete(live.callerId);
     }
     this.heldBytes += heldBytes(after) - heldBytes(before);
+    if (before !== null && before.outcome === null && after?.outcome != null) this.decisionRate.decided(after.outcome);
   }
 
   private track(live: LiveTransaction): LiveTransaction {

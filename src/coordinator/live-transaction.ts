@@ -7,6 +7,13 @@
 import type { DecisionLog } from '../log/decision-log.js';
 import type { ParticipantClient, ParticipantTarget } from '../participants/participant-client.js';
 import { assert, InvariantError } from '../protocol/assert.js';
+import {
+  entryOutlivesCap,
+  HISTORY_ENTRIES_MAX,
+  type HistoryEntry,
+  type HistoryFact,
+  historyOfStep,
+} from '../protocol/history.js';
 import { eventAfterFailedForcedWrite, isPastDeadline, type step } from '../protocol/transitions.js';
 import type { Effect, Event, Message, Step, Transaction } from '../protocol/types.js';
 import type { TimerHandle, Timers } from '../timers.js';
@@ -57,6 +64,8 @@ export class LiveTransaction {
   /** Set once the commit decision is on disk; no commit message leaves before. */
   private commitDurable = false;
   private phaseOneStartedMs: number | null = null;
+  /** History entries recorded since this transaction came into memory (begin or recovery). */
+  private historyEntries = 0;
 
   constructor(
     private readonly context: TransactionContext,
@@ -85,18 +94,24 @@ export class LiveTransaction {
   }
 
   /** Performs the step that created this transaction (its begin); readers see it once that is on disk. */
-  start(created: Step): Promise<void> {
-    this.begun = this.perform(created);
+  start(created: Step, begun: HistoryFact): Promise<void> {
+    this.begun = this.perform(created, [begun]);
     this.chain = this.begun.catch(() => {});
     return this.begun;
   }
 
-  /** Applies `event` after every event before it, and performs what it leads to. */
-  dispatch(event: Event): Promise<Step> {
+  /**
+   * Applies `event` after every event before it, and performs what it leads
+   * to. `latencyMs`: how long the participant took, when the event is its answer.
+   */
+  dispatch(event: Event, latencyMs?: number): Promise<Step> {
     const run = this.chain.then(async () => {
       if (this.context.stopped()) return { tx: this.working, effects: [], refusal: null, changed: false };
-      const result = this.context.protocolStep(this.working, event, this.context.timers.now());
-      await this.perform(result);
+      const before = this.working;
+      const result = this.context.protocolStep(before, event, this.context.timers.now());
+      // The retry's sends replace the ones waiting out their backoff.
+      if (event.type === 'retry' && result.changed) this.cancelRetries();
+      await this.perform(result, historyOfStep(before, event, result, latencyMs));
       return result;
     });
     this.chain = run.catch(() => {});
@@ -165,8 +180,28 @@ export class LiveTransaction {
     return this.chain;
   }
 
+  /**
+   * Adds to the transaction's history (kept with it in the log, written with
+   * the log's next flush: never a write of its own). Past the cap, only the
+   * entries that must outlive it are kept, after one saying so.
+   */
+  record(facts: readonly HistoryFact[]): void {
+    if (facts.length === 0 || this.context.stopped()) return;
+    const atMs = this.context.timers.now();
+    const entries: HistoryEntry[] = [];
+    for (const fact of facts) {
+      if (this.historyEntries < HISTORY_ENTRIES_MAX - 1 || entryOutlivesCap(fact)) {
+        entries.push({ ...fact, atMs });
+      } else if (this.historyEntries === HISTORY_ENTRIES_MAX - 1) {
+        entries.push({ type: 'truncated', afterEntries: this.historyEntries, atMs });
+      }
+      this.historyEntries++;
+    }
+    this.context.log.appendHistory(this.id, entries);
+  }
+
   /** Performs one step's effects in order; a forced write blocks everything after it. */
-  private async perform(result: Step): Promise<void> {
+  private async perform(result: Step, history: readonly HistoryFact[]): Promise<void> {
     if (!result.changed) return;
     const before = this.working;
     this.working = result.tx;
@@ -179,6 +214,8 @@ export class LiveTransaction {
         this.send(effect);
       }
     }
+    // After the forced write: a step that did not reach the disk did not happen.
+    this.record(history);
     this.observe(before, result.tx);
     this.context.changed(this, before, result.tx);
     this.published = result.tx;
@@ -242,10 +279,11 @@ export class LiveTransaction {
   /** One participant call, counted while outstanding; its answer becomes the next event. */
   private call(message: Message, target: ParticipantTarget, ask: () => Promise<Event>): void {
     this.context.calls.callStarted();
+    const askedAtMs = this.context.timers.monotonicMs();
     ask()
       .then((event) => {
         this.context.calls.callAnswered();
-        return this.dispatch(event);
+        return this.dispatch(event, this.context.timers.monotonicMs() - askedAtMs);
       })
       .catch((e) => this.context.fail(e, `${message} to ${target.name} in ${this.id}`));
   }

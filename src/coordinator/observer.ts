@@ -26,7 +26,15 @@ export interface CoordinatorObserver {
   compacted(count: number): void;
   /** Participants whose phase-two message failed at least the stuck threshold of times in a row, now. */
   stuckParticipants(count: number): void;
+  /** Contradicting heuristic outcomes nobody has resolved yet, now. */
+  unresolvedHeuristics(count: number): void;
+  /** Age of the oldest transaction not finished at every participant, now; 0 when there is none. */
+  oldestUnfinishedAgeSeconds(seconds: number): void;
+  /** An operator acted on a transaction. */
+  operatorAction(action: OperatorAction): void;
 }
+
+export type OperatorAction = 'retry' | 'abort' | 'resolve';
 
 export const silentObserver: CoordinatorObserver = {
   begun: () => {},
@@ -36,4 +44,7 @@ export const silentObserver: CoordinatorObserver = {
   recovered: () => {},
   compacted: () => {},
   stuckParticipants: () => {},
+  unresolvedHeuristics: () => {},
+  oldestUnfinishedAgeSeconds: () => {},
+  operatorAction: () => {},
 };

@@ -1,3 +1,4 @@
+import type { Actor, HistoryEntry } from '../protocol/history.js';
 import type { Transaction, TxState } from '../protocol/types.js';
 
 export interface ListQuery {
@@ -5,6 +6,20 @@ export interface ListQuery {
   readonly limit: number;
   /** Id of the last transaction of the previous page; the next page starts below it. */
   readonly after: string | null;
+  /** Only transactions with a participant of this name. */
+  readonly participant?: string | null;
+  /** Only transactions created before this time (ms since the epoch). */
+  readonly createdBeforeMs?: number | null;
+  /** Only transactions with a heuristic outcome nobody has resolved yet. */
+  readonly heuristicUnresolved?: boolean;
+}
+
+/** An operator's word that a heuristic outcome was dealt with by hand. */
+export interface HeuristicResolution {
+  readonly participant: string;
+  readonly atMs: number;
+  readonly note: string;
+  readonly by: Actor | null;
 }
 
 export interface ListPage {
@@ -38,6 +53,29 @@ export interface DecisionLog {
    */
   findByIdempotencyKey(key: string): Transaction | undefined;
   list(query: ListQuery): ListPage;
+  /**
+   * Queues history entries of a transaction; they ride along with the next
+   * flush (never forcing one) and are kept as long as the transaction is.
+   */
+  appendHistory(txId: string, entries: readonly HistoryEntry[]): void;
+  /** The transaction's history, oldest first, queued entries included. */
+  history(txId: string): HistoryEntry[];
+  /**
+   * A participant's heuristic outcome that contradicts the decision is
+   * recorded (as unresolved) when a snapshot carrying it is written, and kept
+   * until an operator resolves it: such a transaction is not compacted before.
+   * Resolves the unresolved ones of `participant` (of every participant when
+   * null) of what is on disk; returns the names resolved.
+   */
+  resolveHeuristics(
+    txId: string,
+    participant: string | null,
+    resolution: Omit<HeuristicResolution, 'participant'>,
+  ): string[];
+  /** The resolutions recorded for a transaction. */
+  resolutions(txId: string): HeuristicResolution[];
+  /** How many contradicting heuristic outcomes are on disk, unresolved. */
+  unresolvedHeuristics(): number;
   /** Every transaction not yet finished at every participant; payloads only for active ones (the only ones that may still send prepares). */
   loadUnfinished(): Transaction[];
   /**

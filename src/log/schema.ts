@@ -66,6 +66,39 @@ export const MIGRATIONS: readonly string[] = [
   UPDATE transactions SET state = 'preparing'
     WHERE state = 'active' AND one_shot = 0 AND participants != '[]';
   `,
+  // 4: what operators look at. A transaction's history, in chunks: the
+  // entries one flush carried, appended, never rewritten (an append costs
+  // what it adds, not the whole history again), clustered by transaction.
+  // And heuristic outcomes that contradict the decision, until a human
+  // resolves them.
+  `
+  CREATE TABLE history (
+    tx_id   TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    entries TEXT NOT NULL,
+    PRIMARY KEY (tx_id, seq)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE heuristics (
+    tx_id          TEXT NOT NULL,
+    participant    TEXT NOT NULL,
+    heuristic      TEXT NOT NULL,
+    reported_at_ms INTEGER NOT NULL,
+    resolved_at_ms INTEGER,
+    note           TEXT,
+    resolved_by    TEXT,
+    PRIMARY KEY (tx_id, participant)
+  ) WITHOUT ROWID;
+  CREATE INDEX heuristics_unresolved ON heuristics (tx_id) WHERE resolved_at_ms IS NULL;
+
+  -- Heuristics an older commitd recorded only in the participants' state.
+  INSERT OR IGNORE INTO heuristics (tx_id, participant, heuristic, reported_at_ms)
+    SELECT t.id, json_extract(p.value, '$.name'), json_extract(p.value, '$.heuristic'),
+           COALESCE(t.finished_at_ms, t.decided_at_ms, t.created_at_ms)
+    FROM transactions t, json_each(t.participants) p
+    WHERE t.outcome IS NOT NULL AND json_extract(p.value, '$.heuristic') IS NOT NULL
+      AND json_extract(p.value, '$.heuristic') != t.outcome;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

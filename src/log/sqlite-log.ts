@@ -12,10 +12,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import type { Actor, HistoryEntry } from '../protocol/history.js';
 import { type Participant, type Transaction, TX_STATES, type TxState } from '../protocol/types.js';
 import {
   type DecisionLog,
   type FlushStats,
+  type HeuristicResolution,
   type ListPage,
   type ListQuery,
   LogLockedError,
@@ -77,6 +79,8 @@ type StoredParticipant = Pick<
 
 export const LOG_FILE = 'commitd.db';
 
+const NO_HISTORY: ReadonlyMap<string, HistoryEntry[]> = new Map();
+
 /** SQLite failures that may pass (a full disk, an I/O error, a lock), as opposed to a refused record. */
 const TRANSIENT = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|READONLY|CANTOPEN|PROTOCOL|NOMEM)/;
 
@@ -85,6 +89,8 @@ export class SqliteLog implements DecisionLog {
   private readonly wal: WalSync;
   private readonly statements;
   private pending = new Map<string, Pending>();
+  /** History entries not yet written, by transaction: they ride along with the next flush. */
+  private pendingHistory = new Map<string, HistoryEntry[]>();
   private flushScheduled: 'none' | 'soon' | 'later' = 'none';
   private laterTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -118,8 +124,10 @@ export class SqliteLog implements DecisionLog {
       byKey: this.db.prepare('SELECT * FROM transactions WHERE idempotency_key = ?'),
       payloads: this.db.prepare('SELECT name, payload FROM payloads WHERE tx_id = ?'),
       unfinished: this.db.prepare('SELECT * FROM transactions WHERE finished_at_ms IS NULL ORDER BY id'),
+      // A transaction with an unresolved heuristic is kept until an operator resolves it.
       finishedBefore: this.db.prepare(
-        'SELECT * FROM transactions WHERE finished_at_ms IS NOT NULL AND finished_at_ms < ? LIMIT ?',
+        `SELECT * FROM transactions WHERE finished_at_ms IS NOT NULL AND finished_at_ms < ?
+           AND id NOT IN (SELECT tx_id FROM heuristics WHERE resolved_at_ms IS NULL) LIMIT ?`,
       ),
       keepKey: this.db.prepare(
         'INSERT OR REPLACE INTO idempotency_keys (idempotency_key, finished_at_ms, snapshot) VALUES (?, ?, ?)',
@@ -131,6 +139,29 @@ export class SqliteLog implements DecisionLog {
       ),
       deleteTx: this.db.prepare('DELETE FROM transactions WHERE id = ?'),
       deletePayloads: this.db.prepare('DELETE FROM payloads WHERE tx_id = ?'),
+      appendHistory: this.db.prepare(
+        // Only with its transaction: entries still queued when it was
+        // compacted would otherwise stay behind, for good.
+        `INSERT INTO history (tx_id, seq, entries)
+         SELECT @txId, COALESCE(MAX(seq), 0) + 1, @entries FROM history WHERE tx_id = @txId
+         HAVING EXISTS (SELECT 1 FROM transactions WHERE id = @txId)`,
+      ),
+      history: this.db.prepare('SELECT entries FROM history WHERE tx_id = ? ORDER BY seq'),
+      deleteHistory: this.db.prepare('DELETE FROM history WHERE tx_id = ?'),
+      reportHeuristic: this.db.prepare(
+        'INSERT OR IGNORE INTO heuristics (tx_id, participant, heuristic, reported_at_ms) VALUES (?, ?, ?, ?)',
+      ),
+      resolveHeuristics: this.db.prepare(
+        `UPDATE heuristics SET resolved_at_ms = @atMs, note = @note, resolved_by = @by
+         WHERE tx_id = @txId AND resolved_at_ms IS NULL AND (@participant IS NULL OR participant = @participant)
+         RETURNING participant`,
+      ),
+      resolutions: this.db.prepare(
+        `SELECT participant, resolved_at_ms, note, resolved_by FROM heuristics
+         WHERE tx_id = ? AND resolved_at_ms IS NOT NULL ORDER BY participant`,
+      ),
+      unresolvedHeuristics: this.db.prepare('SELECT count(*) AS n FROM heuristics WHERE resolved_at_ms IS NULL'),
+      deleteHeuristics: this.db.prepare('DELETE FROM heuristics WHERE tx_id = ?'),
     };
   }
 
@@ -146,6 +177,56 @@ export class SqliteLog implements DecisionLog {
     const entry = this.enqueue(tx, false);
     if (onWritten) entry.callbacks.push(onWritten);
     this.schedule(this.pending.size >= this.options.batchRecordsMax ? 'soon' : 'later');
+  }
+
+  appendHistory(txId: string, entries: readonly HistoryEntry[]): void {
+    if (entries.length === 0) return;
+    this.assertOpen();
+    const queued = this.pendingHistory.get(txId);
+    if (queued) queued.push(...entries);
+    else this.pendingHistory.set(txId, [...entries]);
+    this.schedule('later');
+  }
+
+  history(txId: string): HistoryEntry[] {
+    const rows = this.statements.history.all(txId) as Array<{ entries: string }>;
+    const written = rows.flatMap((r) => JSON.parse(r.entries) as HistoryEntry[]);
+    return [...written, ...(this.pendingHistory.get(txId) ?? [])];
+  }
+
+  resolveHeuristics(
+    txId: string,
+    participant: string | null,
+    resolution: Omit<HeuristicResolution, 'participant'>,
+  ): string[] {
+    this.assertOpen();
+    const rows = this.statements.resolveHeuristics.all({
+      txId,
+      participant,
+      atMs: resolution.atMs,
+      note: resolution.note,
+      by: resolution.by === null ? null : JSON.stringify(resolution.by),
+    }) as Array<{ participant: string }>;
+    return rows.map((r) => r.participant);
+  }
+
+  resolutions(txId: string): HeuristicResolution[] {
+    const rows = this.statements.resolutions.all(txId) as Array<{
+      participant: string;
+      resolved_at_ms: number;
+      note: string;
+      resolved_by: string | null;
+    }>;
+    return rows.map((r) => ({
+      participant: r.participant,
+      atMs: r.resolved_at_ms,
+      note: r.note,
+      by: r.resolved_by === null ? null : (JSON.parse(r.resolved_by) as Actor),
+    }));
+  }
+
+  unresolvedHeuristics(): number {
+    return (this.statements.unresolvedHeuristics.get() as { n: number }).n;
   }
 
   private enqueue(tx: Transaction, forced: boolean): Pending {
@@ -189,12 +270,16 @@ export class SqliteLog implements DecisionLog {
     } catch (error) {
       this.options.onError?.(error as Error);
     }
-    if (this.pending.size > 0) this.schedule(this.hasForced() ? 'soon' : 'later');
+    if (this.pending.size > 0 || this.pendingHistory.size > 0) this.schedule(this.hasForced() ? 'soon' : 'later');
   }
 
   flush(): void {
     // Bounded: records that fail and go back in the queue wait for a later flush.
-    for (let n = Math.ceil(this.pending.size / this.options.batchRecordsMax); n > 0; n--) this.flushBatch();
+    const batches = Math.max(
+      Math.ceil(this.pending.size / this.options.batchRecordsMax),
+      this.pendingHistory.size > 0 ? 1 : 0,
+    );
+    for (let n = batches; n > 0; n--) this.flushBatch();
   }
 
   private hasForced(): boolean {
@@ -204,17 +289,23 @@ export class SqliteLog implements DecisionLog {
 
   /** Writes up to maxBatchRecords queued snapshots in one SQLite transaction. */
   private flushBatch(): void {
-    if (this.pending.size === 0) return;
+    if (this.pending.size === 0 && this.pendingHistory.size === 0) return;
     const batch: Pending[] = [];
     for (const [id, entry] of this.pending) {
       batch.push(entry);
       this.pending.delete(id);
       if (batch.length >= this.options.batchRecordsMax) break;
     }
+    const history = this.pendingHistory;
+    this.pendingHistory = new Map();
     try {
-      this.write(batch);
+      this.write(batch, history);
       return;
     } catch (error) {
+      // History waits for the next flush, ahead of anything queued since.
+      for (const [txId, entries] of this.pendingHistory) history.set(txId, [...(history.get(txId) ?? []), ...entries]);
+      this.pendingHistory = history;
+      if (batch.length === 0) throw error;
       if (batch.length === 1) {
         if (this.failed(batch[0] as Pending, error as Error)) throw error;
         return;
@@ -225,7 +316,7 @@ export class SqliteLog implements DecisionLog {
     let first: Error | null = null;
     for (const entry of batch) {
       try {
-        this.write([entry]);
+        this.write([entry], NO_HISTORY);
       } catch (e) {
         if (this.failed(entry, e as Error)) first ??= e as Error;
       }
@@ -234,10 +325,12 @@ export class SqliteLog implements DecisionLog {
   }
 
   /** One SQLite transaction; its forced writers hear once the WAL is fsynced after it. */
-  private write(batch: Pending[]): void {
+  private write(batch: Pending[], history: ReadonlyMap<string, HistoryEntry[]>): void {
     const startedAt = performance.now();
     this.db.transaction(() => {
       for (const entry of batch) this.store(entry.tx);
+      for (const [txId, entries] of history)
+        this.statements.appendHistory.run({ txId, entries: JSON.stringify(entries) });
     })();
     const forced = batch.some((e) => e.forced);
     this.options.onFlush?.({ durationMs: performance.now() - startedAt, records: batch.length, forced });
@@ -285,6 +378,13 @@ export class SqliteLog implements DecisionLog {
       metadata: tx.metadataJson,
       participants: JSON.stringify(tx.participants.map(storedParticipant)),
     });
+    if (tx.outcome !== null) {
+      for (const p of tx.participants) {
+        if (p.heuristic !== null && p.heuristic !== tx.outcome) {
+          this.statements.reportHeuristic.run(tx.id, p.name, p.heuristic, tx.finishedAtMs ?? tx.decidedAtMs);
+        }
+      }
+    }
     // Payloads can only be added while the transaction is active (begin,
     // enlist); later snapshots need not look at them again.
     if (tx.state === 'active') {
@@ -316,6 +416,17 @@ export class SqliteLog implements DecisionLog {
     if (query.after) {
       where.push('id < ?');
       params.push(query.after);
+    }
+    if (query.createdBeforeMs != null) {
+      where.push('created_at_ms < ?');
+      params.push(query.createdBeforeMs);
+    }
+    if (query.participant != null) {
+      where.push("EXISTS (SELECT 1 FROM json_each(participants) WHERE json_extract(value, '$.name') = ?)");
+      params.push(query.participant);
+    }
+    if (query.heuristicUnresolved) {
+      where.push('id IN (SELECT tx_id FROM heuristics WHERE resolved_at_ms IS NULL)');
     }
     const sql = `SELECT * FROM transactions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
     const rows = this.db.prepare(sql).all(...params, query.limit + 1) as TxRow[];
@@ -352,6 +463,8 @@ export class SqliteLog implements DecisionLog {
         }
         this.statements.deleteTx.run(row.id);
         this.statements.deletePayloads.run(row.id);
+        this.statements.deleteHistory.run(row.id);
+        this.statements.deleteHeuristics.run(row.id);
       }
       this.statements.expireKeys.run(keysFinishedBeforeMs, maxRows);
     })();
@@ -503,6 +616,7 @@ function refuseDamagedRecords(db: Database.Database, file: string): void {
          OR NOT json_valid(participants) OR json_type(participants) != 'array'
          OR (metadata IS NOT NULL AND NOT json_valid(metadata))
        UNION ALL SELECT tx_id FROM payloads WHERE NOT json_valid(payload)
+       UNION ALL SELECT tx_id FROM history WHERE NOT json_valid(entries)
        LIMIT 1`,
     )
     .get() as { id: string } | undefined;

@@ -127,7 +127,9 @@ function apply(tx: Transaction, event: Event, nowMs: number): Result {
     case 'commit':
       return commit(tx, nowMs);
     case 'abort':
-      return clientAbort(tx, nowMs);
+      return requestedAbort(tx, event.byOperator === true ? 'operator' : 'client', nowMs);
+    case 'retry':
+      return retryNow(tx);
     case 'deadline':
       return unchanged(tx); // not yet expired, or already decided
     case 'vote':
@@ -187,10 +189,32 @@ function commit(tx: Transaction, nowMs: number): Result {
   }
 }
 
-function clientAbort(tx: Transaction, nowMs: number): Result {
+function requestedAbort(tx: Transaction, reason: 'client' | 'operator', nowMs: number): Result {
   if (tx.outcome === 'commit') return refuse(tx, 'committed', 'the transaction has a commit decision, which is final');
   if (tx.outcome === 'abort') return unchanged(tx);
-  return decideAbort(tx, 'client', nowMs, preparesOf(tx));
+  return decideAbort(tx, reason, nowMs, preparesOf(tx));
+}
+
+/**
+ * An operator's "retry now": every participant whose phase-two message failed
+ * (and now waits out its backoff) is sent it again at once, its backoff
+ * starting over. A participant whose message is out and unanswered, or that
+ * has not answered its prepare yet (an abort must never overtake a prepare),
+ * has nothing waiting: it is left alone.
+ */
+function retryNow(tx: Transaction): Result {
+  if (tx.outcome === null) {
+    return refuse(tx, 'not-decided', 'the transaction is not decided: there is no phase two to retry yet');
+  }
+  const waiting = tx.participants.filter((p) => !p.acknowledged && p.attempts > 0);
+  if (waiting.length === 0) return unchanged(tx);
+  const message = tx.outcome === 'commit' ? 'commit' : 'abort';
+  const names = new Set(waiting.map((p) => p.name));
+  const participants = tx.participants.map((p) => (names.has(p.name) ? { ...p, attempts: 0 } : p));
+  return ok(
+    { ...tx, participants },
+    waiting.map((p) => send(message, p.name, 0)),
+  );
 }
 
 function startPhaseOne(tx: Transaction, commitRequested: boolean, nowMs: number): Result {

@@ -14,7 +14,7 @@ export type PhaseTwoMessage = 'commit' | 'abort';
 export type Message = 'prepare' | PhaseTwoMessage;
 
 /** Why an abort was decided; kept so operators can tell a timeout from a refusal. */
-export type AbortReason = 'client' | 'vote' | 'deadline' | 'recovery';
+export type AbortReason = 'client' | 'vote' | 'deadline' | 'recovery' | 'operator';
 
 export interface Participant {
   readonly name: string;
@@ -83,7 +83,10 @@ export type Event =
   | { readonly type: 'enlist'; readonly participant: NewParticipant }
   | { readonly type: 'prepare' }
   | { readonly type: 'commit' }
-  | { readonly type: 'abort' }
+  /** `byOperator`: an admin aborted it (recorded as the abort's reason). */
+  | { readonly type: 'abort'; readonly byOperator?: boolean }
+  /** An operator's "retry now": phase two resent at once to every participant waiting for a retry. */
+  | { readonly type: 'retry' }
   | { readonly type: 'deadline' }
   | { readonly type: 'vote'; readonly participant: string; readonly vote: Vote; readonly reason?: string }
   | { readonly type: 'vote-lost'; readonly participant: string; readonly reason: string }
@@ -100,7 +103,7 @@ export type Effect =
   /** Every participant has its outcome: the transaction may leave memory once persisted. */
   | { readonly type: 'finished' };
 
-export type RefusalCode = 'conflict' | 'not-active' | 'aborted' | 'committed';
+export type RefusalCode = 'conflict' | 'not-active' | 'aborted' | 'committed' | 'not-decided';
 
 export interface Refusal {
   readonly code: RefusalCode;

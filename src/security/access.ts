@@ -23,6 +23,11 @@ const TABLE: Record<string, Access> = {
   'GET /v1/transactions/:id': roles('client', 'participant'),
   'GET /v1/transactions/:id/outcome': roles('participant'),
   'GET /v1/transactions': ADMIN,
+  // What operators see and do: admin only, said here rather than left to the default.
+  'GET /v1/transactions/:id/history': ADMIN,
+  'POST /v1/transactions/:id/retry': ADMIN,
+  'POST /v1/transactions/:id/resolve': ADMIN,
+  'GET /v1/stats': ADMIN,
 };
 
 const ALWAYS_OPEN = new Set(['/healthz', '/readyz']);

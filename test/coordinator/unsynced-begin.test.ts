@@ -60,6 +60,7 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
     idempotencyKey: null,
     idempotencyScope: '',
     callerId: '',
+    by: null,
     requestHash: null,
     metadataJson: null,
     commit: false,

@@ -380,15 +380,18 @@ function lastPage(dataDir: string): LastPage {
   const bytes = fs.readFileSync(file);
   const raw = bytes.readUInt16BE(16);
   const size = raw === 1 ? 65536 : raw;
-  const at = bytes.length - size;
   const copy = copyLog(dataDir, 'commitd-dbstat-');
   const db = new Database(path.join(copy, LOG_FILE));
-  const stat = db.prepare('SELECT name, pagetype FROM dbstat WHERE pageno = ?').get(bytes.length / size) as {
-    name: string;
-    pagetype: string;
-  };
+  // The last page of transaction records (history pages may come after it).
+  const stat = db
+    .prepare(
+      `SELECT name, pagetype, pageno FROM dbstat WHERE name = 'transactions' AND pagetype = 'leaf'
+       ORDER BY pageno DESC LIMIT 1`,
+    )
+    .get() as { name: string; pagetype: string; pageno: number };
+  const at = (stat.pageno - 1) * size;
   db.close();
-  const page = bytes.subarray(at);
+  const page = bytes.subarray(at, at + size);
   // A b-tree page header: byte 0 the page type (interior pages have 12 header
   // bytes, leaves 8), bytes 3-4 the cell count, 5-6 where the cell contents start.
   const headerBytes = page[0] === 0x02 || page[0] === 0x05 ? 12 : 8;
@@ -457,7 +460,7 @@ t.test('a torn last page: refused with exit 4 when anything reads wrong, served 
     const file = path.join(dataDir, LOG_FILE);
     const bytes = fs.readFileSync(file);
     // Inside a participant list (JSON text): `"acknowledged"` becomes `"ack` and four control bytes.
-    const hit = bytes.lastIndexOf('"acknowledged":', bytes.length, 'latin1');
+    const hit = bytes.lastIndexOf('"acknowledged":', page.at + page.size, 'latin1');
     t.ok(hit > page.at, 'the last page holds a participant list');
     // The record's id is its first column: the nearest id before the hit.
     const idAt = bytes.lastIndexOf('tx_', hit, 'latin1');

@@ -247,4 +247,95 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
     t.equal(u.log.compact(T0 + 1_000_000, T0, 10), 1, 'a later cutoff forgets the later one');
     t.equal(u.log.get('tx_005')?.state, 'committing', 'and never an unfinished one');
   });
+
+  check(
+    'history: appended in order, readable before and after a flush, kept only with its transaction',
+    async (t, u) => {
+      const tx = begun('tx_001');
+      await forced(u, tx);
+      const by = { role: 'client', tokenId: 'abc123', address: '127.0.0.1' };
+      u.log.appendHistory(tx.id, [
+        { type: 'begun', by, oneShot: false, participants: [...NAMES], atMs: T0 },
+        { type: 'sent', participant: 'orders', message: 'prepare', attempt: 0, atMs: T0 + 1 },
+      ]);
+      t.same(
+        u.log.history(tx.id).map((e) => e.type),
+        ['begun', 'sent'],
+        'queued entries are read back before any flush',
+      );
+      u.log.flush();
+      u.log.appendHistory(tx.id, [{ type: 'voted', participant: 'orders', vote: 'yes', latencyMs: 3, atMs: T0 + 4 }]);
+      u.log.appendHistory('tx_002', [{ type: 'finished', atMs: T0 + 5 }]);
+      u.log.flush();
+      u.log.appendHistory(tx.id, []);
+      const history = u.log.history(tx.id);
+      t.same(
+        history.map((e) => [e.type, e.atMs]),
+        [
+          ['begun', T0],
+          ['sent', T0 + 1],
+          ['voted', T0 + 4],
+        ],
+        'in the order appended, across flushes',
+      );
+      t.same(history[0], { type: 'begun', by, oneShot: false, participants: [...NAMES], atMs: T0 }, 'whole entries');
+      t.same(u.log.history('tx_002'), [], 'entries of a transaction the log does not have are not kept');
+      t.same(u.log.history('tx_unknown'), [], 'an unknown transaction has no history');
+
+      await forced(u, finished(tx, T0 + 20));
+      u.log.flush();
+      t.equal(u.log.compact(T0 + 21, T0 + 21, 10), 1);
+      t.same(u.log.history(tx.id), [], 'compacted with its transaction');
+    },
+  );
+
+  check('a contradicting heuristic is kept unresolved until an operator resolves it', async (t, u) => {
+    const tx = begun('tx_001');
+    await forced(u, tx);
+    const agreed = apply(committing(tx), [{ type: 'heuristic', participant: 'orders', heuristic: 'commit' }], T0 + 20);
+    await forced(u, agreed);
+    t.equal(u.log.unresolvedHeuristics(), 0, 'a heuristic that agrees with the decision needs nobody');
+    const mixed = apply(agreed, [{ type: 'heuristic', participant: 'payments', heuristic: 'abort' }], T0 + 30);
+    t.equal(mixed.state, 'committed');
+    await forced(u, mixed);
+    await forced(u, mixed);
+    t.equal(u.log.unresolvedHeuristics(), 1, 'one contradicting heuristic, however often written');
+    const other = begun('tx_002');
+    await forced(u, finished(other, T0 + 30));
+    t.same(
+      u.log.list({ state: null, limit: 10, after: null, heuristicUnresolved: true }).transactions.map((x) => x.id),
+      ['tx_001'],
+      'the list finds it',
+    );
+    t.equal(u.log.compact(T0 + 1000, T0, 10), 1, 'compaction forgets the other one only');
+    t.equal(u.log.get('tx_001')?.state, 'committed', 'an unresolved heuristic keeps its transaction');
+    t.same(u.log.resolutions('tx_001'), [], 'nothing resolved yet');
+    t.same(u.log.resolveHeuristics('tx_001', 'orders', { atMs: T0 + 40, note: 'n', by: null }), [], 'orders has none');
+    const by = { role: 'admin', tokenId: 'ops', address: '10.0.0.1' };
+    t.same(u.log.resolveHeuristics('tx_001', null, { atMs: T0 + 50, note: 'refunded by hand', by }), ['payments']);
+    t.same(u.log.resolutions('tx_001'), [{ participant: 'payments', atMs: T0 + 50, note: 'refunded by hand', by }]);
+    t.equal(u.log.unresolvedHeuristics(), 0);
+    t.same(u.log.resolveHeuristics('tx_001', null, { atMs: T0 + 60, note: 'again', by }), [], 'resolved once only');
+    t.same(
+      u.log.list({ state: null, limit: 10, after: null, heuristicUnresolved: true }).transactions,
+      [],
+      'the list no longer finds it',
+    );
+    t.equal(u.log.compact(T0 + 1000, T0, 10), 1, 'once resolved it is compacted like any other');
+    t.same(u.log.resolutions('tx_001'), [], 'with its resolutions');
+  });
+
+  check('list filters: by participant name and by age', async (t, u) => {
+    const first = begun('tx_001');
+    await forced(u, first);
+    const later = { ...begun('tx_002'), createdAtMs: T0 + 500, participants: [begun('tx_x').participants[0]] };
+    await forced(u, later as Transaction);
+    const ids = (q: Partial<Parameters<typeof u.log.list>[0]>) =>
+      u.log.list({ state: null, limit: 10, after: null, ...q }).transactions.map((x) => x.id);
+    t.same(ids({ participant: 'payments' }), ['tx_001'], 'only tx_001 has payments');
+    t.same(ids({ participant: 'orders' }), ['tx_002', 'tx_001']);
+    t.same(ids({ participant: 'nobody' }), []);
+    t.same(ids({ createdBeforeMs: T0 + 500 }), ['tx_001'], 'created before the cutoff, not at it');
+    t.same(ids({ createdBeforeMs: T0 + 501, participant: 'orders' }), ['tx_002', 'tx_001'], 'filters combine');
+  });
 }

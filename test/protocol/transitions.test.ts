@@ -1074,3 +1074,64 @@ t.test('a decided transaction carries no payloads: nobody is asked to prepare ag
     'dropped with the abort decision',
   );
 });
+
+t.test('operator actions', async (t) => {
+  const failed = (participant: string, error = 'ECONNREFUSED'): Event => ({
+    type: 'delivery-failed',
+    participant,
+    error,
+  });
+  const RETRY: Event = { type: 'retry' };
+
+  t.test('an admin abort decides abort with the reason operator, forced like a client abort', async (t) => {
+    const s = apply(prepared({ a: 'yes', b: 'yes' }), { type: 'abort', byOperator: true });
+    t.equal(s.tx.abortReason, 'operator');
+    t.same(s.effects, [FORCED, send('abort', 'a'), send('abort', 'b')]);
+    const oneShot = apply(preparing(['a'], { oneShot: true }), { type: 'abort', byOperator: true });
+    t.same(oneShot.effects[0], LAZY, 'lazy for a one-shot, as every one-shot abort: recovery aborts it anyway');
+    const refused = apply(committing(['a']), { type: 'abort', byOperator: true });
+    t.same(refused.refusal?.code, 'committed', 'refused once a commit is decided, as for a client');
+  });
+
+  t.test('retry now is refused while undecided: there is no phase two yet', async (t) => {
+    for (const tx of [active(['a']), preparing(['a']), prepared({ a: 'yes' })]) {
+      const s = apply(tx, RETRY);
+      t.equal(s.refusal?.code, 'not-decided', tx.state);
+      t.equal(s.changed, false);
+      t.same(s.effects, []);
+    }
+  });
+
+  t.test('retry now resends at once to every participant waiting out a backoff, attempts from zero', async (t) => {
+    const tx = drive(committing(['a', 'b', 'c']), failed('a'), failed('a'), failed('b'), ack('c'));
+    t.same(
+      tx.participants.map((p) => p.attempts),
+      [2, 1, 0],
+    );
+    const s = apply(tx, RETRY);
+    t.equal(s.refusal, null);
+    t.same(s.effects, [send('commit', 'a', 0), send('commit', 'b', 0)], 'attempt 0: no backoff delay');
+    t.same(parts(s.tx), [
+      part('a', { vote: 'yes', attempts: 0 }),
+      part('b', { vote: 'yes', attempts: 0 }),
+      part('c', { vote: 'yes', acknowledged: true }),
+    ]);
+    t.equal(s.tx.participants[0]?.lastError, 'ECONNREFUSED', 'the last error stays until an answer replaces it');
+    const again = apply(s.tx, RETRY);
+    t.equal(again.changed, false, 'a second press while the resends are out does nothing');
+  });
+
+  t.test('retry now never sends an abort ahead of a prepare still unanswered', async (t) => {
+    const tx = drive(preparing(['a', 'b']), vote('a', 'yes'), ABORT, failed('a'));
+    t.same(parts(tx)[1], part('b'), 'b has not answered its prepare');
+    const s = apply(tx, RETRY);
+    t.same(s.effects, [send('abort', 'a', 0)], 'only a, which failed its abort');
+  });
+
+  t.test('retry now on a finished transaction changes nothing', async (t) => {
+    const tx = drive(committing(['a']), ack('a'));
+    const s = apply(tx, RETRY);
+    t.equal(s.refusal, null);
+    t.equal(s.changed, false);
+  });
+});

@@ -11,7 +11,8 @@ export type Invariant =
   | 'what a client was told survives: an acknowledged outcome is the outcome'
   | 'an acknowledged begin is never lost'
   | 'liveness: when faults stop, every transaction finishes and no participant stays prepared'
-  | 'the coordinator asserts its own invariants';
+  | 'the coordinator asserts its own invariants'
+  | "a transaction's history never contradicts its decision";
 
 export interface Violation {
   readonly invariant: Invariant;

@@ -5,7 +5,8 @@
 // also where "a decision is never rewritten" and "commit only on unanimous
 // yes" are checked.
 
-import type { DecisionLog, ListPage, ListQuery } from '../../src/log/decision-log.js';
+import type { DecisionLog, HeuristicResolution, ListPage, ListQuery } from '../../src/log/decision-log.js';
+import type { HistoryEntry } from '../../src/protocol/history.js';
 import type { Transaction } from '../../src/protocol/types.js';
 import type { Checks } from './checks.js';
 import type { World } from './world.js';
@@ -29,6 +30,11 @@ export class SimLog implements DecisionLog {
   readonly forgotten = new Map<string, Transaction>();
   /** Idempotency keys of forgotten transactions, with the snapshot kept for them (the SQLite log's idempotency_keys). */
   readonly keptKeys = new Map<string, Transaction>();
+  /** History on disk and queued, by transaction (as the SQLite log's history table). */
+  readonly durableHistory = new Map<string, HistoryEntry[]>();
+  private pendingHistory = new Map<string, HistoryEntry[]>();
+  /** Contradicting heuristics on disk, by transaction and participant; resolved ones carry their resolution. */
+  readonly heuristics = new Map<string, Map<string, HeuristicResolution | null>>();
   private pending = new Map<string, Pending>();
   private flushEpoch = 0;
   private flushScheduled = false;
@@ -56,6 +62,44 @@ export class SimLog implements DecisionLog {
     if (onWritten) entry.callbacks.push(onWritten);
   }
 
+  appendHistory(txId: string, entries: readonly HistoryEntry[]): void {
+    if (entries.length === 0) return;
+    this.pendingHistory.set(txId, [...(this.pendingHistory.get(txId) ?? []), ...entries]);
+    this.scheduleFlush();
+  }
+
+  history(txId: string): HistoryEntry[] {
+    return [...(this.durableHistory.get(txId) ?? []), ...(this.pendingHistory.get(txId) ?? [])];
+  }
+
+  resolveHeuristics(
+    txId: string,
+    participant: string | null,
+    resolution: Omit<HeuristicResolution, 'participant'>,
+  ): string[] {
+    const resolved: string[] = [];
+    for (const [name, current] of this.heuristics.get(txId) ?? []) {
+      if (current !== null || (participant !== null && name !== participant)) continue;
+      this.heuristics.get(txId)?.set(name, { ...resolution, participant: name });
+      resolved.push(name);
+    }
+    return resolved;
+  }
+
+  resolutions(txId: string): HeuristicResolution[] {
+    return [...(this.heuristics.get(txId)?.values() ?? [])].filter((r): r is HeuristicResolution => r !== null);
+  }
+
+  unresolvedHeuristics(): number {
+    let n = 0;
+    for (const byName of this.heuristics.values()) for (const r of byName.values()) if (r === null) n++;
+    return n;
+  }
+
+  private hasUnresolvedHeuristic(txId: string): boolean {
+    return [...(this.heuristics.get(txId)?.values() ?? [])].some((r) => r === null);
+  }
+
   private enqueue(tx: Transaction): Pending {
     let entry = this.pending.get(tx.id);
     if (entry) entry.tx = tx;
@@ -63,6 +107,11 @@ export class SimLog implements DecisionLog {
       entry = { tx, waiters: [], callbacks: [] };
       this.pending.set(tx.id, entry);
     }
+    this.scheduleFlush();
+    return entry;
+  }
+
+  private scheduleFlush(): void {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       const epoch = this.flushEpoch;
@@ -70,7 +119,6 @@ export class SimLog implements DecisionLog {
         if (epoch === this.flushEpoch) this.flush();
       });
     }
-    return entry;
   }
 
   flush(): void {
@@ -78,6 +126,12 @@ export class SimLog implements DecisionLog {
     const batch = [...this.pending.values()];
     this.pending.clear();
     for (const { tx } of batch) this.store(tx);
+    for (const [txId, entries] of this.pendingHistory) {
+      // As the SQLite log: history is kept only with its transaction.
+      if (!this.durable.has(txId)) continue;
+      this.durableHistory.set(txId, [...(this.durableHistory.get(txId) ?? []), ...entries]);
+    }
+    this.pendingHistory.clear();
     if (this.crashAfterFlush?.()) return; // durable, and nobody was told
     for (const entry of batch) {
       for (const w of entry.waiters) w();
@@ -88,6 +142,7 @@ export class SimLog implements DecisionLog {
   /** The process died: everything not flushed is gone. */
   crash(): void {
     this.pending.clear();
+    this.pendingHistory.clear();
     this.flushScheduled = false;
     this.flushEpoch++;
   }
@@ -102,6 +157,14 @@ export class SimLog implements DecisionLog {
         'commit is decided only when every participant voted yes or read-only',
         `${tx.id}: votes ${tx.participants.map((p) => p.vote).join(',')}`,
       );
+    }
+    if (tx.outcome !== null) {
+      for (const p of tx.participants) {
+        if (p.heuristic === null || p.heuristic === tx.outcome) continue;
+        const byName = this.heuristics.get(tx.id) ?? new Map<string, HeuristicResolution | null>();
+        if (!byName.has(p.name)) byName.set(p.name, null);
+        this.heuristics.set(tx.id, byName);
+      }
     }
     // What the SQLite log keeps: no in-memory-only fields.
     this.durable.set(tx.id, {
@@ -123,7 +186,12 @@ export class SimLog implements DecisionLog {
   list(query: ListQuery): ListPage {
     const all = [...this.durable.values()]
       .filter(
-        (tx) => (query.state === null || tx.state === query.state) && (query.after === null || tx.id < query.after),
+        (tx) =>
+          (query.state === null || tx.state === query.state) &&
+          (query.after === null || tx.id < query.after) &&
+          (query.createdBeforeMs == null || tx.createdAtMs < query.createdBeforeMs) &&
+          (query.participant == null || tx.participants.some((p) => p.name === query.participant)) &&
+          (!query.heuristicUnresolved || this.hasUnresolvedHeuristic(tx.id)),
       )
       .sort((a, b) => (a.id < b.id ? 1 : -1));
     const page = all.slice(0, query.limit);
@@ -146,7 +214,7 @@ export class SimLog implements DecisionLog {
       if (n >= maxRows) break;
       const finished = tx.finishedAtMs !== null && tx.finishedAtMs < finishedBeforeMs;
       const forgettable = finished || (this.bugs.forgetUnfinished === true && tx.outcome !== null);
-      if (!forgettable) continue;
+      if (!forgettable || this.hasUnresolvedHeuristic(tx.id)) continue;
       if (!tx.participants.every((p) => p.acknowledged)) {
         this.checks.fail(
           'a transaction is forgotten only after every participant acknowledged',
@@ -154,6 +222,8 @@ export class SimLog implements DecisionLog {
         );
       }
       this.durable.delete(tx.id);
+      this.durableHistory.delete(tx.id);
+      this.heuristics.delete(tx.id);
       this.forgotten.set(tx.id, tx);
       if (tx.idempotencyKey !== null && (tx.finishedAtMs ?? 0) >= keysFinishedBeforeMs) {
         this.keptKeys.set(tx.idempotencyKey, tx);

@@ -68,12 +68,18 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   await simulation.heal();
   simulation.checkNothingLeftInDoubt();
   simulation.checkWhatClientsWereTold();
+  simulation.checkHistories();
   return simulation.result();
 }
 
 /** One run: the world, its participants, the coordinator process, its clients, and what they saw. */
 class Simulation {
   private readonly rng: Rng;
+  /**
+   * Draws operators' actions (retry now, an admin's abort) from a stream of
+   * their own: the draws of the main stream stay what they were.
+   */
+  private readonly operatorRng: Rng;
   private readonly world: World;
   private readonly checks: Checks;
   private readonly faultMs: number;
@@ -103,6 +109,7 @@ class Simulation {
   constructor(private readonly options: SimOptions) {
     const rng = new Rng(options.seed);
     this.rng = rng;
+    this.operatorRng = new Rng(options.seed + 0x0e7a7);
     this.world = new World(rng);
     this.checks = new Checks(() => ({ atMs: this.world.now - START_MS, step: this.world.steps }));
     this.faultMs = options.faultMs ?? rng.int(1000, 4000);
@@ -297,6 +304,7 @@ class Simulation {
       requestHash: key,
       metadataJson: null,
       commit: oneShot,
+      by: null,
     };
     const begin = await this.attempt((c) => c.begin(request));
     if (!begin) return;
@@ -326,9 +334,17 @@ class Simulation {
       await this.sleep(rng.chance(0.5) ? rng.int(0, 3000) : rng.int(0, 500));
     }
     const abort = rng.chance(0.25);
+    const operator = this.operatorRng;
+    const by = { by: null, operator: operator.chance(0.3) };
+    if (operator.chance(0.2)) {
+      // An operator presses "retry now" at some point of the transaction's life.
+      this.world.at(operator.int(0, 4000), () => {
+        void this.attempt((c) => c.retry(id, { by: null, operator: true }));
+      });
+    }
     for (let n = rng.chance(0.3) ? 2 : 1; n > 0; n--) {
       if (abort) {
-        const a = await this.attempt((c) => c.abort(id));
+        const a = await this.attempt((c) => c.abort(id, by));
         if (a && !a.refusal) this.tell(a.tx, 'abort');
         if (a?.refusal) this.tell(a.tx, 'commit');
       } else {
@@ -443,6 +459,21 @@ class Simulation {
     for (const id of this.begun) {
       if (!this.log.durable.has(id) && !this.log.forgotten.has(id)) {
         this.checks.fail('an acknowledged begin is never lost', `${id} is in no log`);
+      }
+    }
+  }
+
+  /** A decision in a history is the decision: recorded only once it was on disk. */
+  checkHistories(): void {
+    for (const [id, entries] of this.log.durableHistory) {
+      const stored = this.log.durable.get(id)?.outcome ?? null;
+      for (const e of entries) {
+        if (e.type === 'decided' && e.outcome !== stored) {
+          this.checks.fail(
+            "a transaction's history never contradicts its decision",
+            `${id}: history says ${e.outcome}, log ${stored} ${JSON.stringify(entries.map((x) => x.type))}`,
+          );
+        }
       }
     }
   }

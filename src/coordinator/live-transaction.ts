@@ -208,7 +208,15 @@ export class LiveTransaction {
     const finished = result.effects.some((e) => e.type === 'finished');
     for (const effect of result.effects) {
       if (effect.type === 'persist') {
-        if (effect.forced) await this.writeForced(before, result.tx);
+        if (effect.forced) {
+          // Awaited here rather than in a method of its own: one promise less per forced write.
+          try {
+            await this.context.log.writeForced(result.tx);
+          } catch (error) {
+            this.forcedWriteFailed(before, result.tx, error);
+          }
+          if (result.tx.outcome === 'commit') this.commitDurable = true;
+        }
         else this.context.log.writeLazy(result.tx, finished ? () => this.context.forget(this) : undefined);
       } else if (effect.type === 'send') {
         this.send(effect);
@@ -223,24 +231,19 @@ export class LiveTransaction {
     if (finished && !result.effects.some((e) => e.type === 'persist' && !e.forced)) this.context.forget(this);
   }
 
-  private async writeForced(before: Transaction, tx: Transaction): Promise<void> {
-    try {
-      await this.context.log.writeForced(tx);
-    } catch (error) {
-      // Not on disk, so it did not happen: nothing after it runs.
-      this.working = before;
-      const unavailable = logUnwritable(error);
-      // A caller waiting on this transaction (a commit waiting for the
-      // decision the last vote leads to) would otherwise wait for a step that
-      // did not happen and then answer as if it had. It hears the 503 now.
-      for (const w of this.waiters) w.reject(unavailable);
-      const next = eventAfterFailedForcedWrite(before);
-      if (next !== null) {
-        this.dispatch(next).catch((e) => this.context.fail(e, `recovering ${tx.id} after a failed write`));
-      }
-      throw unavailable;
+  /** A forced write failed: not on disk, so it did not happen, and nothing after it runs. Throws. */
+  private forcedWriteFailed(before: Transaction, tx: Transaction, error: unknown): never {
+    this.working = before;
+    const unavailable = logUnwritable(error);
+    // A caller waiting on this transaction (a commit waiting for the
+    // decision the last vote leads to) would otherwise wait for a step that
+    // did not happen and then answer as if it had. It hears the 503 now.
+    for (const w of this.waiters) w.reject(unavailable);
+    const next = eventAfterFailedForcedWrite(before);
+    if (next !== null) {
+      this.dispatch(next).catch((e) => this.context.fail(e, `recovering ${tx.id} after a failed write`));
     }
-    if (tx.outcome === 'commit') this.commitDurable = true;
+    throw unavailable;
   }
 
   private send(effect: Effect & { type: 'send' }): void {
@@ -288,33 +291,39 @@ export class LiveTransaction {
       .catch((e) => this.context.fail(e, `${message} to ${target.name} in ${this.id}`));
   }
 
-  private async askToPrepare(target: ParticipantTarget, payloadJson: string | null): Promise<Event> {
-    const answer = await this.context.participants.prepare(this.id, target, payloadJson);
-    if (answer.kind === 'lost') return { type: 'vote-lost', participant: target.name, reason: answer.reason };
-    return {
-      type: 'vote',
-      participant: target.name,
-      vote: answer.vote,
-      ...(answer.reason ? { reason: answer.reason } : {}),
-    };
+  // The answer's mapping to an event runs in the client's own promise
+  // continuation: no async wrapper, one promise less per participant call.
+  private askToPrepare(target: ParticipantTarget, payloadJson: string | null): Promise<Event> {
+    return this.context.participants.prepare(this.id, target, payloadJson).then(
+      (answer): Event =>
+        answer.kind === 'lost'
+          ? { type: 'vote-lost', participant: target.name, reason: answer.reason }
+          : {
+              type: 'vote',
+              participant: target.name,
+              vote: answer.vote,
+              ...(answer.reason ? { reason: answer.reason } : {}),
+            },
+    );
   }
 
-  private async deliver(message: 'commit' | 'abort', target: ParticipantTarget): Promise<Event> {
-    const answer = await this.context.participants.deliver(message, this.id, target);
-    switch (answer.kind) {
-      case 'acknowledged':
-        return { type: 'acknowledged', participant: target.name };
-      case 'heuristic':
-        this.context.observer.heuristic({
-          txId: this.id,
-          participant: target.name,
-          heuristic: answer.heuristic,
-          decided: message,
-        });
-        return { type: 'heuristic', participant: target.name, heuristic: answer.heuristic };
-      case 'failed':
-        return { type: 'delivery-failed', participant: target.name, error: answer.error };
-    }
+  private deliver(message: 'commit' | 'abort', target: ParticipantTarget): Promise<Event> {
+    return this.context.participants.deliver(message, this.id, target).then((answer): Event => {
+      switch (answer.kind) {
+        case 'acknowledged':
+          return { type: 'acknowledged', participant: target.name };
+        case 'heuristic':
+          this.context.observer.heuristic({
+            txId: this.id,
+            participant: target.name,
+            heuristic: answer.heuristic,
+            decided: message,
+          });
+          return { type: 'heuristic', participant: target.name, heuristic: answer.heuristic };
+        case 'failed':
+          return { type: 'delivery-failed', participant: target.name, error: answer.error };
+      }
+    });
   }
 
   private observe(before: Transaction, after: Transaction): void {

@@ -216,8 +216,9 @@ export class LiveTransaction {
             this.forcedWriteFailed(before, result.tx, error);
           }
           if (result.tx.outcome === 'commit') this.commitDurable = true;
+        } else {
+          this.context.log.writeLazy(result.tx, finished ? () => this.context.forget(this) : undefined);
         }
-        else this.context.log.writeLazy(result.tx, finished ? () => this.context.forget(this) : undefined);
       } else if (effect.type === 'send') {
         this.send(effect);
       }

@@ -238,7 +238,7 @@ t.test('list filters: participant name, age; bad filters are a 400 that changes 
   const h = await harness(t);
   const a = await participant(t);
   const first = await begin(h, [a]);
-  await new Promise((r) => setTimeout(r, 300));
+  await new Promise((r) => setTimeout(r, 1000));
   const second = await call(h, 'POST', '/v1/transactions', CLIENT, {
     participants: [{ name: 'payments', url: a.url }],
     commit: true,
@@ -247,7 +247,10 @@ t.test('list filters: participant name, age; bad filters are a 400 that changes 
     json(t, await call(h, 'GET', `/v1/transactions?${query}`), 200).transactions.map((x: any) => x.id);
   t.same(await ids('participant=payments'), [second.json().id]);
   t.same(await ids('participant=p0'), [first.id]);
-  t.same(await ids('olderThanMs=200'), [first.id], 'only the one created more than 200 ms ago');
+  // The cutoff halfway between the two begins, as an age: half a second of margin either side.
+  const halfway = (Date.parse(first.createdAt) + Date.parse(second.json().createdAt)) / 2;
+  const olderThanMs = Math.round(Date.now() - halfway);
+  t.same(await ids(`olderThanMs=${olderThanMs}`), [first.id], 'only the one created before the cutoff');
   t.same(await ids('olderThanMs=0&state=committed'), [second.json().id, first.id], 'filters combine');
   for (const query of ['stuck=maybe', 'heuristic=resolved', 'olderThanMs=-1', 'participant=%20x', 'olderThanMs=abc']) {
     const res = await call(h, 'GET', `/v1/transactions?${query}`);

@@ -236,7 +236,6 @@ const historyEntrySchema = {
         'begun',
         'enlisted',
         'requested',
-        'sent',
         'voted',
         'vote-lost',
         'decided',

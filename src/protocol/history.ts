@@ -1,5 +1,5 @@
 // What happened to a transaction, in order, for operators: derived from each
-// step of the protocol (what changed, what was sent), plus the calls that
+// step of the protocol (what changed, what answered), plus the calls that
 // asked for it. Pure: the runtime adds the time a participant took to answer
 // and who called, and keeps the entries with the transaction.
 //
@@ -8,17 +8,7 @@
 // of two (the participant's `attempts` and `lastError` are always current);
 // and the runtime caps the entries per transaction (HISTORY_ENTRIES_MAX).
 
-import type {
-  AbortReason,
-  Event,
-  Heuristic,
-  Message,
-  Outcome,
-  PhaseTwoMessage,
-  Step,
-  Transaction,
-  Vote,
-} from './types.js';
+import type { AbortReason, Event, Heuristic, Outcome, PhaseTwoMessage, Step, Transaction, Vote } from './types.js';
 
 /** Who made a call: a token's role and id (null without tokens), and the caller's address. */
 export interface Actor {
@@ -34,7 +24,6 @@ export type HistoryFact =
   | { readonly type: 'begun'; readonly by: Actor | null; readonly oneShot: boolean; readonly participants: string[] }
   | { readonly type: 'enlisted'; readonly participant: string }
   | { readonly type: 'requested'; readonly action: 'prepare' | 'commit' | 'abort'; readonly by: Actor | null }
-  | { readonly type: 'sent'; readonly participant: string; readonly message: Message; readonly attempt: number }
   | {
       readonly type: 'voted';
       readonly participant: string;
@@ -141,14 +130,9 @@ export function historyOfStep(before: Transaction, event: Event, result: Step, l
   if (before.outcome === null && after.outcome !== null) {
     facts.push({ type: 'decided', outcome: after.outcome, reason: after.abortReason ?? 'all-voted-yes' });
   }
-  for (const effect of result.effects) {
-    // A failed attempt's resend is the entry above (delivery-failed) already.
-    if (effect.type === 'send' && effect.attempt === 0) {
-      facts.push({ type: 'sent', participant: effect.participant, message: effect.message, attempt: 0 });
-    }
-    if (effect.type === 'finished' && before.finishedAtMs === null && after.finishedAtMs !== null) {
-      facts.push({ type: 'finished' });
-    }
-  }
+  // A message sent is not an entry of its own: its answer is (a vote, an
+  // acknowledgement, a failure, each with how long it took), which says both
+  // when it left and what came back, at half the entries.
+  if (before.finishedAtMs === null && after.finishedAtMs !== null) facts.push({ type: 'finished' });
   return facts;
 }

@@ -256,11 +256,11 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
       const by = { role: 'client', tokenId: 'abc123', address: '127.0.0.1' };
       u.log.appendHistory(tx.id, [
         { type: 'begun', by, oneShot: false, participants: [...NAMES], atMs: T0 },
-        { type: 'sent', participant: 'orders', message: 'prepare', attempt: 0, atMs: T0 + 1 },
+        { type: 'requested', action: 'prepare', by, atMs: T0 + 1 },
       ]);
       t.same(
         u.log.history(tx.id).map((e) => e.type),
-        ['begun', 'sent'],
+        ['begun', 'requested'],
         'queued entries are read back before any flush',
       );
       u.log.flush();
@@ -273,7 +273,7 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
         history.map((e) => [e.type, e.atMs]),
         [
           ['begun', T0],
-          ['sent', T0 + 1],
+          ['requested', T0 + 1],
           ['voted', T0 + 4],
         ],
         'in the order appended, across flushes',

@@ -75,7 +75,7 @@ export function createTransaction(input: NewTransaction): Step {
     metadataJson: input.metadataJson,
     participants: input.participants.map(newParticipant),
   };
-  return { ...ok(tx, [FORCED]), changed: true };
+  return { tx, effects: [FORCED], refusal: null, changed: true };
 }
 
 /** An undecided transaction past its deadline can only be aborted: nothing else may happen to it first. */
@@ -91,8 +91,15 @@ export function isPastDeadline(tx: Transaction, nowMs: number): boolean {
 export function step(tx: Transaction, event: Event, nowMs: number): Step {
   const result = transition(tx, event, nowMs);
   // The rules below return the very transaction they were given when nothing
-  // changes; callers are told so in words instead.
-  return { ...result, changed: result.tx !== tx || result.effects.length > 0 };
+  // changes; callers are told so in words instead. Built as a literal, not a
+  // spread: this runs for every event, and a spread copy cost the runtime
+  // split of #8 a measurable share of its CPU.
+  return {
+    tx: result.tx,
+    effects: result.effects,
+    refusal: result.refusal,
+    changed: result.tx !== tx || result.effects.length > 0,
+  };
 }
 
 function transition(tx: Transaction, event: Event, nowMs: number): Result {

@@ -70,9 +70,16 @@ t.test(
     await s.kill('SIGKILL');
 
     s = await start();
+    const askedAtMs = Date.now();
     const after = await call(s.url, 'GET', `/v1/transactions/${id}`);
     t.equal(after.status, 200, 'an acknowledged begin is not lost');
-    t.equal(after.body.state, 'active', 'an explicit transaction waits for its client until the deadline');
+    if (askedAtMs < Date.parse(after.body.deadline)) {
+      t.equal(after.body.state, 'active', 'an explicit transaction waits for its client until the deadline');
+    } else {
+      // A machine so busy that the restart took longer than the deadline: the
+      // transaction must then already be aborted for it, as checked below.
+      t.comment('the restart came after the deadline; the wait for the client is not observable in this run');
+    }
     const tx = await settled(s, id);
     t.equal(tx.outcome, 'abort');
     t.equal(tx.abortReason, 'deadline');

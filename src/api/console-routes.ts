@@ -19,6 +19,7 @@ const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
+  '.svg': 'image/svg+xml',
 };
 
 /** Far more than the console's files; a directory that holds more is not the console's build. */
@@ -40,8 +41,8 @@ export interface ConsoleFile {
 }
 
 /**
- * The console's files by name (index.html, console.css, the compiled .js
- * modules), or null when the package was not built with them.
+ * The console's files by name (index.html, console.css, icon.svg, the
+ * compiled .js modules), or null when the package was not built with them.
  */
 export function readConsoleFiles(dir: string = CONSOLE_DIR): Map<string, ConsoleFile> | null {
   if (!fs.existsSync(path.join(dir, 'index.html'))) return null;

@@ -35,6 +35,8 @@ function showError(message: string | null): void {
   const box = byId('error');
   box.textContent = message ?? '';
   box.hidden = message === null;
+  // An action's refusal comes while the operator looks at the buttons, further down.
+  if (message !== null) box.scrollIntoView({ block: 'nearest' });
 }
 
 /** Shows a failed call; a refused token sends the operator back to sign in. */

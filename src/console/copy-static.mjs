@@ -1,4 +1,4 @@
-// Part of `npm run build`: the console's page and style go next to its
+// Part of `npm run build`: the console's page, style and icon go next to its
 // compiled scripts in dist/src/console, where commitd reads them at start
 // (src/api/console-routes.ts). tsc compiles the .ts files; this copies the rest.
 import fs from 'node:fs';
@@ -9,5 +9,5 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const out = path.join(here, '..', '..', 'dist', 'src', 'console');
 fs.mkdirSync(out, { recursive: true });
 for (const name of fs.readdirSync(here)) {
-  if (name.endsWith('.html') || name.endsWith('.css')) fs.copyFileSync(path.join(here, name), path.join(out, name));
+  if (/\.(html|css|svg)$/.test(name)) fs.copyFileSync(path.join(here, name), path.join(out, name));
 }

@@ -58,3 +58,39 @@ export function duration(ms: number): string {
   if (ms < 86_400_000) return `${(ms / 3_600_000).toFixed(1)} h`;
   return `${(ms / 86_400_000).toFixed(1)} d`;
 }
+
+export interface TableRow<C extends string> {
+  /** Attributes of the row (data-* that tests and styles find it by). */
+  readonly attributes: Record<string, string>;
+  readonly cells: Record<C, Child | readonly Child[]>;
+}
+
+/**
+ * A table that turns into one card per row on a narrow screen (console.css):
+ * each cell carries its column's name, shown beside it there.
+ */
+export function cardTable<C extends string>(
+  caption: string,
+  columns: readonly C[],
+  rows: ReadonlyArray<TableRow<C>>,
+): HTMLDivElement {
+  const head = el('tr', {});
+  for (const column of columns) head.append(el('th', { scope: 'col' }, column));
+  const body = el('tbody', {});
+  for (const row of rows) {
+    const tr = el('tr', row.attributes);
+    for (const column of columns) {
+      const content = row.cells[column];
+      tr.append(el('td', { 'data-label': column }, ...(Array.isArray(content) ? content : [content as Child])));
+    }
+    body.append(tr);
+  }
+  const table = el(
+    'table',
+    { class: 'cards' },
+    el('caption', { class: 'visually-hidden' }, caption),
+    el('thead', {}, head),
+    body,
+  );
+  return el('div', { class: 'scroll' }, table);
+}

@@ -3,7 +3,7 @@
 // time (`next` is the cursor commitd hands back).
 
 import { call } from './api.js';
-import { badge, el, fill, time } from './dom.js';
+import { badge, cardTable, el, fill, time } from './dom.js';
 import type { ListPage, ParticipantView, TransactionView } from './types.js';
 
 /** Rows per page: a screenful, and a small answer. */
@@ -83,30 +83,15 @@ export function renderList(target: Element, page: ListPage, stuckAfterAttempts: 
     fill(target, el('p', { class: 'empty' }, 'No transaction matches these filters.'));
     return;
   }
-  const head = el('tr', {});
-  for (const column of COLUMNS) head.append(el('th', { scope: 'col' }, column));
-  const body = el('tbody', {});
-  for (const tx of page.transactions) {
-    const cell = (label: (typeof COLUMNS)[number], ...content: Array<Node | string>) =>
-      el('td', { 'data-label': label }, ...content);
-    const row = el(
-      'tr',
-      { 'data-id': tx.id, 'data-state': tx.state },
-      cell('Transaction', el('a', { href: `#/tx/${encodeURIComponent(tx.id)}` }, tx.id)),
-      cell('State', stateBadge(tx)),
-      cell('Begun', time(tx.createdAt)),
-      cell('Participants', tx.participants.map((p) => p.name).join(', ') || '—'),
-      cell('Attention', ...attention(tx, stuckAfterAttempts)),
-    );
-    row.cells[0]?.classList.add('id');
-    body.append(row);
-  }
-  const table = el(
-    'table',
-    { class: 'cards' },
-    el('caption', { class: 'visually-hidden' }, 'Transactions, newest first'),
-    el('thead', {}, head),
-    body,
-  );
-  fill(target, el('div', { class: 'scroll' }, table));
+  const rows = page.transactions.map((tx) => ({
+    attributes: { 'data-id': tx.id, 'data-state': tx.state },
+    cells: {
+      Transaction: el('a', { href: `#/tx/${encodeURIComponent(tx.id)}` }, tx.id),
+      State: stateBadge(tx),
+      Begun: time(tx.createdAt),
+      Participants: tx.participants.map((p) => p.name).join(', ') || '—',
+      Attention: attention(tx, stuckAfterAttempts),
+    },
+  }));
+  fill(target, cardTable('Transactions, newest first', COLUMNS, rows));
 }

@@ -34,9 +34,7 @@ export function renderOverview(target: Element, stats: Stats): void {
           'span',
           {},
           el('a', { href: `#/tx/${encodeURIComponent(oldest.id)}` }, `${duration(oldest.ageMs)} old`),
-          ` (${oldest.state}, begun `,
-          time(oldest.createdAt),
-          ')',
+          el('span', { class: 'aside' }, `${oldest.state}, begun `, time(oldest.createdAt)),
         ),
   );
   fill(target, list);

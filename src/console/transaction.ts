@@ -3,7 +3,7 @@
 // live in app.ts.
 
 import { call, segment } from './api.js';
-import { badge, el, facts, fill, time } from './dom.js';
+import { badge, cardTable, el, facts, fill, time } from './dom.js';
 import { renderHistory } from './history.js';
 import { isStuck, stateBadge } from './list.js';
 import type { History, ParticipantView, TransactionView } from './types.js';
@@ -49,29 +49,22 @@ function renderParticipants(target: Element, tx: TransactionView, stuckAfterAtte
     fill(target, el('p', { class: 'empty' }, 'No participant enlisted.'));
     return;
   }
-  const head = el('tr', {});
-  for (const column of COLUMNS) head.append(el('th', { scope: 'col' }, column));
-  const body = el('tbody', {});
-  for (const p of tx.participants) {
-    const cell = (label: (typeof COLUMNS)[number], ...content: Array<Node | string | null>) =>
-      el('td', { 'data-label': label }, ...content);
-    body.append(
-      el(
-        'tr',
-        { 'data-participant': p.name },
-        cell('Participant', el('strong', {}, p.name), el('div', { class: 'detail' }, where(p))),
-        cell('Vote', p.vote ?? 'none yet', p.reason === undefined ? null : el('div', {}, p.reason)),
-        cell(
-          'Acknowledged',
-          p.acknowledged ? badge('yes', 'good') : isStuck(p, stuckAfterAttempts) ? badge('no: stuck', 'bad') : 'no',
-        ),
-        cell('Attempts', String(p.attempts ?? 0)),
-        cell('Last error', p.lastError ?? '—'),
-        cell('Heuristic', heuristic(p)),
-      ),
-    );
-  }
-  fill(target, el('div', { class: 'scroll' }, el('table', { class: 'cards' }, el('thead', {}, head), body)));
+  const rows = tx.participants.map((p) => ({
+    attributes: { 'data-participant': p.name },
+    cells: {
+      Participant: [el('strong', {}, p.name), el('div', { class: 'detail' }, where(p))],
+      Vote: [p.vote ?? 'none yet', p.reason === undefined ? null : el('div', {}, p.reason)],
+      Acknowledged: p.acknowledged
+        ? badge('yes', 'good')
+        : isStuck(p, stuckAfterAttempts)
+          ? badge('no: stuck', 'bad')
+          : 'no',
+      Attempts: String(p.attempts ?? 0),
+      'Last error': p.lastError ?? '—',
+      Heuristic: heuristic(p),
+    },
+  }));
+  fill(target, cardTable('Participants', COLUMNS, rows));
 }
 
 function where(p: ParticipantView): string {

@@ -203,7 +203,11 @@ async function operatorSession(t: Test, page: Page, s: Scenario): Promise<void> 
     t.ok(await history.locator(`li[data-type="${type}"]`).count(), `the history shows ${type}`);
   }
   t.match(await history.locator('li[data-type="decided"]').textContent(), /Decided commit/);
-  t.equal(await page.getByRole('button', { name: 'Abort', exact: true }).isDisabled(), true, 'a decided commit cannot be aborted');
+  t.equal(
+    await page.getByRole('button', { name: 'Abort', exact: true }).isDisabled(),
+    true,
+    'a decided commit cannot be aborted',
+  );
 
   // Retry now, behind a confirmation; Escape cancels it first.
   const dialog = page.getByRole('dialog');
@@ -229,7 +233,11 @@ async function operatorSession(t: Test, page: Page, s: Scenario): Promise<void> 
   await page.locator(`tr[data-id="${s.undecidedId}"] a`).click();
   await page.locator('#tx-title').filter({ hasText: s.undecidedId }).waitFor();
   t.match((await page.locator('#tx-body').textContent()) ?? '', /preparing/);
-  t.equal(await page.getByRole('button', { name: 'Retry now', exact: true }).isDisabled(), true, 'nothing to retry yet');
+  t.equal(
+    await page.getByRole('button', { name: 'Retry now', exact: true }).isDisabled(),
+    true,
+    'nothing to retry yet',
+  );
   await page.getByRole('button', { name: 'Abort', exact: true }).click();
   await dialog.getByRole('button', { name: 'Abort transaction' }).click();
   await dialog.waitFor({ state: 'hidden' });

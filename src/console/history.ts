@@ -70,7 +70,14 @@ export function describe(e: HistoryEntry): Line {
     case 'heuristic-resolved':
       return { what: `Operator resolved ${p}'s heuristic`, detail: `“${e.note ?? ''}” by ${caller(e.by)}`, bad: false };
     case 'truncated':
-      return { what: 'Older entries dropped', detail: `${e.dropped ?? '?'} entries not kept`, bad: false };
+      return {
+        what: 'History cut short',
+        detail:
+          e.afterEntries !== undefined
+            ? `after ${e.afterEntries} entries only the decision, heuristics and the end are kept`
+            : `${e.dropped ?? '?'} entries not kept`,
+        bad: false,
+      };
     default:
       return { what: e.type, detail: '', bad: false };
   }

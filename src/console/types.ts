@@ -68,6 +68,7 @@ export interface HistoryEntry {
   state?: string;
   note?: string;
   dropped?: number;
+  afterEntries?: number;
 }
 
 export interface History {

@@ -100,7 +100,11 @@ function watchErrors(page: Page): string[] {
 
 /** Waits until the list shows `count` rows. */
 async function rows(page: Page, count: number): Promise<void> {
-  await page.waitForFunction(`document.querySelectorAll('#list-body tbody tr').length === ${count}`);
+  // A function, not a string: the page's CSP forbids eval, and a string predicate is evaluated in the page.
+  await page.waitForFunction(
+    (n) => (globalThis as any).document.querySelectorAll('#list-body tbody tr').length === n,
+    count,
+  );
 }
 
 async function fitsWidth(page: Page): Promise<boolean> {
@@ -241,7 +245,15 @@ async function operatorSession(t: Test, page: Page, s: Scenario): Promise<void> 
   await page.getByRole('button', { name: 'Abort', exact: true }).click();
   await dialog.getByRole('button', { name: 'Abort transaction' }).click();
   await dialog.waitFor({ state: 'hidden' });
-  // The abort is decided at once; the participant hears it a moment later.
+  await page.locator('#tx-body').getByText('operator', { exact: true }).waitFor();
+  t.equal(
+    await page.getByRole('button', { name: 'Abort', exact: true }).isDisabled(),
+    true,
+    'decided: no second abort',
+  );
+  // The abort is decided at once; `inventory` hears it once it has answered
+  // the prepare it holds (an abort never overtakes a prepare).
+  s.releasePrepares();
   let refreshes = 0;
   while ((await page.locator('#transaction').getAttribute('data-state')) !== 'aborted' && refreshes++ < REFRESHES_MAX) {
     await page.waitForTimeout(100);

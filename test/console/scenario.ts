@@ -1,14 +1,16 @@
 // What the console's browser test and `npm run screenshots` look at: a real
 // commitd process with tokens, real participant servers (one that
 // acknowledges, one whose phase two always fails so its transaction gets
-// stuck, one that never answers prepare so its transaction stays
-// undecided), a handful of transactions in the states an operator meets,
+// stuck, one that holds its answer to prepare until the test lets it go so
+// its transaction stays undecided), a handful of transactions in the states an operator meets,
 // and Debian's chromium driven by playwright-core.
 //
 // Part of the build (tsconfig.build.json): the screenshots script runs from dist/.
 
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { startParticipant, type TestParticipant } from '../support/participant.js';
+import { startParticipant } from '../support/participant.js';
 import { type Service, startService } from '../support/service.js';
 
 export const ADMIN_TOKEN = 'console-admin-token-0123456789abcdef';
@@ -37,8 +39,14 @@ export interface Scenario {
   readonly abortedId: string;
   /** Commit decided; `ledger` fails every delivery and is past the stuck threshold. */
   readonly stuckId: string;
-  /** Preparing: `inventory` never answers prepare, and the deadline is far away. */
+  /** Preparing: `inventory` holds its answer to prepare, and the deadline is far away. */
   readonly undecidedId: string;
+  /**
+   * Lets `inventory` answer the prepares it holds (yes). commitd sends an
+   * abort only once the prepare is answered (an abort never overtakes a
+   * prepare): an aborted undecided transaction finishes after this.
+   */
+  releasePrepares(): void;
   /** The text the committed transaction's metadata holds. */
   readonly markup: string;
   close(): Promise<void>;
@@ -84,7 +92,7 @@ function expectStatus(answer: Answer, status: number, what: string): void {
 }
 
 export async function startScenario(dataDir: string): Promise<Scenario> {
-  const participants: TestParticipant[] = [];
+  const participants: Array<{ close(): Promise<void> }> = [];
   const service = await (async () => {
     // Votes no when the payload asks it to, acknowledges everything else.
     const shop = await startParticipant((m) =>
@@ -97,7 +105,7 @@ export async function startScenario(dataDir: string): Promise<Scenario> {
       m.action === 'prepare' ? undefined : { status: 503, body: { error: 'ledger database is read-only' } },
     );
     participants.push(ledger);
-    const inventory = await startParticipant((m) => (m.action === 'prepare' ? 'hang' : undefined));
+    const inventory = await startHoldingParticipant();
     participants.push(inventory);
     const started = await startService(dataDir, {
       COMMITD_TOKENS: `client:${CLIENT_TOKEN},admin:${ADMIN_TOKEN}`,
@@ -120,7 +128,8 @@ export async function startScenario(dataDir: string): Promise<Scenario> {
     await Promise.all(participants.map((p) => p.close()));
   };
   try {
-    const markup = '<img src=x onerror="document.title=\'pwned\'"><b>bold?</b>';
+    // No double quote in it: the page shows metadata as JSON, which would escape one.
+    const markup = "<img src=x onerror=document.title='pwned'><b>bold?</b>";
     const committed = await client('POST', '/v1/transactions', {
       participants: [
         { name: 'orders', url: shop.url, payload: { order: 1041 } },
@@ -173,12 +182,62 @@ export async function startScenario(dataDir: string): Promise<Scenario> {
       stuckId,
       undecidedId,
       markup,
+      releasePrepares: () => inventory.release(),
       close,
     };
   } catch (error) {
     await close();
     throw error;
   }
+}
+
+/** How long a held prepare waits at most, so a test that forgets to release it still ends. */
+const HOLD_MAX_MS = 120_000;
+
+interface HoldingParticipant {
+  readonly url: string;
+  release(): void;
+  close(): Promise<void>;
+}
+
+/** A participant that answers prepare (yes) only once released, and acknowledges commit and abort at once. */
+async function startHoldingParticipant(): Promise<HoldingParticipant> {
+  const held = new Set<() => void>();
+  let released = false;
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const answer = (body: unknown) => {
+        if (res.writableEnded || res.destroyed) return;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(body));
+      };
+      if (req.url?.endsWith('/prepare') !== true) return answer({});
+      if (released) return answer({ vote: 'yes' });
+      const go = () => {
+        held.delete(go);
+        clearTimeout(timer);
+        answer({ vote: 'yes' });
+      };
+      const timer = setTimeout(go, HOLD_MAX_MS);
+      held.add(go);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/tx`,
+    release: () => {
+      released = true;
+      for (const go of [...held]) go();
+    },
+    close: async () => {
+      released = true;
+      for (const go of [...held]) go();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 export async function launchBrowser(): Promise<Browser> {

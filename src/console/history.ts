@@ -24,7 +24,10 @@ function caller(by: HistoryEntry['by']): string {
 }
 
 const latency = (e: HistoryEntry) => (e.latencyMs === undefined ? '' : ` after ${e.latencyMs} ms`);
-const attempt = (e: HistoryEntry) => (e.attempt === undefined ? '' : ` (attempt ${e.attempt + 1})`);
+/** A `sent` entry counts from 0 (the first send); a failure counts the attempts made, itself included. */
+const sendNumber = (e: HistoryEntry) =>
+  e.attempt === undefined || e.attempt === 0 ? '' : ` (attempt ${e.attempt + 1})`;
+const failureNumber = (e: HistoryEntry) => (e.attempt === undefined ? '' : ` (attempt ${e.attempt})`);
 
 export function describe(e: HistoryEntry): Line {
   const p = e.participant ?? '?';
@@ -40,7 +43,7 @@ export function describe(e: HistoryEntry): Line {
     case 'requested':
       return { what: `${e.action ?? '?'} requested`, detail: `by ${caller(e.by)}`, bad: false };
     case 'sent':
-      return { what: `${e.message ?? '?'} sent to ${p}${attempt(e)}`, detail: '', bad: false };
+      return { what: `${e.message ?? '?'} sent to ${p}${sendNumber(e)}`, detail: '', bad: false };
     case 'voted':
       return {
         what: `${p} voted ${e.vote ?? '?'}`,
@@ -53,7 +56,7 @@ export function describe(e: HistoryEntry): Line {
       return { what: `Decided ${e.outcome ?? '?'}`, detail: `reason: ${e.reason ?? '?'}`, bad: e.outcome === 'abort' };
     case 'delivery-failed':
       return {
-        what: `${e.message ?? '?'} to ${p} failed${attempt(e)}`,
+        what: `${e.message ?? '?'} to ${p} failed${failureNumber(e)}`,
         detail: `${e.error ?? ''}${latency(e)}`,
         bad: true,
       };

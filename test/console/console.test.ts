@@ -2,7 +2,8 @@
 // driven by playwright-core, against a real commitd process with tokens and
 // real participant servers (scenario.ts). An operator signs in, sees a
 // committed and a stuck transaction, opens the stuck one (participants,
-// history), retries it, aborts an undecided one; a wrong token is refused
+// history), retries it, resolves a heuristic outcome with a note, aborts an
+// undecided one; a wrong token is refused
 // with the problem's detail; the page logs no error; it fits a 375 px
 // screen; values from the server are shown as text, never run as markup.
 
@@ -154,6 +155,7 @@ async function operatorSession(t: Test, page: Page, s: Scenario): Promise<void> 
   await overview.getByText('Stuck participants').waitFor();
   t.match(await overview.textContent(), /In flight: preparing\s*1(?!\d)/, 'the undecided transaction is in flight');
   t.match(await overview.textContent(), /Stuck participants \(3\+ attempts\)\s*1(?!\d)/, 'one stuck participant');
+  t.match(await overview.textContent(), /Unresolved heuristics\s*1(?!\d)/, 'one unresolved heuristic');
 
   // The list, newest first: the committed and the stuck one, each marked.
   const committedRow = page.locator(`tr[data-id="${s.committedId}"]`);
@@ -165,7 +167,7 @@ async function operatorSession(t: Test, page: Page, s: Scenario): Promise<void> 
   const order = await page
     .locator('#list-body tbody tr')
     .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-id')));
-  t.same(order, [s.undecidedId, s.stuckId, s.abortedId, s.committedId], 'newest first');
+  t.same(order, [s.undecidedId, s.stuckId, s.heuristicId, s.abortedId, s.committedId], 'newest first');
 
   // Filters: stuck only.
   await page.getByLabel('Stuck', { exact: true }).check();
@@ -173,14 +175,24 @@ async function operatorSession(t: Test, page: Page, s: Scenario): Promise<void> 
   await rows(page, 1);
   t.equal(await page.locator('#list-body tbody tr').getAttribute('data-id'), s.stuckId, 'stuck=true: the stuck one');
   await page.getByRole('button', { name: 'Clear' }).click();
-  await rows(page, 4);
+  await rows(page, 5);
+  await page.getByLabel('Heuristic unresolved').check();
+  await page.getByRole('button', { name: 'Apply filters' }).click();
+  await rows(page, 1);
+  t.equal(
+    await page.locator('#list-body tbody tr').getAttribute('data-id'),
+    s.heuristicId,
+    'heuristic=unresolved: the one with a heuristic outcome',
+  );
+  await page.getByRole('button', { name: 'Clear' }).click();
+  await rows(page, 5);
   // By participant name.
   await page.getByLabel('Participant name').fill('stock');
   await page.getByRole('button', { name: 'Apply filters' }).click();
   await rows(page, 1);
   t.equal(await page.locator('#list-body tbody tr').getAttribute('data-id'), s.abortedId, 'participant=stock');
   await page.getByRole('button', { name: 'Clear' }).click();
-  await rows(page, 4);
+  await rows(page, 5);
 
   // The committed one: values from the server are text, not markup.
   await committedRow.getByRole('link').click();
@@ -231,6 +243,37 @@ async function operatorSession(t: Test, page: Page, s: Scenario): Promise<void> 
   await history.locator('li[data-type="operator-retry"]').waitFor();
   t.pass('the retry is in the history');
   t.ok(await page.locator('#error').isHidden(), 'no error shown');
+
+  // The heuristic outcome: resolved with a note, which the dialog insists on.
+  await page.getByRole('link', { name: 'All transactions' }).click();
+  const heuristicRow = page.locator(`tr[data-id="${s.heuristicId}"]`);
+  await heuristicRow.waitFor();
+  t.match(await heuristicRow.textContent(), /heuristic unresolved/, 'marked in the list');
+  await heuristicRow.getByRole('link').click();
+  await page.locator('#tx-title').filter({ hasText: s.heuristicId }).waitFor();
+  const warehouse = page.locator('#tx-participants tr[data-participant="warehouse"]');
+  t.match(await warehouse.textContent(), /abort, unresolved/, 'the participant that rolled back on its own');
+  await page.getByRole('button', { name: 'Resolve heuristic' }).click();
+  await dialog.waitFor();
+  t.equal(await page.evaluate<string | undefined>('document.activeElement?.id'), 'confirm-note', 'focus on the note');
+  await dialog.getByRole('button', { name: 'Mark resolved' }).click();
+  t.ok(await dialog.isVisible(), 'without a note the dialog stays open');
+  const note = 'order 1043 restocked by hand (ticket OPS-7)';
+  await dialog.getByLabel('Note (who looked, what was done)').fill(note);
+  await dialog.getByLabel('Participant', { exact: true }).selectOption('warehouse');
+  await dialog.getByRole('button', { name: 'Mark resolved' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  await history.locator('li[data-type="heuristic-resolved"]').waitFor();
+  t.match(await history.locator('li[data-type="heuristic-resolved"]').textContent(), note, 'the note in the history');
+  t.match(await warehouse.textContent(), /abort, resolved/, 'the participant shows it resolved');
+  t.match(await warehouse.textContent(), note);
+  t.equal(await page.getByRole('button', { name: 'Resolve heuristic' }).isDisabled(), true, 'nothing left to resolve');
+  await page.waitForFunction(() =>
+    /Unresolved heuristics\s*0(?!\d)/.test(
+      (globalThis as any).document.querySelector('#overview-body')?.textContent ?? '',
+    ),
+  );
+  t.pass('the overview counts no unresolved heuristic');
 
   // Abort the undecided one, behind a confirmation.
   await page.getByRole('link', { name: 'All transactions' }).click();

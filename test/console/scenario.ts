@@ -2,7 +2,8 @@
 // commitd process with tokens, real participant servers (one that
 // acknowledges, one whose phase two always fails so its transaction gets
 // stuck, one that holds its answer to prepare until the test lets it go so
-// its transaction stays undecided), a handful of transactions in the states an operator meets,
+// its transaction stays undecided, one that rolls back on its own when told
+// to commit: a heuristic outcome), a handful of transactions in the states an operator meets,
 // and Debian's chromium driven by playwright-core.
 //
 // Part of the build (tsconfig.build.json): the screenshots script runs from dist/.
@@ -37,6 +38,8 @@ export interface Scenario {
   readonly committedId: string;
   /** Aborted: a participant voted no. */
   readonly abortedId: string;
+  /** Committed, but `warehouse` had rolled back on its own: an unresolved heuristic. */
+  readonly heuristicId: string;
   /** Commit decided; `ledger` fails every delivery and is past the stuck threshold. */
   readonly stuckId: string;
   /** Preparing: `inventory` holds its answer to prepare, and the deadline is far away. */
@@ -107,6 +110,10 @@ export async function startScenario(dataDir: string): Promise<Scenario> {
     participants.push(ledger);
     const inventory = await startHoldingParticipant();
     participants.push(inventory);
+    const warehouse = await startParticipant((m) =>
+      m.action === 'commit' ? { status: 409, body: { heuristic: 'abort' } } : undefined,
+    );
+    participants.push(warehouse);
     const started = await startService(dataDir, {
       COMMITD_TOKENS: `client:${CLIENT_TOKEN},admin:${ADMIN_TOKEN}`,
       COMMITD_STUCK_AFTER_ATTEMPTS: String(STUCK_AFTER_ATTEMPTS),
@@ -114,12 +121,12 @@ export async function startScenario(dataDir: string): Promise<Scenario> {
       COMMITD_PREPARE_TIMEOUT_MS: '600000',
       COMMITD_RETRY_DELAY_MS_MAX: '1000',
     });
-    return { started, shop, ledger, inventory };
+    return { started, shop, ledger, inventory, warehouse };
   })().catch(async (error) => {
     await Promise.all(participants.map((p) => p.close()));
     throw error;
   });
-  const { started, shop, ledger, inventory } = service;
+  const { started, shop, ledger, inventory, warehouse } = service;
   const url = started.url;
   // The transactions are begun and committed by a client, as an application would.
   const client = (method: string, path: string, body?: unknown) => api(url, method, path, body, CLIENT_TOKEN);
@@ -147,9 +154,17 @@ export async function startScenario(dataDir: string): Promise<Scenario> {
       commit: true,
     });
     expectStatus(aborted, 409, 'the aborted transaction');
-    const stuck = await client('POST', '/v1/transactions', {
+    const heuristic = await client('POST', '/v1/transactions', {
       participants: [
         { name: 'orders', url: shop.url, payload: { order: 1043 } },
+        { name: 'warehouse', url: warehouse.url },
+      ],
+      commit: true,
+    });
+    expectStatus(heuristic, 200, 'the transaction with a heuristic outcome');
+    const stuck = await client('POST', '/v1/transactions', {
+      participants: [
+        { name: 'orders', url: shop.url, payload: { order: 1044 } },
         { name: 'ledger', url: ledger.url },
       ],
       commit: true,
@@ -179,6 +194,7 @@ export async function startScenario(dataDir: string): Promise<Scenario> {
       url,
       committedId: committed.body.id,
       abortedId: aborted.body.transaction.id,
+      heuristicId: heuristic.body.id,
       stuckId,
       undecidedId,
       markup,

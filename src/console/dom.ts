@@ -80,8 +80,10 @@ export function cardTable<C extends string>(
   for (const row of rows) {
     const tr = el('tr', row.attributes);
     for (const column of columns) {
-      const content = row.cells[column];
-      tr.append(el('td', { 'data-label': column }, ...(Array.isArray(content) ? content : [content as Child])));
+      const given = row.cells[column];
+      const content = (Array.isArray(given) ? given : [given as Child]).filter((c) => c !== null && c !== undefined);
+      // One box per cell, so that on a narrow screen its parts wrap beside the label, not under it.
+      tr.append(el('td', { 'data-label': column }, content.length === 0 ? null : el('div', {}, ...content)));
     }
     body.append(tr);
   }

@@ -24,9 +24,7 @@ function caller(by: HistoryEntry['by']): string {
 }
 
 const latency = (e: HistoryEntry) => (e.latencyMs === undefined ? '' : ` after ${e.latencyMs} ms`);
-/** A `sent` entry counts from 0 (the first send); a failure counts the attempts made, itself included. */
-const sendNumber = (e: HistoryEntry) =>
-  e.attempt === undefined || e.attempt === 0 ? '' : ` (attempt ${e.attempt + 1})`;
+/** A failure counts the attempts made, itself included. */
 const failureNumber = (e: HistoryEntry) => (e.attempt === undefined ? '' : ` (attempt ${e.attempt})`);
 
 export function describe(e: HistoryEntry): Line {
@@ -42,8 +40,6 @@ export function describe(e: HistoryEntry): Line {
       return { what: `Enlisted ${p}`, detail: '', bad: false };
     case 'requested':
       return { what: `${e.action ?? '?'} requested`, detail: `by ${caller(e.by)}`, bad: false };
-    case 'sent':
-      return { what: `${e.message ?? '?'} sent to ${p}${sendNumber(e)}`, detail: '', bad: false };
     case 'voted':
       return {
         what: `${p} voted ${e.vote ?? '?'}`,

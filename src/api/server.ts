@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import type { Coordinator } from '../coordinator/coordinator.js';
 import type { Metrics } from '../metrics.js';
 import { installAccessControl } from './access-control.js';
+import { consoleRoutes, readConsoleFiles } from './console-routes.js';
 import { errorHandler, ProblemError, problem, sendProblem } from './problems.js';
 import { installRateLimit } from './rate-limit.js';
 import { problemSchema, transactionSchema } from './schemas.js';
@@ -134,6 +135,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   });
 
   transactionRoutes(app, o.coordinator, o.config);
+  consoleRoutes(app, readConsoleFiles());
   return app;
 }
 

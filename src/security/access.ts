@@ -28,6 +28,12 @@ const TABLE: Record<string, Access> = {
   'POST /v1/transactions/:id/retry': ADMIN,
   'POST /v1/transactions/:id/resolve': ADMIN,
   'GET /v1/stats': ADMIN,
+  // The operator console's page, script and style: open on purpose. They
+  // carry no data (the same files for everyone); every call the page makes
+  // to /v1 sends the admin token the operator typed, checked as any other.
+  'GET /console': OPEN,
+  'GET /console/': OPEN,
+  'GET /console/:file': OPEN,
 };
 
 const ALWAYS_OPEN = new Set(['/healthz', '/readyz']);

@@ -29,6 +29,10 @@ t.test('the tarball holds what runs, and nothing else', async (t) => {
     'dist/src/kit/index.d.ts',
     'dist/src/client/index.js',
     'dist/src/client/index.d.ts',
+    // The operator console, read by commitd at start.
+    'dist/src/console/index.html',
+    'dist/src/console/console.css',
+    'dist/src/console/app.js',
   ]) {
     t.ok(files.includes(f), f);
   }

@@ -112,7 +112,7 @@ function startOrigin(name: OriginName, parent: Context): OriginSpan {
   // A client's call is served (the client's span is its parent); recovery and a deadline are commitd's own.
   const kind = name === 'recover' || name === 'deadline' ? SpanKind.INTERNAL : SpanKind.SERVER;
   const span = tracer.startSpan(ORIGIN_SPAN_NAMES[name], { kind }, parent);
-  return new OriginSpan(span, trace.setSpan(parent, span));
+  return new OriginSpan(span, childContext(parent, span));
 }
 
 export class TransactionTrace {
@@ -125,6 +125,8 @@ export class TransactionTrace {
   private phaseOne: Span | null = null;
   private phaseOneContext: Context | null = null;
   private decision: Span | null = null;
+  private lastSpanContext: SpanContext | null = null;
+  private lastTraceParent: string | null = null;
 
   constructor(
     private readonly txId: string,
@@ -160,7 +162,7 @@ export class TransactionTrace {
       span.setAttributes({ 'commitd.transaction.id': this.txId, 'commitd.participants': tx.participants.length });
     }
     this.phaseOne = span;
-    this.phaseOneContext = trace.setSpan(this.current, span);
+    this.phaseOneContext = childContext(this.current, span);
   }
 
   /**
@@ -203,6 +205,8 @@ export class TransactionTrace {
     call: (traceParent: string | null) => Promise<PrepareAnswer>,
   ): Promise<PrepareAnswer> {
     const span = this.startCall('commitd.participant.prepare', target, 0, this.phaseOneContext ?? this.current);
+    // Nothing to record: no promise of its own on the participant call's path.
+    if (!span.isRecording()) return call(this.traceParentOf(span));
     const answer = await this.callIn(span, call);
     if (span.isRecording()) {
       if (answer.kind === 'vote') {
@@ -226,6 +230,7 @@ export class TransactionTrace {
     call: (traceParent: string | null) => Promise<PhaseTwoAnswer>,
   ): Promise<PhaseTwoAnswer> {
     const span = this.startCall(`commitd.participant.${message}`, target, attempt, this.current);
+    if (!span.isRecording()) return call(this.traceParentOf(span));
     const answer = await this.callIn(span, call);
     if (span.isRecording()) {
       span.setAttribute('commitd.result', answer.kind);
@@ -264,10 +269,23 @@ export class TransactionTrace {
     return span;
   }
 
+  /**
+   * The traceparent to send for a call's span. Without an SDK every call of
+   * an origin carries the same context (its parent's, below): written once.
+   */
+  private traceParentOf(span: Span): string | null {
+    const context = span.spanContext();
+    if (context !== this.lastSpanContext) {
+      this.lastSpanContext = context;
+      this.lastTraceParent = traceParentOf(context);
+    }
+    return this.lastTraceParent;
+  }
+
   /** Participant clients answer rather than throw; a throw is a bug, recorded on the span before it goes on. */
   private async callIn<T>(span: Span, call: (traceParent: string | null) => Promise<T>): Promise<T> {
     try {
-      return await call(traceParentOf(span.spanContext()));
+      return await call(this.traceParentOf(span));
     } catch (error) {
       failSpan(span, error);
       span.end();
@@ -290,6 +308,17 @@ export class TransactionTrace {
     this.phaseOne = null;
     this.phaseOneContext = null;
   }
+}
+
+/**
+ * The context `span`'s children start in. The API's no-op span only carries
+ * its parent's span context (or none): its children may as well start in
+ * the parent's context, which spares a copy of it per span without an SDK.
+ */
+function childContext(parent: Context, span: Span): Context {
+  const own = span.spanContext();
+  if (own.traceId === INVALID_TRACEID || own === trace.getSpanContext(parent)) return parent;
+  return trace.setSpan(parent, span);
 }
 
 /** A context whose span is the remote parent a traceparent names; null for none or an invalid one. */

@@ -199,31 +199,38 @@ export class TransactionTrace {
     this.stepped();
   }
 
-  /** One prepare call: `call` gets the traceparent to send with it. */
-  async prepareCall(
+  /**
+   * One prepare call: `call` gets the traceparent to send with it. A span
+   * that does not record adds no promise to the call's path.
+   */
+  prepareCall(
     target: ParticipantTarget,
     call: (traceParent: string | null) => Promise<PrepareAnswer>,
   ): Promise<PrepareAnswer> {
     const span = this.startCall('commitd.participant.prepare', target, 0, this.phaseOneContext ?? this.current);
-    // Nothing to record: no promise of its own on the participant call's path.
     if (!span.isRecording()) return call(this.traceParentOf(span));
+    return this.recordPrepare(span, call);
+  }
+
+  private async recordPrepare(
+    span: Span,
+    call: (traceParent: string | null) => Promise<PrepareAnswer>,
+  ): Promise<PrepareAnswer> {
     const answer = await this.callIn(span, call);
-    if (span.isRecording()) {
-      if (answer.kind === 'vote') {
-        span.setAttribute('commitd.vote', answer.vote);
-        if (answer.reason !== null) span.setAttribute('commitd.vote.reason', answer.reason);
-      } else {
-        // Counts as `no`, and the participant may be prepared: an error of the call.
-        span.setAttributes({ 'commitd.vote': 'no', 'commitd.vote.lost': true });
-        span.setStatus({ code: SpanStatusCode.ERROR, message: answer.reason });
-      }
+    if (answer.kind === 'vote') {
+      span.setAttribute('commitd.vote', answer.vote);
+      if (answer.reason !== null) span.setAttribute('commitd.vote.reason', answer.reason);
+    } else {
+      // Counts as `no`, and the participant may be prepared: an error of the call.
+      span.setAttributes({ 'commitd.vote': 'no', 'commitd.vote.lost': true });
+      span.setStatus({ code: SpanStatusCode.ERROR, message: answer.reason });
     }
     span.end();
     return answer;
   }
 
-  /** One phase-two delivery attempt (0 is the first): `call` gets the traceparent to send with it. */
-  async deliveryCall(
+  /** One phase-two delivery attempt (0 is the first), as prepareCall. */
+  deliveryCall(
     message: PhaseTwoMessage,
     target: ParticipantTarget,
     attempt: number,
@@ -231,15 +238,21 @@ export class TransactionTrace {
   ): Promise<PhaseTwoAnswer> {
     const span = this.startCall(`commitd.participant.${message}`, target, attempt, this.current);
     if (!span.isRecording()) return call(this.traceParentOf(span));
+    return this.recordDelivery(span, message, call);
+  }
+
+  private async recordDelivery(
+    span: Span,
+    message: PhaseTwoMessage,
+    call: (traceParent: string | null) => Promise<PhaseTwoAnswer>,
+  ): Promise<PhaseTwoAnswer> {
     const answer = await this.callIn(span, call);
-    if (span.isRecording()) {
-      span.setAttribute('commitd.result', answer.kind);
-      if (answer.kind === 'heuristic') {
-        span.setAttribute('commitd.heuristic', answer.heuristic);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: `heuristic ${answer.heuristic}, decided ${message}` });
-      } else if (answer.kind === 'failed') {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: answer.error });
-      }
+    span.setAttribute('commitd.result', answer.kind);
+    if (answer.kind === 'heuristic') {
+      span.setAttribute('commitd.heuristic', answer.heuristic);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `heuristic ${answer.heuristic}, decided ${message}` });
+    } else if (answer.kind === 'failed') {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: answer.error });
     }
     span.end();
     return answer;

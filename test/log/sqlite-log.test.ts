@@ -837,7 +837,7 @@ t.test(
     await first.log.writeForced(tx);
     await first.log.writeForced(drive(tx, T0 + 1, { type: 'commit' }, yes('orders'), yes('payments')));
     first.log.close();
-    // A key's snapshot kept by a commitd before version 4 has no trace_parent.
+    // A key's snapshot kept by a commitd before version 5 has no trace_parent.
     const db = new Database(path.join(dir, LOG_FILE));
     const old = { ...(db.prepare("SELECT * FROM transactions WHERE id = 'tx_traced'").get() as object) };
     delete (old as { trace_parent?: unknown }).trace_parent;

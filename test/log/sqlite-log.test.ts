@@ -828,7 +828,7 @@ t.test('version 3: an explicit transaction an older commitd wrote as active is t
 });
 
 t.test(
-  'version 4: the traceparent is kept with the begin, through a restart, and old snapshots read without one',
+  'version 5: the traceparent is kept with the begin, through a restart, and old snapshots read without one',
   async (t) => {
     const dir = tempDir(t);
     const traceParent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';

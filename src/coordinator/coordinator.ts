@@ -224,7 +224,7 @@ export class Coordinator {
   async retry(id: string, call: CallContext): Promise<Answer> {
     const live = this.live.get(id);
     if (!live?.published) return this.answerStored(this.read(id), { type: 'retry' });
-    const result = await live.dispatch({ type: 'retry' });
+    const result = await live.trace.origin('retry', call.traceParent ?? null).around(live.dispatch({ type: 'retry' }));
     if (result.refusal === null) {
       live.record([{ type: 'operator-retry', by: call.by }]);
       this.observer.operatorAction('retry');

@@ -4,6 +4,7 @@
 //
 // The spans (docs/design.md, "Traces"):
 //   commitd.begin | .enlist | .prepare | .commit | .abort   a client's call, until its answer
+//   commitd.retry                                            an operator's "retry now"
 //   commitd.recover | commitd.deadline                       what recovery or a deadline did to it
 //     commitd.phase-one                                      first prepare sent -> every vote in
 //       commitd.participant.prepare                          one prepare call (HTTP or database)
@@ -35,7 +36,7 @@ import { formatTraceParent, parseTraceParent, traceIdOf } from './traceparent.js
 const tracer = trace.getTracer('commitd');
 
 /** What starts spans of its own in a transaction's trace: a client's call, recovery, a deadline. */
-export type OriginName = 'begin' | 'enlist' | 'prepare' | 'commit' | 'abort' | 'recover' | 'deadline';
+export type OriginName = 'begin' | 'enlist' | 'prepare' | 'commit' | 'abort' | 'retry' | 'recover' | 'deadline';
 
 const ORIGIN_SPAN_NAMES: Record<OriginName, string> = {
   begin: 'commitd.begin',
@@ -43,6 +44,7 @@ const ORIGIN_SPAN_NAMES: Record<OriginName, string> = {
   prepare: 'commitd.prepare',
   commit: 'commitd.commit',
   abort: 'commitd.abort',
+  retry: 'commitd.retry',
   recover: 'commitd.recover',
   deadline: 'commitd.deadline',
 };

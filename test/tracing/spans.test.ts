@@ -184,6 +184,22 @@ t.test('an explicit transaction: each call has its span; one without a tracepare
   t.match(failed[0]?.status.message, /HTTP 503/);
   t.equal(failed[0]?.attributes['commitd.result'], 'failed');
   t.equal(heard(down.received.find((m) => m.action === 'abort'))?.traceId, otherTrace);
+
+  // An operator's "retry now", with a traceparent of its own: the resent abort is its child.
+  const retryTrace = 'c'.repeat(32);
+  const retrySpan = 'd'.repeat(16);
+  const retried = await h.app.inject({
+    method: 'POST',
+    url: `/v1/transactions/${id}/retry`,
+    headers: { traceparent: `00-${retryTrace}-${retrySpan}-01` },
+  });
+  t.ok(retried.statusCode >= 200 && retried.statusCode < 300, retried.body);
+  const inRetry = (s: ReadableSpan) => s.spanContext().traceId === retryTrace;
+  await waitUntil(() => named(spansOf(id), 'commitd.participant.abort').some(inRetry));
+  const retry = one(spansOf(id), 'commitd.retry');
+  t.equal(parentOf(retry)?.spanId, retrySpan);
+  const resent = named(spansOf(id), 'commitd.participant.abort').find(inRetry);
+  t.equal(parentOf(resent as ReadableSpan)?.spanId, retry.spanContext().spanId);
 });
 
 t.test("after a restart, recovery's phase-two calls carry the transaction's trace", async (t) => {

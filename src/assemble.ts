@@ -6,7 +6,7 @@
 import type { Readiness } from './api/server.js';
 import type { Config } from './config.js';
 import { Coordinator } from './coordinator/coordinator.js';
-import type { CoordinatorObserver } from './coordinator/observer.js';
+import type { AboutTransaction, CoordinatorObserver } from './coordinator/observer.js';
 import { SqliteLog } from './log/sqlite-log.js';
 import type { Metrics } from './metrics.js';
 import type { DatabaseAdapter } from './participants/databases/database-adapter.js';
@@ -20,13 +20,15 @@ import { RoutingParticipants } from './participants/routing-participants.js';
 import { parseParticipantSecrets } from './participants/signing.js';
 import { answerWaitMsMax } from './protocol/answers.js';
 import { readPair, readPem } from './security/pem-files.js';
+import { traceIdOf } from './tracing/traceparent.js';
 
+/** What the parts report; `about`: the transaction a report is about, which its log line names (reporting.ts). */
 export interface Reporting {
   readonly logError: (error: Error) => void;
-  readonly error: (error: Error, context: string) => void;
-  readonly heuristic: (message: string) => void;
+  readonly error: (error: Error, context: string, about?: AboutTransaction) => void;
+  readonly heuristic: (message: string, about: AboutTransaction) => void;
   /** The orphan scan finished a prepared transaction in a database: worth a line in the service's log. */
-  readonly orphan?: (message: string) => void;
+  readonly orphan?: (message: string, about: AboutTransaction) => void;
   /** The log can no longer say what is on disk (an fsync failed); a service stops. */
   readonly fatal?: (error: Error) => void;
 }
@@ -149,7 +151,10 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
     maxPerScan: ORPHANS_PER_SCAN_MAX,
     onError: report.error,
     onRolledBack: (database, found) =>
-      report.orphan?.(`orphan scan: rolled back ${found.txId}/${found.participant} in database '${database}'`),
+      report.orphan?.(
+        `orphan scan: rolled back ${found.txId}/${found.participant} in database '${database}'`,
+        aboutTransaction(coordinator, found.txId),
+      ),
   });
   return { log, participants, coordinator, orphans };
 }
@@ -186,8 +191,22 @@ function orphanVerdict(
   return database === null || p.database === database ? 'leave' : 'orphan';
 }
 
+/** An orphan's transaction, with its trace when commitd still knows it (an orphan's is often forgotten). */
+function aboutTransaction(coordinator: Coordinator, txId: string): AboutTransaction {
+  let traceParent: string | null = null;
+  try {
+    traceParent = coordinator.get(txId).traceParent;
+  } catch {
+    // Unknown: presumed abort, and no trace to name.
+  }
+  return { txId, traceId: traceIdOf(traceParent) };
+}
+
 /** The coordinator's reports as Prometheus metrics, heuristics also as a log line an operator sees. */
-function metricsObserver(metrics: Metrics, logHeuristic: (message: string) => void): CoordinatorObserver {
+function metricsObserver(
+  metrics: Metrics,
+  logHeuristic: (message: string, about: AboutTransaction) => void,
+): CoordinatorObserver {
   return {
     begun: () => metrics.transactionsBegun.inc(),
     decided: (outcome, abortReason, phaseOneSeconds) => {
@@ -200,7 +219,13 @@ function metricsObserver(metrics: Metrics, logHeuristic: (message: string) => vo
     },
     heuristic: (r) => {
       metrics.heuristics.inc({ heuristic: r.heuristic });
-      logHeuristic(`participant ${r.participant} reports heuristic ${r.heuristic} for ${r.txId}, decided ${r.decided}`);
+      logHeuristic(
+        `participant ${r.participant} reports heuristic ${r.heuristic} for ${r.txId}, decided ${r.decided}`,
+        {
+          txId: r.txId,
+          traceId: r.traceId,
+        },
+      );
     },
     recovered: (count) => metrics.recovered.inc(count),
     compacted: (count) => metrics.compacted.inc(count),

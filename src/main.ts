@@ -8,6 +8,7 @@ import { assemble } from './assemble.js';
 import { ConfigError, loadConfig } from './config.js';
 import { LogLockedError } from './log/decision-log.js';
 import { Metrics } from './metrics.js';
+import { type LineLogger, logReporting } from './reporting.js';
 import { exposure } from './security/exposure.js';
 import { readPair } from './security/pem-files.js';
 import { parseTokens } from './security/tokens.js';
@@ -37,21 +38,23 @@ async function main(): Promise<void> {
 
   const metrics = new Metrics();
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
-  const app = { log: console as { error: (...a: unknown[]) => void; warn: (...a: unknown[]) => void } };
+  const app: { log: LineLogger } = { log: console };
   let assembled: ReturnType<typeof assemble>;
   try {
-    assembled = assemble(config, metrics, readiness, {
-      logError: (e) => app.log.error({ err: e }, 'writing the decision log failed'),
-      error: (e, context) => app.log.error({ err: e }, context),
-      heuristic: (message) => app.log.warn(message),
-      orphan: (message) => app.log.warn(message),
-      fatal: (e) => {
-        // Before anything acts on the failed write: recovery at the next
-        // start reads what the disk really holds.
-        console.error(`commitd: stopping: ${e.message}`);
-        process.exit(4);
-      },
-    });
+    assembled = assemble(
+      config,
+      metrics,
+      readiness,
+      logReporting(
+        () => app.log,
+        (e) => {
+          // Before anything acts on the failed write: recovery at the next
+          // start reads what the disk really holds.
+          console.error(`commitd: stopping: ${e.message}`);
+          process.exit(4);
+        },
+      ),
+    );
   } catch (error) {
     if (error instanceof ConfigError) return exit(2, `commitd: configuration: ${error.message}`);
     return exit(error instanceof LogLockedError ? 3 : 4, `commitd: ${(error as Error).message}`);

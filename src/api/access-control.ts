@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config.js';
 import { accessFor, actionName, isLoopbackHost, isMutating, originAllowed } from '../security/access.js';
 import { type Identity, identify, parseTokens } from '../security/tokens.js';
+import { parseTraceParent } from '../tracing/traceparent.js';
 import { problem, sendProblem } from './problems.js';
 import type { Readiness } from './server.js';
 
@@ -90,11 +91,15 @@ export function installAccessControl(app: FastifyInstance, config: Config, readi
     const action = actionName(request.method, request.routeOptions.url);
     // Refusals (401, 403) were logged as such in onRequest.
     if (action === null || reply.statusCode === 401 || reply.statusCode === 403) return;
+    // The trace the call came in, when it came with a valid traceparent.
+    const traceId =
+      request.headers.traceparent === undefined ? null : parseTraceParent(request.headers.traceparent)?.traceId;
     request.log.info(
       {
         who: who(request),
         action,
         transaction: transactionOf(request, reply),
+        ...(traceId ? { traceId } : {}),
         status: reply.statusCode,
       },
       'api action',

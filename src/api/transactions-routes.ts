@@ -16,7 +16,7 @@ import { type AllowedPrefix, checkParticipantUrl, parseAllowedPrefixes } from '.
 import { commitAnswer, mixedOutcome, prepareAnswer } from '../protocol/answers.js';
 import { abortedDetail } from '../protocol/transitions.js';
 import type { NewParticipant, Transaction, TxState } from '../protocol/types.js';
-import { actorOf, callContext } from './call-context.js';
+import { actorOf, callContext, traceParentOf } from './call-context.js';
 import { operatorRoutes } from './operator-routes.js';
 import { ProblemError, problem, sendProblem } from './problems.js';
 import { actionSchema, beginSchema, enlistSchema, getSchema, listSchema, outcomeSchema } from './schemas.js';
@@ -100,6 +100,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
       metadataJson,
       commit,
       by: actorOf(request),
+      traceParent: traceParentOf(request),
     });
     reply.header('location', `/v1/transactions/${answer.tx.id}`);
     if (commit) return commitReply(reply, answer, transactionView);
@@ -110,7 +111,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
     '/v1/transactions/:id/participants',
     { schema: enlistSchema(config) },
     async (request, reply) => {
-      const answer = await coordinator.enlist(request.params.id, newParticipant(request.body));
+      const answer = await coordinator.enlist(request.params.id, newParticipant(request.body), traceParentOf(request));
       if (answer.refusal) {
         const slug = answer.refusal.code === 'conflict' ? 'conflict' : 'transaction-not-active';
         return refused(reply, slug, answer, transactionView);

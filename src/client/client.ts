@@ -40,6 +40,12 @@ export interface ClientOptions {
 export interface CallOptions {
   readonly signal?: AbortSignal;
   readonly timeoutMs?: number;
+  /**
+   * The W3C traceparent of the caller's span, sent as the `traceparent`
+   * header: the parent of commitd's spans for this call (on a begin, kept
+   * with the transaction for everything after it).
+   */
+  readonly traceParent?: string;
 }
 
 interface Answer {
@@ -136,7 +142,7 @@ export class CommitdClient {
     const maxMs = this.o.retryDelayMsMax ?? 5000;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.attempt(method, path, body, signal);
+        return await this.attempt(method, path, body, signal, call.traceParent);
       } catch (error) {
         if (!(error instanceof UnavailableError) || attempt >= retries) throw error;
         const backoffMs = Math.min(maxMs, minMs * 2 ** attempt) * (0.5 + Math.random() / 2);
@@ -147,10 +153,17 @@ export class CommitdClient {
     }
   }
 
-  private async attempt(method: 'GET' | 'POST', path: string, body: unknown, signal: AbortSignal): Promise<unknown> {
+  private async attempt(
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+    traceParent: string | undefined,
+  ): Promise<unknown> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.o.token) headers.authorization = `Bearer ${this.o.token}`;
+    if (traceParent !== undefined) headers.traceparent = traceParent;
     let answer: Answer;
     let retryAfter: string | undefined;
     try {

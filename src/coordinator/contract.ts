@@ -9,7 +9,7 @@ import type { Actor } from '../protocol/history.js';
 import type { step } from '../protocol/transitions.js';
 import type { NewParticipant, Refusal, Transaction, TxState } from '../protocol/types.js';
 import type { Timers } from '../timers.js';
-import type { CoordinatorObserver } from './observer.js';
+import type { AboutTransaction, CoordinatorObserver } from './observer.js';
 
 export interface CoordinatorOptions {
   readonly log: DecisionLog;
@@ -53,7 +53,8 @@ export interface CoordinatorOptions {
   readonly compactionBatchMax: number;
   /** Recovery hands out its transactions' steps while fewer participant calls than this are outstanding. */
   readonly recoveryCallsMax: number;
-  readonly onError?: (error: Error, context: string) => void;
+  /** `about`: the transaction the failure is about, when there is one, for its log line. */
+  readonly onError?: (error: Error, context: string, about?: AboutTransaction) => void;
 }
 
 export interface BeginRequest {
@@ -69,12 +70,16 @@ export interface BeginRequest {
   readonly callerId: string;
   /** Who began it, for its history; null when not known. */
   readonly by: Actor | null;
+  /** The valid W3C traceparent the client sent (tracing/traceparent.ts), kept with the transaction; null for none. */
+  readonly traceParent?: string | null;
 }
 
 /** A call on an existing transaction: who made it, for the history; `operator` for an admin's action. */
 export interface CallContext {
   readonly by: Actor | null;
   readonly operator: boolean;
+  /** The valid W3C traceparent the call came with: the parent of its spans; null or absent for none. */
+  readonly traceParent?: string | null;
 }
 
 /** What operators glance at: the console's overview, `commitd stats`. */

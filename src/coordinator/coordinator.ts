@@ -18,13 +18,14 @@ import {
   UNFINISHED_STATES,
 } from '../protocol/types.js';
 import { realTimers, type TimerHandle, type Timers } from '../timers.js';
+import { startBegin } from '../tracing/transaction-trace.js';
 import type { Answer, BeginRequest, CallContext, CoordinatorOptions, ListFilter, Stats } from './contract.js';
 import { DecisionRate } from './decision-rate.js';
 import { ConflictError, crashOnBug, LimitError, logUnwritable, NotFoundError, UnavailableError } from './errors.js';
 import { IdempotencyIndex, scopedKey } from './idempotency-keys.js';
 import { IdGenerator } from './ids.js';
 import { LiveTransaction, type TransactionContext } from './live-transaction.js';
-import { type CoordinatorObserver, silentObserver } from './observer.js';
+import { type AboutTransaction, type CoordinatorObserver, silentObserver } from './observer.js';
 import { RecoveryPacer } from './recovery-pacer.js';
 
 export type { Answer, BeginRequest, CallContext, CoordinatorOptions, ListFilter, Stats };
@@ -62,7 +63,10 @@ export class Coordinator {
     this.decisionRate = new DecisionRate(() => this.timers.monotonicMs());
     this.keys = new IdempotencyIndex(options.log, (id) => this.live.get(id));
     this.recoveryPacer = new RecoveryPacer(options.recoveryCallsMax, (live) =>
-      live.dispatch({ type: 'recover' }).catch((e) => this.fail(e, `recovering ${live.id}`)),
+      live.trace
+        .origin('recover', null)
+        .around(live.dispatch({ type: 'recover' }))
+        .catch((e) => this.fail(e, `recovering ${live.id}`, live.about)),
     );
     this.context = {
       ...options,
@@ -75,7 +79,7 @@ export class Coordinator {
       stopped: () => this.stopped,
       changed: (live, before, after) => this.account(live, before, after),
       forget: (live) => this.forget(live),
-      fail: (error, context) => this.fail(error, context),
+      fail: (error, context, about) => this.fail(error, context, about),
       violated: (error) => this.violated(error),
     };
   }
@@ -140,6 +144,10 @@ export class Coordinator {
     }
     this.reserveBytes(requestBytes(request.participants, request.metadataJson));
     const nowMs = this.timers.now();
+    // Before the transaction exists: begun without a traceparent while an
+    // SDK traces, the transaction keeps this span's, so that what happens to
+    // it later joins the trace its begin started.
+    const origin = startBegin(request.traceParent ?? null);
     const created = createTransaction({
       id: this.ids.next(nowMs),
       nowMs,
@@ -149,8 +157,10 @@ export class Coordinator {
       idempotencyKey,
       requestHash: request.requestHash,
       metadataJson: request.metadataJson,
+      traceParent: request.traceParent ?? origin.traceParent(),
     });
     const live = this.track(new LiveTransaction(this.context, created.tx, request.callerId));
+    live.trace.adopt(origin);
     try {
       await live.start(created, {
         type: 'begun',
@@ -160,14 +170,19 @@ export class Coordinator {
       });
     } catch (error) {
       this.forget(live);
+      origin.failed(error);
       throw error;
     }
     this.observer.begun();
-    if (request.commit) return this.commit(live.id);
-    return { tx: live.published as Transaction, refusal: null, created: true };
+    const answer: Answer = request.commit
+      ? await origin.around(this.dispatchAndWait(live, { type: 'commit' }, commitCallMayAnswer))
+      : { tx: live.published as Transaction, refusal: null, created: true };
+    if (!request.commit) origin.end(answer.tx, null);
+    return answer;
   }
 
-  async enlist(id: string, participant: NewParticipant): Promise<Answer> {
+  /** `traceParent` (here and in the calls below): the valid W3C traceparent the call came with, or null. */
+  async enlist(id: string, participant: NewParticipant, traceParent: string | null = null): Promise<Answer> {
     const live = this.live.get(id);
     if (!live?.published) return this.answerStored(this.read(id), { type: 'enlist', participant });
     const known = live.current.participants.some((p) => p.name === participant.name);
@@ -175,7 +190,9 @@ export class Coordinator {
       throw new LimitError(`a transaction has at most ${this.options.participantsMax} participants`);
     }
     if (!known) this.reserveBytes(requestBytes([participant], null));
-    const result = await live.dispatch({ type: 'enlist', participant });
+    const result = await live.trace
+      .origin('enlist', traceParent)
+      .around(live.dispatch({ type: 'enlist', participant }));
     return { tx: live.published, refusal: result.refusal, created: result.changed && result.refusal === null };
   }
 
@@ -207,7 +224,7 @@ export class Coordinator {
   async retry(id: string, call: CallContext): Promise<Answer> {
     const live = this.live.get(id);
     if (!live?.published) return this.answerStored(this.read(id), { type: 'retry' });
-    const result = await live.dispatch({ type: 'retry' });
+    const result = await live.trace.origin('retry', call.traceParent ?? null).around(live.dispatch({ type: 'retry' }));
     if (result.refusal === null) {
       live.record([{ type: 'operator-retry', by: call.by }]);
       this.observer.operatorAction('retry');
@@ -381,19 +398,25 @@ export class Coordinator {
 
   private async callAndWait(
     id: string,
-    event: Event,
+    event: Event & { type: 'prepare' | 'commit' | 'abort' },
     until: (tx: Transaction) => boolean,
     call: CallContext,
   ): Promise<Answer> {
     const live = this.live.get(id);
     if (!live?.published) return this.answerStored(this.read(id), event);
-    if (call !== NO_CALLER && (event.type === 'prepare' || event.type === 'commit' || event.type === 'abort')) {
-      live.record([{ type: 'requested', action: event.type, by: call.by }]);
-    }
+    if (call !== NO_CALLER) live.record([{ type: 'requested', action: event.type, by: call.by }]);
+    return live.trace.origin(event.type, call.traceParent ?? null).around(this.dispatchAndWait(live, event, until));
+  }
+
+  private async dispatchAndWait(
+    live: LiveTransaction,
+    event: Event,
+    until: (tx: Transaction) => boolean,
+  ): Promise<Answer> {
     const result = await live.dispatch(event);
-    if (result.refusal) return { tx: live.published, refusal: result.refusal, created: false };
+    if (result.refusal) return { tx: live.published as Transaction, refusal: result.refusal, created: false };
     await live.waitFor(until);
-    return { tx: live.published, refusal: null, created: false };
+    return { tx: live.published as Transaction, refusal: null, created: false };
   }
 
   /** A transaction not in memory is finished: the protocol answers from the stored state, which nothing changes any more. */
@@ -465,9 +488,9 @@ export class Coordinator {
     else crashOnBug(error);
   }
 
-  private fail(error: unknown, context: string): void {
+  private fail(error: unknown, context: string, about?: AboutTransaction): void {
     if (error instanceof InvariantError) this.violated(error);
-    this.options.onError?.(error as Error, context);
+    this.options.onError?.(error as Error, context, about);
   }
 }
 

@@ -17,9 +17,10 @@ import {
 import { eventAfterFailedForcedWrite, isPastDeadline, type step } from '../protocol/transitions.js';
 import type { Effect, Event, Message, Step, Transaction } from '../protocol/types.js';
 import type { TimerHandle, Timers } from '../timers.js';
+import { TransactionTrace } from '../tracing/transaction-trace.js';
 import { type BackoffOptions, retryDelayMs } from './backoff.js';
 import { logUnwritable } from './errors.js';
-import type { CoordinatorObserver } from './observer.js';
+import type { AboutTransaction, CoordinatorObserver } from './observer.js';
 
 /** What every live transaction shares: the log, the participants, time, and the coordinator's hooks. */
 export interface TransactionContext {
@@ -41,7 +42,7 @@ export interface TransactionContext {
   /** The transaction is finished and written: it may leave memory. */
   readonly forget: (live: LiveTransaction) => void;
   /** A failure in the background; an InvariantError is a bug. */
-  readonly fail: (error: unknown, context: string) => void;
+  readonly fail: (error: unknown, context: string, about?: AboutTransaction) => void;
   readonly violated: (error: InvariantError) => void;
 }
 
@@ -66,6 +67,8 @@ export class LiveTransaction {
   private phaseOneStartedMs: number | null = null;
   /** History entries recorded since this transaction came into memory (begin or recovery). */
   private historyEntries = 0;
+  /** Its spans (tracing/transaction-trace.ts), in the trace kept with it. */
+  readonly trace: TransactionTrace;
 
   constructor(
     private readonly context: TransactionContext,
@@ -74,6 +77,7 @@ export class LiveTransaction {
     readonly callerId = '',
   ) {
     this.working = tx;
+    this.trace = new TransactionTrace(tx.id, tx.traceParent);
   }
 
   /** A transaction read back from the log: what is on disk is what was promised. */
@@ -86,6 +90,11 @@ export class LiveTransaction {
 
   get id(): string {
     return this.working.id;
+  }
+
+  /** What a log line about it carries. */
+  get about(): AboutTransaction {
+    return { txId: this.id, traceId: this.trace.traceId };
   }
 
   /** The newest state, durable or not: for the coordinator's own bookkeeping, never for readers. */
@@ -153,6 +162,7 @@ export class LiveTransaction {
   /** Leaving memory: no more retries, and every caller still waiting hears what is. */
   release(): void {
     this.cancelRetries();
+    this.trace.close();
     for (const w of this.waiters) w.resolve();
   }
 
@@ -170,7 +180,10 @@ export class LiveTransaction {
   sweep(nowMs: number, stuckAfterAttempts: number): number {
     const tx = this.working;
     if (this.published && isPastDeadline(tx, nowMs)) {
-      this.dispatch({ type: 'deadline' }).catch((e) => this.context.fail(e, `deadline of ${tx.id}`));
+      this.trace
+        .origin('deadline', null)
+        .around(this.dispatch({ type: 'deadline' }))
+        .catch((e) => this.context.fail(e, `deadline of ${tx.id}`, this.about));
     }
     return tx.participants.filter((p) => !p.acknowledged && p.attempts >= stuckAfterAttempts).length;
   }
@@ -206,6 +219,7 @@ export class LiveTransaction {
     const before = this.working;
     this.working = result.tx;
     const finished = result.effects.some((e) => e.type === 'finished');
+    this.trace.stepping(before, result);
     for (const effect of result.effects) {
       if (effect.type === 'persist') {
         if (effect.forced) {
@@ -223,6 +237,7 @@ export class LiveTransaction {
         this.send(effect);
       }
     }
+    this.trace.stepped();
     // After the forced write: a step that did not reach the disk did not happen.
     this.record(history);
     this.observe(before, result.tx);
@@ -235,6 +250,7 @@ export class LiveTransaction {
   /** A forced write failed: not on disk, so it did not happen, and nothing after it runs. Throws. */
   private forcedWriteFailed(before: Transaction, tx: Transaction, error: unknown): never {
     this.working = before;
+    this.trace.writeFailed(error);
     const unavailable = logUnwritable(error);
     // A caller waiting on this transaction (a commit waiting for the
     // decision the last vote leads to) would otherwise wait for a step that
@@ -242,7 +258,7 @@ export class LiveTransaction {
     for (const w of this.waiters) w.reject(unavailable);
     const next = eventAfterFailedForcedWrite(before);
     if (next !== null) {
-      this.dispatch(next).catch((e) => this.context.fail(e, `recovering ${tx.id} after a failed write`));
+      this.dispatch(next).catch((e) => this.context.fail(e, `recovering ${tx.id} after a failed write`, this.about));
     }
     throw unavailable;
   }
@@ -254,6 +270,7 @@ export class LiveTransaction {
     const target: ParticipantTarget = { name: p.name, url: p.url, database: p.database };
     if (effect.message === 'prepare') {
       this.phaseOneStartedMs ??= this.context.timers.monotonicMs();
+      this.trace.phaseOneStarted(tx);
       this.call('prepare', target, () => this.askToPrepare(target, p.payloadJson));
       return;
     }
@@ -264,7 +281,7 @@ export class LiveTransaction {
     );
     const deliver = () => {
       if (this.context.stopped()) return;
-      this.call(message, target, () => this.deliver(message, target));
+      this.call(message, target, () => this.deliver(message, target, effect.attempt));
     };
     if (effect.attempt === 0) {
       deliver();
@@ -289,42 +306,50 @@ export class LiveTransaction {
         this.context.calls.callAnswered();
         return this.dispatch(event, this.context.timers.monotonicMs() - askedAtMs);
       })
-      .catch((e) => this.context.fail(e, `${message} to ${target.name} in ${this.id}`));
+      .catch((e) => this.context.fail(e, `${message} to ${target.name} in ${this.id}`, this.about));
   }
 
   // The answer's mapping to an event runs in the client's own promise
   // continuation: no async wrapper, one promise less per participant call.
   private askToPrepare(target: ParticipantTarget, payloadJson: string | null): Promise<Event> {
-    return this.context.participants.prepare(this.id, target, payloadJson).then(
-      (answer): Event =>
-        answer.kind === 'lost'
-          ? { type: 'vote-lost', participant: target.name, reason: answer.reason }
-          : {
-              type: 'vote',
-              participant: target.name,
-              vote: answer.vote,
-              ...(answer.reason ? { reason: answer.reason } : {}),
-            },
-    );
+    return this.trace
+      .prepareCall(target, (traceParent) =>
+        this.context.participants.prepare(this.id, target, payloadJson, traceParent),
+      )
+      .then(
+        (answer): Event =>
+          answer.kind === 'lost'
+            ? { type: 'vote-lost', participant: target.name, reason: answer.reason }
+            : {
+                type: 'vote',
+                participant: target.name,
+                vote: answer.vote,
+                ...(answer.reason ? { reason: answer.reason } : {}),
+              },
+      );
   }
 
-  private deliver(message: 'commit' | 'abort', target: ParticipantTarget): Promise<Event> {
-    return this.context.participants.deliver(message, this.id, target).then((answer): Event => {
-      switch (answer.kind) {
-        case 'acknowledged':
-          return { type: 'acknowledged', participant: target.name };
-        case 'heuristic':
-          this.context.observer.heuristic({
-            txId: this.id,
-            participant: target.name,
-            heuristic: answer.heuristic,
-            decided: message,
-          });
-          return { type: 'heuristic', participant: target.name, heuristic: answer.heuristic };
-        case 'failed':
-          return { type: 'delivery-failed', participant: target.name, error: answer.error };
-      }
-    });
+  private deliver(message: 'commit' | 'abort', target: ParticipantTarget, attempt: number): Promise<Event> {
+    return this.trace
+      .deliveryCall(message, target, attempt, (traceParent) =>
+        this.context.participants.deliver(message, this.id, target, traceParent),
+      )
+      .then((answer): Event => {
+        switch (answer.kind) {
+          case 'acknowledged':
+            return { type: 'acknowledged', participant: target.name };
+          case 'heuristic':
+            this.context.observer.heuristic({
+              ...this.about,
+              participant: target.name,
+              heuristic: answer.heuristic,
+              decided: message,
+            });
+            return { type: 'heuristic', participant: target.name, heuristic: answer.heuristic };
+          case 'failed':
+            return { type: 'delivery-failed', participant: target.name, error: answer.error };
+        }
+      });
   }
 
   private observe(before: Transaction, after: Transaction): void {

@@ -4,8 +4,13 @@
 
 import type { AbortReason, Heuristic, Outcome, PhaseTwoMessage } from '../protocol/types.js';
 
-export interface HeuristicReport {
+/** Which transaction a report is about: what its log line carries (its id, and its trace's when it has one). */
+export interface AboutTransaction {
   readonly txId: string;
+  readonly traceId: string | null;
+}
+
+export interface HeuristicReport extends AboutTransaction {
   readonly participant: string;
   /** What the participant did on its own. */
   readonly heuristic: Heuristic;

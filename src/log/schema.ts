@@ -99,6 +99,12 @@ export const MIGRATIONS: readonly string[] = [
     WHERE t.outcome IS NOT NULL AND json_extract(p.value, '$.heuristic') IS NOT NULL
       AND json_extract(p.value, '$.heuristic') != t.outcome;
   `,
+  // 5: the W3C traceparent a transaction was begun in, so that recovery after a
+  // restart joins its trace. Written with the begin, never changed; NULL for
+  // a transaction begun without one, and for every one written before.
+  `
+  ALTER TABLE transactions ADD COLUMN trace_parent TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

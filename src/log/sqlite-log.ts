@@ -66,6 +66,8 @@ interface TxRow {
   idempotency_key: string | null;
   request_hash: string | null;
   metadata: string | null;
+  /** Absent from the snapshots kept with idempotency keys before the column existed. */
+  trace_parent?: string | null;
   participants: string;
 }
 
@@ -113,9 +115,9 @@ export class SqliteLog implements DecisionLog {
     this.statements = {
       upsert: this.db.prepare(`
         INSERT INTO transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
-          decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants)
+          decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, trace_parent, participants)
         VALUES (@id, @state, @outcome, @abort_reason, @one_shot, @created_at_ms, @deadline_ms,
-          @decided_at_ms, @finished_at_ms, @idempotency_key, @request_hash, @metadata, @participants)
+          @decided_at_ms, @finished_at_ms, @idempotency_key, @request_hash, @metadata, @trace_parent, @participants)
         ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
           abort_reason = excluded.abort_reason, decided_at_ms = excluded.decided_at_ms,
           finished_at_ms = excluded.finished_at_ms, participants = excluded.participants`),
@@ -376,6 +378,7 @@ export class SqliteLog implements DecisionLog {
       idempotency_key: tx.idempotencyKey,
       request_hash: tx.requestHash,
       metadata: tx.metadataJson,
+      trace_parent: tx.traceParent,
       participants: JSON.stringify(tx.participants.map(storedParticipant)),
     });
     if (tx.outcome !== null) {
@@ -670,6 +673,7 @@ function fromRow(row: TxRow, payloads: Map<string, string> | null): Transaction 
     idempotencyKey: row.idempotency_key,
     requestHash: row.request_hash,
     metadataJson: row.metadata,
+    traceParent: row.trace_parent ?? null,
     participants: stored.map(({ database, ...p }) => ({
       ...p,
       database: database ?? null,

@@ -7,7 +7,8 @@
 // HTTPS is verified against the system store plus an optional CA, with an
 // optional client certificate; calls are signed (signing.ts). Redirects are
 // never followed (undici's dispatcher does not, and no redirect interceptor
-// is installed): a 3xx is an answer like any other non-2xx.
+// is installed): a 3xx is an answer like any other non-2xx. A call in a trace
+// carries the W3C traceparent of its span.
 
 import tls from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
@@ -111,12 +112,17 @@ export class HttpParticipants implements ParticipantClient {
       });
   }
 
-  async prepare(txId: string, target: ParticipantTarget, payloadJson: string | null): Promise<PrepareAnswer> {
+  async prepare(
+    txId: string,
+    target: ParticipantTarget,
+    payloadJson: string | null,
+    traceParent: string | null = null,
+  ): Promise<PrepareAnswer> {
     const startedAt = performance.now();
     const body = `{"transactionId":${JSON.stringify(txId)},"participant":${JSON.stringify(target.name)},"payload":${payloadJson ?? 'null'}}`;
     const answer = await this.limited(
       target.url,
-      (remainingMs) => this.prepareCall(txId, target, body, remainingMs),
+      (remainingMs) => this.prepareCall(txId, target, body, remainingMs, traceParent),
       this.options.prepareTimeoutMs,
       (): PrepareAnswer => ({ kind: 'lost', reason: NO_ANSWER_QUEUED }),
     );
@@ -130,10 +136,11 @@ export class HttpParticipants implements ParticipantClient {
     target: ParticipantTarget,
     body: string,
     timeLimitMs: number,
+    traceParent: string | null,
   ): Promise<PrepareAnswer> {
     let answer: RawAnswer;
     try {
-      answer = await this.post(target, 'prepare', txId, body, timeLimitMs);
+      answer = await this.post(target, 'prepare', txId, body, timeLimitMs, traceParent);
     } catch (error) {
       return { kind: 'lost', reason: describe(error) };
     }
@@ -149,11 +156,16 @@ export class HttpParticipants implements ParticipantClient {
     return { kind: 'lost', reason: 'prepare answered without a valid vote' };
   }
 
-  async deliver(message: PhaseTwoMessage, txId: string, target: ParticipantTarget): Promise<PhaseTwoAnswer> {
+  async deliver(
+    message: PhaseTwoMessage,
+    txId: string,
+    target: ParticipantTarget,
+    traceParent: string | null = null,
+  ): Promise<PhaseTwoAnswer> {
     const startedAt = performance.now();
     const answer = await this.limited(
       target.url,
-      (remainingMs) => this.deliverCall(message, txId, target, remainingMs),
+      (remainingMs) => this.deliverCall(message, txId, target, remainingMs, traceParent),
       this.options.phaseTwoTimeoutMs,
       (): PhaseTwoAnswer => ({ kind: 'failed', error: NO_ANSWER_QUEUED }),
     );
@@ -166,11 +178,12 @@ export class HttpParticipants implements ParticipantClient {
     txId: string,
     target: ParticipantTarget,
     timeLimitMs: number,
+    traceParent: string | null,
   ): Promise<PhaseTwoAnswer> {
     const body = `{"transactionId":${JSON.stringify(txId)},"participant":${JSON.stringify(target.name)}}`;
     let answer: RawAnswer;
     try {
-      answer = await this.post(target, message, txId, body, timeLimitMs);
+      answer = await this.post(target, message, txId, body, timeLimitMs, traceParent);
     } catch (error) {
       return { kind: 'failed', error: describe(error) };
     }
@@ -192,6 +205,7 @@ export class HttpParticipants implements ParticipantClient {
     txId: string,
     body: string,
     timeLimitMs: number,
+    traceParent: string | null,
   ): Promise<RawAnswer> {
     // The routing client sends only HTTP targets here; a target without a url
     // is a bug upstream, answered as a failed call rather than a crash.
@@ -203,6 +217,10 @@ export class HttpParticipants implements ParticipantClient {
       'content-type': 'application/json',
       'x-commitd-transaction': txId,
     };
+    // Not signed: the W3C spec lets a tracing proxy in front of the
+    // participant replace it with its own span, and it changes nothing the
+    // participant does (docs/protocol.md, "Signatures").
+    if (traceParent !== null) headers.traceparent = traceParent;
     if (endpoint.secret !== null) {
       const timestamp = String(Date.now());
       headers['x-commitd-timestamp'] = timestamp;

@@ -19,10 +19,22 @@ export type PhaseTwoAnswer =
 
 /**
  * How the coordinator talks to participants. Implementations never throw: a
- * participant's failure is an answer the protocol handles.
+ * participant's failure is an answer the protocol handles. `traceParent`:
+ * the W3C traceparent of the call's span (tracing/transaction-trace.ts), sent
+ * by the HTTP client; null or absent when there is no trace.
  */
 export interface ParticipantClient {
-  prepare(txId: string, target: ParticipantTarget, payloadJson: string | null): Promise<PrepareAnswer>;
-  deliver(message: PhaseTwoMessage, txId: string, target: ParticipantTarget): Promise<PhaseTwoAnswer>;
+  prepare(
+    txId: string,
+    target: ParticipantTarget,
+    payloadJson: string | null,
+    traceParent?: string | null,
+  ): Promise<PrepareAnswer>;
+  deliver(
+    message: PhaseTwoMessage,
+    txId: string,
+    target: ParticipantTarget,
+    traceParent?: string | null,
+  ): Promise<PhaseTwoAnswer>;
   close(): Promise<void>;
 }

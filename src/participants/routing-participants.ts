@@ -11,12 +11,22 @@ export class RoutingParticipants implements ParticipantClient {
     private readonly databases: ParticipantClient,
   ) {}
 
-  prepare(txId: string, target: ParticipantTarget, payloadJson: string | null): Promise<PrepareAnswer> {
-    return this.route(target).prepare(txId, target, payloadJson);
+  prepare(
+    txId: string,
+    target: ParticipantTarget,
+    payloadJson: string | null,
+    traceParent: string | null = null,
+  ): Promise<PrepareAnswer> {
+    return this.route(target).prepare(txId, target, payloadJson, traceParent);
   }
 
-  deliver(message: PhaseTwoMessage, txId: string, target: ParticipantTarget): Promise<PhaseTwoAnswer> {
-    return this.route(target).deliver(message, txId, target);
+  deliver(
+    message: PhaseTwoMessage,
+    txId: string,
+    target: ParticipantTarget,
+    traceParent: string | null = null,
+  ): Promise<PhaseTwoAnswer> {
+    return this.route(target).deliver(message, txId, target, traceParent);
   }
 
   private route(target: ParticipantTarget): ParticipantClient {

@@ -73,6 +73,7 @@ export function createTransaction(input: NewTransaction): Step {
     idempotencyKey: input.idempotencyKey,
     requestHash: input.requestHash,
     metadataJson: input.metadataJson,
+    traceParent: input.traceParent,
     participants: input.participants.map(newParticipant),
   };
   return { tx, effects: [FORCED], refusal: null, changed: true };

@@ -57,6 +57,12 @@ export interface Transaction {
   /** Fingerprint of the begin request, to tell a retry from a reuse of the key. */
   readonly requestHash: string | null;
   readonly metadataJson: string | null;
+  /**
+   * The W3C traceparent the transaction was begun in (or null): kept with it
+   * so that whatever happens to it later, recovery included, joins that
+   * trace. The protocol never looks inside.
+   */
+  readonly traceParent: string | null;
   readonly participants: readonly Participant[];
 }
 
@@ -77,6 +83,8 @@ export interface NewTransaction {
   readonly idempotencyKey: string | null;
   readonly requestHash: string | null;
   readonly metadataJson: string | null;
+  /** A valid W3C traceparent, or null. */
+  readonly traceParent: string | null;
 }
 
 export type Event =

@@ -59,6 +59,20 @@ t.test('run: a one-shot commit', async (t) => {
   t.same(yes.received.find((m) => m.txId === tx.id && m.action === 'prepare')?.body.payload, { x: 1 });
 });
 
+t.test("a call's traceparent reaches commitd, which passes it on to the participants", async (t) => {
+  const traceParent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const tx = await client.run({ participants: [{ name: 'a', url: yes.url }] }, { traceParent });
+  const messages = yes.received.filter((m) => m.txId === tx.id);
+  t.same(
+    messages.map((m) => [m.action, m.headers.traceparent]),
+    [
+      ['prepare', traceParent],
+      ['commit', traceParent],
+    ],
+    'no SDK runs in the service: the traceparent is passed on as it came',
+  );
+});
+
 t.test('begin with an idempotency key answers the same transaction; without one the client makes one', async (t) => {
   const key = `key-${Date.now()}`;
   const first = await client.begin({ idempotencyKey: key });

@@ -26,6 +26,8 @@ export type OpenLog = (t: Test) => LogUnderTest;
 
 const T0 = 1_800_000_000_000;
 const NAMES = ['orders', 'payments'] as const;
+/** Kept with transactions begun with an idempotency key; the others have none: both kinds read back as written. */
+const TRACE_PARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 
 function begun(id: string, key: string | null = null): Transaction {
   return createTransaction({
@@ -42,6 +44,7 @@ function begun(id: string, key: string | null = null): Transaction {
     idempotencyKey: key,
     requestHash: key === null ? null : `hash-of-${key}`,
     metadataJson: '{"source":"contract"}',
+    traceParent: key === null ? null : TRACE_PARENT,
   }).tx;
 }
 

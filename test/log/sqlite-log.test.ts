@@ -61,6 +61,7 @@ function begin(id: string, names: readonly string[] = ['orders', 'payments'], ke
     idempotencyKey: key,
     requestHash: key === null ? null : `hash-${key}`,
     metadataJson: '{"source":"test"}',
+    traceParent: null,
   }).tx;
 }
 
@@ -178,6 +179,7 @@ t.test(
       idempotencyKey: null,
       requestHash: null,
       metadataJson: null,
+      traceParent: null,
     }).tx;
     await first.log.writeForced(tx);
     await first.log.writeForced(begin('tx_old', ['orders']));
@@ -782,8 +784,8 @@ t.test('a log written by schema version 1 is migrated in place, its transactions
   db.close();
   const { log } = openLog(t, dir);
   t.same(
-    log.loadUnfinished().map((tx) => [tx.id, tx.state, tx.outcome, tx.participants[0]?.vote]),
-    [['tx_1', 'committing', 'commit', 'yes']],
+    log.loadUnfinished().map((tx) => [tx.id, tx.state, tx.outcome, tx.participants[0]?.vote, tx.traceParent]),
+    [['tx_1', 'committing', 'commit', 'yes', null]],
   );
   log.close();
   const after = new Database(path.join(dir, LOG_FILE), { readonly: true });
@@ -824,3 +826,34 @@ t.test('version 3: an explicit transaction an older commitd wrote as active is t
     ],
   );
 });
+
+t.test(
+  'version 5: the traceparent is kept with the begin, through a restart, and old snapshots read without one',
+  async (t) => {
+    const dir = tempDir(t);
+    const traceParent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const first = openLog(t, dir);
+    const tx = { ...begin('tx_traced'), traceParent };
+    await first.log.writeForced(tx);
+    await first.log.writeForced(drive(tx, T0 + 1, { type: 'commit' }, yes('orders'), yes('payments')));
+    first.log.close();
+    // A key's snapshot kept by a commitd before version 5 has no trace_parent.
+    const db = new Database(path.join(dir, LOG_FILE));
+    const old = { ...(db.prepare("SELECT * FROM transactions WHERE id = 'tx_traced'").get() as object) };
+    delete (old as { trace_parent?: unknown }).trace_parent;
+    db.prepare('INSERT INTO idempotency_keys (idempotency_key, finished_at_ms, snapshot) VALUES (?, ?, ?)').run(
+      'old-key',
+      T0,
+      JSON.stringify({ ...old, id: 'tx_old', idempotency_key: 'old-key' }),
+    );
+    db.close();
+    const { log } = openLog(t, dir);
+    t.same(
+      log.loadUnfinished().map((u) => [u.id, u.state, u.traceParent]),
+      [['tx_traced', 'committing', traceParent]],
+      'recovery reads it back with the decision',
+    );
+    t.equal(log.get('tx_traced')?.traceParent, traceParent);
+    t.equal(log.findByIdempotencyKey('old-key')?.traceParent, null);
+  },
+);

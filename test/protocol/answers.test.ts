@@ -27,6 +27,7 @@ function begin(names: string[], oneShot = false): Transaction {
     idempotencyKey: null,
     requestHash: null,
     metadataJson: null,
+    traceParent: null,
   }).tx;
 }
 

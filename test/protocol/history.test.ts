@@ -18,6 +18,7 @@ function begun(names: readonly string[], oneShot = false): Transaction {
     idempotencyKey: null,
     requestHash: null,
     metadataJson: null,
+    traceParent: null,
   }).tx;
 }
 

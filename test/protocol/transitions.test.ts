@@ -59,6 +59,7 @@ function begin(names: readonly string[], opts: BeginOptions = {}): Step {
     idempotencyKey: null,
     requestHash: null,
     metadataJson: null,
+    traceParent: null,
   });
 }
 
@@ -188,6 +189,7 @@ t.test('create', async (t) => {
           idempotencyKey: null,
           requestHash: null,
           metadataJson: null,
+          traceParent: null,
         }),
       InvariantError,
     );

@@ -269,7 +269,13 @@ t.test(
 t.test('refused tokens and every action are logged, with the token id and never the secret', async (t) => {
   const lines: string[] = [];
   const h = await harness(t, {}, lines);
-  const begin = await h.app.inject({ method: 'POST', url: '/v1/transactions', payload: {}, headers: bearer(CLIENT) });
+  const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const begin = await h.app.inject({
+    method: 'POST',
+    url: '/v1/transactions',
+    payload: {},
+    headers: { ...bearer(CLIENT), traceparent: `00-${trace}-00f067aa0ba902b7-01` },
+  });
   const id = begin.json().id;
   await h.app.inject({ method: 'POST', url: `/v1/transactions/${id}/abort`, headers: bearer(ADMIN) });
   await h.app.inject({
@@ -284,11 +290,19 @@ t.test('refused tokens and every action are logged, with the token id and never 
   const adminId = createHash('sha256').update(ADMIN).digest('hex').slice(0, 12);
   const participantId = createHash('sha256').update(PARTICIPANT).digest('hex').slice(0, 12);
   t.match(records, [
-    { msg: 'api action', action: 'begin', transaction: id, who: { role: 'client', token: clientId }, status: 201 },
+    {
+      msg: 'api action',
+      action: 'begin',
+      transaction: id,
+      traceId: trace,
+      who: { role: 'client', token: clientId },
+      status: 201,
+    },
     { msg: 'api action', action: 'abort', transaction: id, who: { role: 'admin', token: adminId }, status: 200 },
     { msg: 'request refused', refused: 'unknown token', route: '/v1/transactions' },
     { msg: 'request refused', refused: 'role not allowed', role: 'participant', token: participantId },
   ]);
+  t.notOk('traceId' in records[1], 'a call without a traceparent names no trace');
   const all = lines.join('\n');
   for (const secret of [CLIENT, ADMIN, PARTICIPANT, 'wrong-secret-value-123']) {
     t.notOk(all.includes(secret), 'no secret in the log');

@@ -10,6 +10,7 @@ export type Invariant =
   | 'a transaction is forgotten only after every participant acknowledged'
   | 'what a client was told survives: an acknowledged outcome is the outcome'
   | 'an acknowledged begin is never lost'
+  | 'a transaction keeps the traceparent it was begun in, through crashes and recovery'
   | 'liveness: when faults stop, every transaction finishes and no participant stays prepared'
   | 'the coordinator asserts its own invariants'
   | "a transaction's history never contradicts its decision";

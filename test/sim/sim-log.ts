@@ -166,6 +166,12 @@ export class SimLog implements DecisionLog {
         this.heuristics.set(tx.id, byName);
       }
     }
+    if (before !== undefined && before.traceParent !== tx.traceParent) {
+      this.checks.fail(
+        'a transaction keeps the traceparent it was begun in, through crashes and recovery',
+        `${tx.id}: ${before.traceParent} -> ${tx.traceParent}`,
+      );
+    }
     // What the SQLite log keeps: no in-memory-only fields.
     this.durable.set(tx.id, {
       ...tx,

@@ -305,6 +305,9 @@ class Simulation {
       metadataJson: null,
       commit: oneShot,
       by: null,
+      // Half the clients trace (those with a key: no draw of its own, so
+      // every seed replays as before); the log checks it is never lost.
+      traceParent: key === null ? null : simTraceParent(key),
     };
     const begin = await this.attempt((c) => c.begin(request));
     if (!begin) return;
@@ -518,3 +521,9 @@ class Simulation {
 }
 
 const START_MS = new World(new Rng(1)).now;
+
+/** A valid traceparent of its own for each key. */
+function simTraceParent(key: string): string {
+  const hex = Buffer.from(key).toString('hex').padStart(32, '1').slice(-32);
+  return `00-${hex}-${hex.slice(0, 16)}-01`;
+}

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { buildApi, type Readiness } from '../../src/api/server.js';
-import { assemble } from '../../src/assemble.js';
+import { assemble, type Reporting } from '../../src/assemble.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { Coordinator } from '../../src/coordinator/coordinator.js';
 import type { SqliteLog } from '../../src/log/sqlite-log.js';
@@ -53,21 +53,32 @@ export function testConfig(overrides: Overrides = {}, dataDir = tempDir()): Conf
   };
 }
 
-/** `logger`: fastify's logger option (tests that read the log pass a stream); `tls`: serve HTTPS. */
+/**
+ * `logger`: fastify's logger option (tests that read the log pass a stream); `tls`: serve HTTPS;
+ * `report`: also hears what the parts report (errors are collected in `errors` either way).
+ */
 export async function startHarness(
   overrides: Overrides = {},
   dataDir?: string,
   logger: FastifyServerOptions['logger'] = false,
   tls: { cert: string; key: string } | null = null,
+  report: Reporting | null = null,
 ): Promise<Harness> {
   const config = testConfig(overrides, dataDir);
   const metrics = new Metrics({ processMetrics: false });
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const errors: Error[] = [];
   const { log, participants, coordinator, orphans } = assemble(config, metrics, readiness, {
-    logError: (e) => errors.push(e),
-    error: (e) => errors.push(e),
-    heuristic: () => {},
+    logError: (e) => {
+      errors.push(e);
+      report?.logError(e);
+    },
+    error: (e, context, about) => {
+      errors.push(e);
+      report?.error(e, context, about);
+    },
+    heuristic: (message, about) => report?.heuristic(message, about),
+    orphan: (message, about) => report?.orphan?.(message, about),
   });
   const app = await buildApi({ coordinator, config, metrics, readiness, logger, tls });
   await app.ready();

@@ -8,12 +8,16 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-# Dependencies first (cached while only sources change); `prepare` (the
-# TypeScript build) runs below, once the sources are in.
+# Dependencies first (cached while only sources change), dev dependencies
+# included: the TypeScript build needs them, and they hold the service's
+# better-sqlite3, fastify and pg (optional peer dependencies of the package,
+# which an app using only its client or participant kit does not install).
 RUN npm ci --ignore-scripts && npm rebuild better-sqlite3
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+COPY ops/service-dependencies.mjs ./ops/
+# The service's peers become production dependencies, so the prune keeps them.
+RUN npm run build && node ops/service-dependencies.mjs && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 # Bound to every interface, commitd needs a token: without COMMITD_TOKENS (or

@@ -3,8 +3,9 @@
 // 3 log locked by another process, 4 log unusable (at start, or an fsync
 // failed while running), 1 anything else.
 
-import { buildApi, type Readiness } from './api/server.js';
-import { assemble } from './assemble.js';
+// The modules that import the service's optional peer dependencies (fastify,
+// better-sqlite3) are loaded once service-peers.ts has found them installed.
+import type { Readiness } from './api/server.js';
 import { ConfigError, loadConfig } from './config.js';
 import { LogLockedError } from './log/decision-log.js';
 import { Metrics } from './metrics.js';
@@ -12,6 +13,7 @@ import { type LineLogger, logReporting } from './reporting.js';
 import { exposure } from './security/exposure.js';
 import { readPair } from './security/pem-files.js';
 import { parseTokens } from './security/tokens.js';
+import { missingPeersProblem, peersNeeded } from './service-peers.js';
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -35,6 +37,9 @@ async function main(): Promise<void> {
   if (exposed.kind === 'refuse') return exit(2, `commitd: configuration: ${exposed.message}`);
   // Said before anything else, on stderr, where it is seen even with logs shipped elsewhere.
   if (exposed.kind === 'warn') console.error(`commitd: WARNING: ${exposed.message}`);
+  const missing = missingPeersProblem(peersNeeded(config));
+  if (missing !== null) return exit(1, `commitd: ${missing}`);
+  const [{ buildApi }, { assemble }] = await Promise.all([import('./api/server.js'), import('./assemble.js')]);
 
   const metrics = new Metrics();
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };

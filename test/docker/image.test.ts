@@ -36,6 +36,12 @@ t.test('the Dockerfile builds in one stage and ships a lean, unprivileged runtim
   t.match(build, /npm ci/, 'the build stage installs with npm ci');
   t.match(build, /npm run build/, 'the build stage compiles the TypeScript');
   t.match(build, /npm prune --omit=dev/, 'and prunes to production dependencies');
+  t.match(
+    build,
+    /node ops\/service-dependencies\.mjs && npm prune --omit=dev/,
+    "after making the service's optional peers (better-sqlite3, fastify, pg) production dependencies",
+  );
+  t.match(build, /COPY ops\/service-dependencies\.mjs /, 'a script the build stage copies in');
   // Building happens in that one stage only: the runtime stage installs,
   // compiles and rebuilds nothing, and takes what was built from it.
   for (const step of [/npm (ci|install|rebuild|run build)/, /\btsc\b/, /apt-get install/, /\b(g\+\+|make|python3)\b/]) {
@@ -72,11 +78,19 @@ t.test(
     t.teardown(() => fs.rmSync(app, { recursive: true, force: true }));
     for (const f of ['package.json', 'package-lock.json'])
       fs.copyFileSync(path.join(PACKAGE_ROOT, f), path.join(app, f));
+    // The build stage's manifest: the service's optional peers made production dependencies.
+    execFileSync(process.execPath, [path.join(PACKAGE_ROOT, 'ops', 'service-dependencies.mjs')], {
+      cwd: app,
+      stdio: 'pipe',
+    });
     // Production dependencies only, from the npm cache the test run's own install filled.
     execFileSync('npm', ['ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], {
       cwd: app,
       stdio: 'pipe',
     });
+    for (const peer of ['better-sqlite3', 'fastify', 'pg']) {
+      t.ok(fs.existsSync(path.join(app, 'node_modules', peer, 'package.json')), `${peer} is in the image`);
+    }
     // The native module the image's build stage compiles: the one built here.
     const addon = 'node_modules/better-sqlite3/build/Release/better_sqlite3.node';
     fs.mkdirSync(path.dirname(path.join(app, addon)), { recursive: true });
@@ -84,6 +98,8 @@ t.test(
     t.notOk(fs.existsSync(path.join(app, 'node_modules/typescript')), 'no dev dependencies in the image');
     fs.cpSync(path.join(PACKAGE_ROOT, 'dist/src'), path.join(app, 'dist/src'), { recursive: true });
     fs.cpSync(path.join(PACKAGE_ROOT, 'config'), path.join(app, 'config'), { recursive: true });
+    // The runtime stage copies the repository's package.json, not the build stage's.
+    fs.copyFileSync(path.join(PACKAGE_ROOT, 'package.json'), path.join(app, 'package.json'));
 
     // The image's environment, on a free port and a data directory of the test's own.
     const { COMMITD_PORT: _port, COMMITD_DATA_DIR: _dataDir, ...imageEnv } = runtimeEnv();

@@ -165,16 +165,16 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
  * have on this database, or a participant already finished (its prepared
  * transaction was seen gone, so this one was prepared again afterwards).
  */
-function orphanVerdict(
+async function orphanVerdict(
   coordinator: Coordinator,
   txId: string,
   participant: string,
   database: string | null,
-): OrphanVerdict {
-  if (coordinator.outcome(txId) === 'pending') return 'leave';
-  let tx: ReturnType<Coordinator['get']>;
+): Promise<OrphanVerdict> {
+  if ((await coordinator.outcome(txId)) === 'pending') return 'leave';
+  let tx: Awaited<ReturnType<Coordinator['get']>>;
   try {
-    tx = coordinator.get(txId);
+    tx = await coordinator.get(txId);
   } catch {
     return 'orphan'; // unknown: presumed abort
   }

@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   try {
     await server.listen({ host: config.server.host, port: config.server.port });
   } catch (error) {
-    log.close();
+    await log.close();
     return exit(
       1,
       `commitd: cannot listen on ${config.server.host}:${config.server.port}: ${(error as Error).message}`,
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
 
   // Listening first, so /healthz answers while recovery runs and /readyz
   // tells the orchestrator when to send traffic.
-  const recovered = coordinator.recover();
+  const recovered = await coordinator.recover();
   // After recovery: until then a transaction still on its way back from the
   // log would read as unknown, and unknown means roll back.
   orphans.start();
@@ -98,8 +98,7 @@ async function main(): Promise<void> {
     server.log.info({ signal }, 'stopping: no new transactions, finishing requests in flight');
     const force = setTimeout(() => {
       server.log.warn('shutdown grace period over: closing the log with requests still in flight');
-      log.close();
-      process.exit(1);
+      void log.close().finally(() => process.exit(1));
     }, config.server.shutdownGraceMs);
     force.unref();
     coordinator.stopAccepting();
@@ -107,7 +106,7 @@ async function main(): Promise<void> {
     await orphans.stop();
     await coordinator.stop();
     await participants.close();
-    log.close();
+    await log.close();
     server.log.info('stopped');
     process.exit(0);
   };

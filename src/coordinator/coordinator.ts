@@ -51,6 +51,7 @@ export class Coordinator {
   /** As of the last sweep. */
   private stuck = 0;
   private sweepTimer: TimerHandle | null = null;
+  private compacting = false;
   private accepting = false;
   private stopped = false;
 
@@ -85,8 +86,8 @@ export class Coordinator {
    * once each is live (their recovery steps are paced): from then on new work
    * is safe to accept.
    */
-  recover(): number {
-    const loaded = this.options.log.loadUnfinished();
+  async recover(): Promise<number> {
+    const loaded = await this.options.log.loadUnfinished();
     const recovered = loaded.map((tx) => this.track(LiveTransaction.recovered(this.context, tx)));
     this.recoveryPacer.enqueue(recovered);
     this.observer.recovered(loaded.length);
@@ -169,7 +170,7 @@ export class Coordinator {
 
   async enlist(id: string, participant: NewParticipant): Promise<Answer> {
     const live = this.live.get(id);
-    if (!live?.published) return this.answerStored(this.read(id), { type: 'enlist', participant });
+    if (!live?.published) return this.answerStored(await this.read(id), { type: 'enlist', participant });
     const known = live.current.participants.some((p) => p.name === participant.name);
     if (!known && live.current.participants.length >= this.options.participantsMax) {
       throw new LimitError(`a transaction has at most ${this.options.participantsMax} participants`);
@@ -206,7 +207,7 @@ export class Coordinator {
    */
   async retry(id: string, call: CallContext): Promise<Answer> {
     const live = this.live.get(id);
-    if (!live?.published) return this.answerStored(this.read(id), { type: 'retry' });
+    if (!live?.published) return this.answerStored(await this.read(id), { type: 'retry' });
     const result = await live.dispatch({ type: 'retry' });
     if (result.refusal === null) {
       live.record([{ type: 'operator-retry', by: call.by }]);
@@ -221,39 +222,39 @@ export class Coordinator {
    * unresolved, and the transaction may be compacted again. Returns the
    * participants resolved; none means there was nothing to resolve.
    */
-  resolveHeuristics(id: string, participant: string | null, note: string, call: CallContext): string[] {
-    this.read(id);
+  async resolveHeuristics(id: string, participant: string | null, note: string, call: CallContext): Promise<string[]> {
+    await this.read(id);
     const log = this.options.log;
     try {
       // The heuristic may still be queued with a lazy snapshot.
-      log.flush();
+      await log.flush();
     } catch (error) {
       throw logUnwritable(error);
     }
     const atMs = this.timers.now();
-    const resolved = log.resolveHeuristics(id, participant, { atMs, note, by: call.by });
+    const resolved = await log.resolveHeuristics(id, participant, { atMs, note, by: call.by });
     if (resolved.length === 0) return resolved;
     log.appendHistory(
       id,
       resolved.map((name) => ({ type: 'heuristic-resolved', participant: name, note, by: call.by, atMs })),
     );
     this.observer.operatorAction('resolve');
-    this.observer.unresolvedHeuristics(log.unresolvedHeuristics());
+    this.observer.unresolvedHeuristics(await log.unresolvedHeuristics());
     return resolved;
   }
 
   /** The transaction's history, oldest first; throws NotFoundError for a transaction readers cannot see. */
-  history(id: string): HistoryEntry[] {
-    this.read(id);
+  async history(id: string): Promise<HistoryEntry[]> {
+    await this.read(id);
     return this.options.log.history(id);
   }
 
   /** The heuristic outcomes of the transaction an operator resolved. */
-  resolutions(id: string): HeuristicResolution[] {
+  resolutions(id: string): Promise<HeuristicResolution[]> {
     return this.options.log.resolutions(id);
   }
 
-  stats(): Stats {
+  async stats(): Promise<Stats> {
     let oldest: Transaction | null = null;
     for (const live of this.live.values()) {
       const tx = live.published;
@@ -263,13 +264,13 @@ export class Coordinator {
       inFlight: this.inFlightByState(),
       decidedPerSecond: this.decisionRate.perSecond(),
       stuckParticipants: this.stuck,
-      unresolvedHeuristics: this.options.log.unresolvedHeuristics(),
+      unresolvedHeuristics: await this.options.log.unresolvedHeuristics(),
       oldestUnfinished: oldest,
       stuckAfterAttempts: this.options.stuckAfterAttempts,
     };
   }
 
-  get(id: string): Transaction {
+  get(id: string): Promise<Transaction> {
     return this.read(id);
   }
 
@@ -278,23 +279,23 @@ export class Coordinator {
    * the log does not know was never decided commit (its record would be kept
    * until every participant acknowledged), so it is presumed aborted.
    */
-  outcome(id: string): Outcome | 'pending' {
+  async outcome(id: string): Promise<Outcome | 'pending'> {
     const live = this.live.get(id);
     if (live) return live.published?.outcome ?? 'pending';
-    return this.options.log.get(id)?.outcome ?? 'abort';
+    return (await this.options.log.get(id))?.outcome ?? 'abort';
   }
 
-  list(query: ListFilter): ListPage {
+  async list(query: ListFilter): Promise<ListPage> {
     if (query.stuck) return this.listStuck(query);
     try {
-      this.options.log.flush();
+      await this.options.log.flush();
     } catch (error) {
       // The page is read from the log, so what is queued for it goes first
       // (a state filter would miss it otherwise). With a full disk it cannot
       // go: that is the 503 of a log that cannot be written, not a 500.
       throw logUnwritable(error);
     }
-    const page = this.options.log.list(query);
+    const page = await this.options.log.list(query);
     const transactions: Transaction[] = [];
     for (const stored of page.transactions) {
       // A live transaction may have moved on since its last write (votes are
@@ -312,7 +313,7 @@ export class Coordinator {
    * only (they start over at a restart), so this page is read from the live
    * transactions, every unfinished one being live.
    */
-  private listStuck(query: ListFilter): ListPage {
+  private async listStuck(query: ListFilter): Promise<ListPage> {
     const stuckAfter = this.options.stuckAfterAttempts;
     const matches: Transaction[] = [];
     for (const live of this.live.values()) {
@@ -322,7 +323,7 @@ export class Coordinator {
       if (query.state != null && tx.state !== query.state) continue;
       if (query.createdBeforeMs != null && tx.createdAtMs >= query.createdBeforeMs) continue;
       if (query.participant != null && !tx.participants.some((p) => p.name === query.participant)) continue;
-      if (query.heuristicUnresolved && !this.hasUnresolvedHeuristic(tx)) continue;
+      if (query.heuristicUnresolved && !(await this.hasUnresolvedHeuristic(tx))) continue;
       matches.push(tx);
     }
     matches.sort((a, b) => (a.id < b.id ? 1 : -1));
@@ -330,8 +331,8 @@ export class Coordinator {
     return { transactions: page, next: matches.length > query.limit ? (page.at(-1)?.id ?? null) : null };
   }
 
-  private hasUnresolvedHeuristic(tx: Transaction): boolean {
-    const resolved = new Set(this.options.log.resolutions(tx.id).map((r) => r.participant));
+  private async hasUnresolvedHeuristic(tx: Transaction): Promise<boolean> {
+    const resolved = new Set((await this.options.log.resolutions(tx.id)).map((r) => r.participant));
     return tx.participants.some((p) => p.heuristic !== null && p.heuristic !== tx.outcome && !resolved.has(p.name));
   }
 
@@ -347,11 +348,15 @@ export class Coordinator {
     if (this.sweepTimer) this.timers.cancel(this.sweepTimer);
     for (const live of this.live.values()) live.cancelRetries();
     await Promise.allSettled([...this.live.values()].map((live) => live.settled()));
-    this.options.log.flush();
+    await this.options.log.flush();
   }
 
-  /** Aborts undecided transactions past their deadline and forgets finished ones past retention. */
-  sweep(): void {
+  /**
+   * Aborts undecided transactions past their deadline and forgets finished
+   * ones past retention. Resolves once the compaction is done; one runs at a
+   * time (a sweep that comes while one runs leaves compaction to the next).
+   */
+  async sweep(): Promise<void> {
     const nowMs = this.timers.now();
     let stuck = 0;
     let oldestCreatedAtMs = nowMs;
@@ -362,13 +367,15 @@ export class Coordinator {
     this.stuck = stuck;
     this.observer.stuckParticipants(stuck);
     this.observer.oldestUnfinishedAgeSeconds(Math.max(0, nowMs - oldestCreatedAtMs) / 1000);
+    if (this.compacting) return;
+    this.compacting = true;
     try {
-      this.observer.unresolvedHeuristics(this.options.log.unresolvedHeuristics());
+      this.observer.unresolvedHeuristics(await this.options.log.unresolvedHeuristics());
     } catch (error) {
       this.fail(error, 'counting unresolved heuristics');
     }
     try {
-      const forgotten = this.options.log.compact(
+      const forgotten = await this.options.log.compact(
         nowMs - this.options.retentionMs,
         nowMs - this.options.idempotencyKeyRetentionMs,
         this.options.compactionBatchMax,
@@ -376,6 +383,8 @@ export class Coordinator {
       this.observer.compacted(forgotten);
     } catch (error) {
       this.fail(error, 'compacting the log');
+    } finally {
+      this.compacting = false;
     }
   }
 
@@ -386,7 +395,7 @@ export class Coordinator {
     call: CallContext,
   ): Promise<Answer> {
     const live = this.live.get(id);
-    if (!live?.published) return this.answerStored(this.read(id), event);
+    if (!live?.published) return this.answerStored(await this.read(id), event);
     if (call !== NO_CALLER && (event.type === 'prepare' || event.type === 'commit' || event.type === 'abort')) {
       live.record([{ type: 'requested', action: event.type, by: call.by }]);
     }
@@ -404,13 +413,13 @@ export class Coordinator {
     return { tx: stored, refusal: result.refusal, created: false };
   }
 
-  private read(id: string): Transaction {
+  private async read(id: string): Promise<Transaction> {
     // A live transaction with nothing published yet is one whose begin record
     // is written but not yet fsynced: nobody was told of it, and it may not
     // survive a power loss, so it does not exist for readers yet (the log
     // would already return it).
     const live = this.live.get(id);
-    const tx = live ? live.published : this.options.log.get(id);
+    const tx = live ? live.published : await this.options.log.get(id);
     if (!tx) throw new NotFoundError(`no transaction ${id}`);
     return tx;
   }
@@ -455,7 +464,7 @@ export class Coordinator {
   private scheduleSweep(): void {
     this.sweepTimer = this.timers.after(this.options.sweepIntervalMs, () => {
       if (this.stopped) return;
-      this.sweep();
+      void this.sweep();
       this.scheduleSweep();
     });
   }

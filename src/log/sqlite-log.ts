@@ -188,17 +188,17 @@ export class SqliteLog implements DecisionLog {
     this.schedule('later');
   }
 
-  history(txId: string): HistoryEntry[] {
+  async history(txId: string): Promise<HistoryEntry[]> {
     const rows = this.statements.history.all(txId) as Array<{ entries: string }>;
     const written = rows.flatMap((r) => JSON.parse(r.entries) as HistoryEntry[]);
     return [...written, ...(this.pendingHistory.get(txId) ?? [])];
   }
 
-  resolveHeuristics(
+  async resolveHeuristics(
     txId: string,
     participant: string | null,
     resolution: Omit<HeuristicResolution, 'participant'>,
-  ): string[] {
+  ): Promise<string[]> {
     this.assertOpen();
     const rows = this.statements.resolveHeuristics.all({
       txId,
@@ -210,7 +210,7 @@ export class SqliteLog implements DecisionLog {
     return rows.map((r) => r.participant);
   }
 
-  resolutions(txId: string): HeuristicResolution[] {
+  async resolutions(txId: string): Promise<HeuristicResolution[]> {
     const rows = this.statements.resolutions.all(txId) as Array<{
       participant: string;
       resolved_at_ms: number;
@@ -225,7 +225,7 @@ export class SqliteLog implements DecisionLog {
     }));
   }
 
-  unresolvedHeuristics(): number {
+  async unresolvedHeuristics(): Promise<number> {
     return (this.statements.unresolvedHeuristics.get() as { n: number }).n;
   }
 
@@ -273,7 +273,12 @@ export class SqliteLog implements DecisionLog {
     if (this.pending.size > 0 || this.pendingHistory.size > 0) this.schedule(this.hasForced() ? 'soon' : 'later');
   }
 
-  flush(): void {
+  async flush(): Promise<void> {
+    this.flushNow();
+  }
+
+  /** Writes everything queued, in this turn: SQLite writes synchronously. */
+  private flushNow(): void {
     // Bounded: records that fail and go back in the queue wait for a later flush.
     const batches = Math.max(
       Math.ceil(this.pending.size / this.options.batchRecordsMax),
@@ -394,19 +399,24 @@ export class SqliteLog implements DecisionLog {
     }
   }
 
-  get(id: string): Transaction | undefined {
+  async get(id: string): Promise<Transaction | undefined> {
+    return this.getNow(id);
+  }
+
+  /** The same read, synchronously: for callers that cannot wait (a test's hook inside an fsync). */
+  getNow(id: string): Transaction | undefined {
     const row = this.statements.get.get(id) as TxRow | undefined;
     return row && fromRow(row, null);
   }
 
-  findByIdempotencyKey(key: string): Transaction | undefined {
+  async findByIdempotencyKey(key: string): Promise<Transaction | undefined> {
     const row = this.statements.byKey.get(key) as TxRow | undefined;
     if (row) return fromRow(row, null);
     const kept = this.statements.keptKey.get(key) as { snapshot: string } | undefined;
     return kept && fromRow(JSON.parse(kept.snapshot) as TxRow, null);
   }
 
-  list(query: ListQuery): ListPage {
+  async list(query: ListQuery): Promise<ListPage> {
     const where: string[] = [];
     const params: unknown[] = [];
     if (query.state) {
@@ -438,7 +448,7 @@ export class SqliteLog implements DecisionLog {
     };
   }
 
-  loadUnfinished(): Transaction[] {
+  async loadUnfinished(): Promise<Transaction[]> {
     const rows = this.statements.unfinished.all() as TxRow[];
     return rows.map((row) => {
       // Only an active transaction may still ask for prepares; the payloads
@@ -453,7 +463,7 @@ export class SqliteLog implements DecisionLog {
     });
   }
 
-  compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): number {
+  async compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): Promise<number> {
     const rows = this.statements.finishedBefore.all(finishedBeforeMs, maxRows) as TxRow[];
     this.db.transaction(() => {
       for (const row of rows) {
@@ -471,10 +481,15 @@ export class SqliteLog implements DecisionLog {
     return rows.length;
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    this.closeNow();
+  }
+
+  /** Closes in this turn, so that a caller that does not wait (a shutdown timer) still releases the lock. */
+  closeNow(): void {
     if (this.closed) return;
     try {
-      this.flush();
+      this.flushNow();
     } catch (error) {
       // What cannot be written now is lazy (forced writers were told): the
       // next start recovers from what is on disk. Close regardless, so the

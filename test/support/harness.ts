@@ -71,7 +71,7 @@ export async function startHarness(
   });
   const app = await buildApi({ coordinator, config, metrics, readiness, logger, tls });
   await app.ready();
-  coordinator.recover();
+  await coordinator.recover();
   orphans.start();
   readiness.ready = true;
   return {
@@ -89,7 +89,7 @@ export async function startHarness(
       await orphans.stop();
       await coordinator.stop();
       await participants.close();
-      log.close();
+      await log.close();
       if (removeData) fs.rmSync(config.server.dataDir, { recursive: true, force: true });
     },
   };

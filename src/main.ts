@@ -38,9 +38,9 @@ async function main(): Promise<void> {
   const metrics = new Metrics();
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const app = { log: console as { error: (...a: unknown[]) => void; warn: (...a: unknown[]) => void } };
-  let assembled: ReturnType<typeof assemble>;
+  let assembled: Awaited<ReturnType<typeof assemble>>;
   try {
-    assembled = assemble(config, metrics, readiness, {
+    assembled = await assemble(config, metrics, readiness, {
       logError: (e) => app.log.error({ err: e }, 'writing the decision log failed'),
       error: (e, context) => app.log.error({ err: e }, context),
       heuristic: (message) => app.log.warn(message),

@@ -20,7 +20,15 @@ import {
 import { realTimers, type TimerHandle, type Timers } from '../timers.js';
 import type { Answer, BeginRequest, CallContext, CoordinatorOptions, ListFilter, Stats } from './contract.js';
 import { DecisionRate } from './decision-rate.js';
-import { ConflictError, crashOnBug, LimitError, logUnwritable, NotFoundError, UnavailableError } from './errors.js';
+import {
+  ConflictError,
+  crashOnBug,
+  LimitError,
+  logUnwritable,
+  NotFoundError,
+  readingLog,
+  UnavailableError,
+} from './errors.js';
 import { IdempotencyIndex, scopedKey } from './idempotency-keys.js';
 import { IdGenerator } from './ids.js';
 import { LiveTransaction, type TransactionContext } from './live-transaction.js';
@@ -246,12 +254,12 @@ export class Coordinator {
   /** The transaction's history, oldest first; throws NotFoundError for a transaction readers cannot see. */
   async history(id: string): Promise<HistoryEntry[]> {
     await this.read(id);
-    return this.options.log.history(id);
+    return readingLog(() => this.options.log.history(id));
   }
 
   /** The heuristic outcomes of the transaction an operator resolved. */
   resolutions(id: string): Promise<HeuristicResolution[]> {
-    return this.options.log.resolutions(id);
+    return readingLog(() => this.options.log.resolutions(id));
   }
 
   async stats(): Promise<Stats> {
@@ -264,7 +272,7 @@ export class Coordinator {
       inFlight: this.inFlightByState(),
       decidedPerSecond: this.decisionRate.perSecond(),
       stuckParticipants: this.stuck,
-      unresolvedHeuristics: await this.options.log.unresolvedHeuristics(),
+      unresolvedHeuristics: await readingLog(() => this.options.log.unresolvedHeuristics()),
       oldestUnfinished: oldest,
       stuckAfterAttempts: this.options.stuckAfterAttempts,
     };
@@ -282,7 +290,7 @@ export class Coordinator {
   async outcome(id: string): Promise<Outcome | 'pending'> {
     const live = this.live.get(id);
     if (live) return live.published?.outcome ?? 'pending';
-    return (await this.options.log.get(id))?.outcome ?? 'abort';
+    return (await readingLog(() => this.options.log.get(id)))?.outcome ?? 'abort';
   }
 
   async list(query: ListFilter): Promise<ListPage> {
@@ -295,7 +303,7 @@ export class Coordinator {
       // go: that is the 503 of a log that cannot be written, not a 500.
       throw logUnwritable(error);
     }
-    const page = await this.options.log.list(query);
+    const page = await readingLog(() => this.options.log.list(query));
     const transactions: Transaction[] = [];
     for (const stored of page.transactions) {
       // A live transaction may have moved on since its last write (votes are
@@ -419,7 +427,7 @@ export class Coordinator {
     // survive a power loss, so it does not exist for readers yet (the log
     // would already return it).
     const live = this.live.get(id);
-    const tx = live ? live.published : await this.options.log.get(id);
+    const tx = live ? live.published : await readingLog(() => this.options.log.get(id));
     if (!tx) throw new NotFoundError(`no transaction ${id}`);
     return tx;
   }

@@ -9,7 +9,7 @@ import { buildApi, type Readiness } from '../../src/api/server.js';
 import { assemble } from '../../src/assemble.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { Coordinator } from '../../src/coordinator/coordinator.js';
-import type { SqliteLog } from '../../src/log/sqlite-log.js';
+import type { DecisionLog } from '../../src/log/decision-log.js';
 import { Metrics } from '../../src/metrics.js';
 import type { OrphanScanner } from '../../src/participants/databases/orphan-scanner.js';
 
@@ -17,7 +17,7 @@ export interface Harness {
   readonly app: FastifyInstance;
   readonly coordinator: Coordinator;
   readonly orphans: OrphanScanner;
-  readonly log: SqliteLog;
+  readonly log: DecisionLog;
   readonly metrics: Metrics;
   readonly config: Config;
   readonly dataDir: string;
@@ -64,7 +64,7 @@ export async function startHarness(
   const metrics = new Metrics({ processMetrics: false });
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const errors: Error[] = [];
-  const { log, participants, coordinator, orphans } = assemble(config, metrics, readiness, {
+  const { log, participants, coordinator, orphans } = await assemble(config, metrics, readiness, {
     logError: (e) => errors.push(e),
     error: (e) => errors.push(e),
     heuristic: () => {},

@@ -91,7 +91,7 @@ async function measure(root, count) {
     compactionBatch: 100,
     recoveryCallsMax: 64,
   });
-  coordinator.recover();
+  await coordinator.recover();
   const request = () => ({
     participants: [
       { name: 'orders', url: 'http://127.0.0.1:1/tx', database: null, payloadJson: '{"sku":"A-1","qty":2}' },
@@ -121,7 +121,7 @@ async function measure(root, count) {
   await new Promise((r) => setTimeout(r, 100)); // the last lazy writes
   const cpu = process.cpuUsage(cpuBefore);
   await coordinator.stop();
-  log.close();
+  await log.close();
   const logBytes = fs.statSync(path.join(dir, 'commitd.db')).size;
   fs.rmSync(dir, { recursive: true, force: true });
   return {

@@ -10,13 +10,17 @@
 // --explicit (each transaction is a begin, then a commit call: the explicit
 // path, with its forced begin and preparing records, instead of a one-shot),
 // --out FILE (markdown, default BENCHMARKS.md), --no-write,
-// --profile DIR (write a V8 CPU profile of the coordinator to DIR).
+// --profile DIR (write a V8 CPU profile of the coordinator to DIR),
+// --postgres (a second commitd on the PostgreSQL decision store, on a private
+// PostgreSQL cluster this command starts, measured in the same rounds: SQLite
+// and PostgreSQL side by side on the same machine and participants).
 
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { type PostgresCluster, startPostgres } from '../test/support/postgres-cluster.js';
 import { int, num, on, parseFlags, str } from './args.js';
 import { cpuSeconds, loadResult, peakRssMb, scrape, startCoordinator, startParticipants } from './processes.js';
 
@@ -32,10 +36,12 @@ interface Options {
   out: string;
   write: boolean;
   profileDir: string | null;
+  postgres: boolean;
 }
 
 interface Run {
-  kind: 'coordinated' | 'baseline';
+  /** coordinated: commitd on the SQLite log; postgres: commitd on the PostgreSQL store. */
+  kind: 'coordinated' | 'postgres' | 'baseline';
   clients: number;
   seconds: number;
   transactions: number;
@@ -61,6 +67,7 @@ function parseOptions(argv: string[]): Options {
     out: str('BENCHMARKS.md'),
     'no-write': on(),
     profile: str(),
+    postgres: on(),
   });
   return {
     seconds: v.seconds,
@@ -71,6 +78,7 @@ function parseOptions(argv: string[]): Options {
     out: v.out,
     write: !v['no-write'],
     profileDir: v.profile === undefined ? null : path.resolve(v.profile),
+    postgres: v.postgres,
   };
 }
 
@@ -118,9 +126,17 @@ async function main(): Promise<void> {
     // Finished transactions are forgotten soon, as in a long-running deployment.
     env: { COMMITD_RETENTION_MS: '10000' },
   });
+  const cluster: PostgresCluster | null = o.postgres ? await startPostgres() : null;
+  const pgCoordinator =
+    cluster === null
+      ? null
+      : await startCoordinator(path.join(work, 'data-pg'), {
+          env: { COMMITD_RETENTION_MS: '10000', COMMITD_STORE_URL: cluster.url() },
+        });
   const pid = coordinator.child.pid as number;
   const participantsPid = participants.child.pid as number;
   const coordinatorPool = new Pool(coordinator.url, { connections: o.clients, pipelining: 1 });
+  const pgPool = pgCoordinator === null ? null : new Pool(pgCoordinator.url, { connections: o.clients, pipelining: 1 });
   const participantPools = participants.urls.map((u) => new Pool(new URL(u).origin, { connections: o.clients }));
   const oneShot = JSON.stringify({
     participants: participants.urls.map((url, i) => ({ name: `p${i}`, url })),
@@ -128,8 +144,8 @@ async function main(): Promise<void> {
   });
 
   const explicitBegin = JSON.stringify({ participants: participants.urls.map((url, i) => ({ name: `p${i}`, url })) });
-  const explicit = async () => {
-    const res = await coordinatorPool.request({
+  const explicitOn = (pool: Pool) => async () => {
+    const res = await pool.request({
       path: '/v1/transactions',
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -137,11 +153,12 @@ async function main(): Promise<void> {
     });
     const begun = (await res.body.json()) as { id?: string };
     if (res.statusCode !== 201 || begun.id === undefined) return false;
-    return (await post(coordinatorPool, `/v1/transactions/${begun.id}/commit`, '')) === 200;
+    return (await post(pool, `/v1/transactions/${begun.id}/commit`, '')) === 200;
   };
-  const coordinated = o.explicit
-    ? explicit
-    : async () => (await post(coordinatorPool, '/v1/transactions', oneShot)) === 200;
+  const transactionOn = (pool: Pool) =>
+    o.explicit ? explicitOn(pool) : async () => (await post(pool, '/v1/transactions', oneShot)) === 200;
+  const coordinated = transactionOn(coordinatorPool);
+  const onPostgres = pgPool === null ? null : transactionOn(pgPool);
   let baselineSeq = 0;
   const baseline = async () => {
     const id = `bench_${process.pid}_${baselineSeq++}`;
@@ -153,13 +170,16 @@ async function main(): Promise<void> {
   };
 
   const measure = async (kind: Run['kind'], clients: number): Promise<Run> => {
-    const before = await scrape(coordinator.url);
-    const cpu0 = cpuSeconds(pid);
+    const target = kind === 'postgres' && pgCoordinator !== null ? pgCoordinator : coordinator;
+    const targetPid = target.child.pid as number;
+    const before = await scrape(target.url);
+    const cpu0 = cpuSeconds(targetPid);
     const pcpu0 = cpuSeconds(participantsPid);
-    const r = await load(clients, o.seconds, kind === 'coordinated' ? coordinated : baseline);
-    const cpu1 = cpuSeconds(pid);
+    const once = kind === 'coordinated' ? coordinated : kind === 'postgres' && onPostgres ? onPostgres : baseline;
+    const r = await load(clients, o.seconds, once);
+    const cpu1 = cpuSeconds(targetPid);
     const pcpu1 = cpuSeconds(participantsPid);
-    const after = await scrape(coordinator.url);
+    const after = await scrape(target.url);
     const delta = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
     const committed = delta('commitd_transactions_finished_total{outcome="commit"}');
     const run: Run = {
@@ -172,8 +192,10 @@ async function main(): Promise<void> {
       p50Ms: percentile(r.sorted, 0.5),
       p99Ms: percentile(r.sorted, 0.99),
       p999Ms: percentile(r.sorted, 0.999),
-      coordinatorCpuUsPerTx: kind === 'coordinated' ? ((cpu1 - cpu0) * 1e6) / Math.max(1, r.ok) : null,
+      // commitd's own CPU; PostgreSQL's is not counted (it runs as other processes).
+      coordinatorCpuUsPerTx: kind !== 'baseline' ? ((cpu1 - cpu0) * 1e6) / Math.max(1, r.ok) : null,
       participantCpuUsPerTx: ((pcpu1 - pcpu0) * 1e6) / Math.max(1, r.ok),
+      // commitd fsyncs only its SQLite log; PostgreSQL flushes its WAL itself.
       fsyncsPerTx: kind === 'coordinated' ? delta('commitd_log_fsyncs_total') / Math.max(1, committed) : null,
     };
     console.log(format(run));
@@ -181,18 +203,21 @@ async function main(): Promise<void> {
   };
 
   console.log(
-    `commitd bench: ${o.rounds} rounds of ${o.seconds} s, ${o.clients} clients, participants ${o.durable ? 'durable' : 'in-memory'}, ${o.explicit ? 'explicit begin + commit' : 'one-shot commits'}`,
+    `commitd bench: ${o.rounds} rounds of ${o.seconds} s, ${o.clients} clients, participants ${o.durable ? 'durable' : 'in-memory'}, ${o.explicit ? 'explicit begin + commit' : 'one-shot commits'}${o.postgres ? ', SQLite and PostgreSQL stores' : ''}`,
   );
   console.log('warm-up…');
   await load(o.clients, 2, coordinated);
+  if (onPostgres) await load(o.clients, 2, onPostgres);
   await load(o.clients, 1, baseline);
 
   const runs: Run[] = [];
   for (let round = 0; round < o.rounds; round++) {
     runs.push(await measure('coordinated', o.clients));
+    if (onPostgres) runs.push(await measure('postgres', o.clients));
     runs.push(await measure('baseline', o.clients));
   }
   const single = [await measure('coordinated', 1), await measure('baseline', 1)];
+  if (onPostgres) single.push(await measure('postgres', 1));
   const peakRss = peakRssMb(pid);
 
   const median = (kind: Run['kind'], f: (r: Run) => number) => {
@@ -204,12 +229,14 @@ async function main(): Promise<void> {
   };
   const coordTps = median('coordinated', (r) => r.tps);
   const baseTps = median('baseline', (r) => r.tps);
+  const postgresTps = onPostgres ? median('postgres', (r) => r.tps) : null;
   const summary = {
     date: new Date().toISOString(),
     command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
     machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`,
     participants: o.durable ? 'durable (fsync per message)' : 'in-memory',
     coordinatedTps: coordTps,
+    postgresTps,
     baselineTps: baseTps,
     ratio: coordTps / baseTps,
     fsyncsPerTx: median('coordinated', (r) => r.fsyncsPerTx ?? 0),
@@ -222,15 +249,26 @@ async function main(): Promise<void> {
     `\nmedian of ${o.rounds}: coordinated ${coordTps.toFixed(0)} tx/s, baseline ${baseTps.toFixed(0)} tx/s, ratio ${summary.ratio.toFixed(2)}; ` +
       `fsyncs/tx ${summary.fsyncsPerTx.toFixed(3)}; coordinator CPU ${summary.coordinatorCpuUsPerTx.toFixed(0)} µs/tx; peak RSS ${peakRss.toFixed(0)} MB`,
   );
+  if (postgresTps !== null) {
+    console.log(
+      `store: SQLite ${coordTps.toFixed(0)} tx/s, PostgreSQL ${postgresTps.toFixed(0)} tx/s (ratio ${(postgresTps / coordTps).toFixed(2)}); ` +
+        `1 client on PostgreSQL: p50 ${single[2]?.p50Ms.toFixed(2)} ms, p99 ${single[2]?.p99Ms.toFixed(2)} ms`,
+    );
+  }
   console.log(
     `1 client: p50 ${single[0]?.p50Ms.toFixed(2)} ms, p99 ${single[0]?.p99Ms.toFixed(2)} ms (baseline p50 ${single[1]?.p50Ms.toFixed(2)} ms, p99 ${single[1]?.p99Ms.toFixed(2)} ms)`,
   );
 
   await coordinatorPool.close();
+  await pgPool?.close();
   for (const p of participantPools) await p.close();
-  coordinator.child.kill('SIGTERM');
+  for (const c of [coordinator, pgCoordinator]) c?.child.kill('SIGTERM');
   participants.child.kill('SIGTERM');
   await new Promise((r) => coordinator.child.once('exit', r));
+  if (pgCoordinator && pgCoordinator.child.exitCode === null) {
+    await new Promise((r) => pgCoordinator.child.once('exit', r));
+  }
+  cluster?.destroy();
   fs.rmSync(work, { recursive: true, force: true });
 
   if (o.write) {
@@ -256,6 +294,7 @@ function markdown(s: {
   machine: string;
   participants: string;
   coordinatedTps: number;
+  postgresTps: number | null;
   baselineTps: number;
   ratio: number;
   fsyncsPerTx: number;
@@ -286,7 +325,7 @@ nothing. Coordinated and baseline runs alternate; the figures are medians.
 | figure | value |
 | --- | --- |
 | coordinated throughput | ${s.coordinatedTps.toFixed(0)} tx/s |
-| baseline throughput | ${s.baselineTps.toFixed(0)} tx/s |
+${s.postgresTps === null ? '' : `| coordinated throughput, PostgreSQL store | ${s.postgresTps.toFixed(0)} tx/s |\n`}| baseline throughput | ${s.baselineTps.toFixed(0)} tx/s |
 | ratio coordinated / baseline | ${s.ratio.toFixed(2)} |
 | fsyncs per committed transaction | ${s.fsyncsPerTx.toFixed(3)} |
 | coordinator CPU per transaction | ${s.coordinatorCpuUsPerTx.toFixed(0)} µs |

@@ -7,6 +7,8 @@ import type { Readiness } from './api/server.js';
 import type { Config } from './config.js';
 import { Coordinator } from './coordinator/coordinator.js';
 import type { AboutTransaction, CoordinatorObserver } from './coordinator/observer.js';
+import type { DecisionLog, FlushStats } from './log/decision-log.js';
+import { PostgresLog } from './log/postgres-log.js';
 import { SqliteLog } from './log/sqlite-log.js';
 import type { Metrics } from './metrics.js';
 import type { DatabaseAdapter } from './participants/databases/database-adapter.js';
@@ -34,7 +36,7 @@ export interface Reporting {
 }
 
 export interface Assembled {
-  readonly log: SqliteLog;
+  readonly log: DecisionLog;
   /** HTTP and database participants behind one client; closing it closes the database pools. */
   readonly participants: ParticipantClient;
   readonly coordinator: Coordinator;
@@ -49,7 +51,12 @@ const ORPHANS_PER_SCAN_MAX = 1000;
  * Reads the participant TLS files (throws ConfigError), opens the log (throws
  * LogLockedError or LogUnusableError) and builds the rest on it.
  */
-export function assemble(config: Config, metrics: Metrics, readiness: Readiness, report: Reporting): Assembled {
+export async function assemble(
+  config: Config,
+  metrics: Metrics,
+  readiness: Readiness,
+  report: Reporting,
+): Promise<Assembled> {
   const p = config.participants;
   const participantTls = {
     ca: readPem(p.participantCaFile, 'COMMITD_PARTICIPANT_CA_FILE'),
@@ -63,26 +70,7 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
       key: null,
     }),
   };
-  const log = new SqliteLog({
-    dataDir: config.server.dataDir,
-    batchRecordsMax: config.log.maxBatchRecords,
-    lazyFlushDelayMs: config.log.lazyFlushDelayMs,
-    onFlush: (s) => {
-      readiness.logWritable = true;
-      metrics.logFlushDuration.observe(s.durationMs / 1000);
-      metrics.logFlushRecords.observe(s.records);
-    },
-    onSync: (s) => {
-      metrics.logFsyncs.inc();
-      metrics.logFsyncDuration.observe(s.durationMs / 1000);
-    },
-    onFatal: report.fatal,
-    onError: (e) => {
-      readiness.logWritable = false;
-      metrics.logErrors.inc();
-      report.logError(e);
-    },
-  });
+  const log = await openLog(config, metrics, readiness, report);
   const onCall = (c: { message: string; result: string; durationMs: number }) => {
     metrics.participantRequests.inc({ message: c.message, result: c.result });
     metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
@@ -150,13 +138,48 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
     safetyIntervalMs: p.orphanSafetyIntervalMs,
     maxPerScan: ORPHANS_PER_SCAN_MAX,
     onError: report.error,
-    onRolledBack: (database, found) =>
-      report.orphan?.(
-        `orphan scan: rolled back ${found.txId}/${found.participant} in database '${database}'`,
-        aboutTransaction(coordinator, found.txId),
-      ),
+    onRolledBack: (database, found) => {
+      void aboutTransaction(coordinator, found.txId).then((about) =>
+        report.orphan?.(`orphan scan: rolled back ${found.txId}/${found.participant} in database '${database}'`, about),
+      );
+    },
   });
   return { log, participants, coordinator, orphans };
+}
+
+/** The PostgreSQL store when a store URL is configured, else the SQLite log in the data directory. */
+async function openLog(
+  config: Config,
+  metrics: Metrics,
+  readiness: Readiness,
+  report: Reporting,
+): Promise<DecisionLog> {
+  const common = {
+    batchRecordsMax: config.log.maxBatchRecords,
+    lazyFlushDelayMs: config.log.lazyFlushDelayMs,
+    onFlush: (s: FlushStats) => {
+      readiness.logWritable = true;
+      metrics.logFlushDuration.observe(s.durationMs / 1000);
+      metrics.logFlushRecords.observe(s.records);
+    },
+    onError: (e: Error) => {
+      readiness.logWritable = false;
+      metrics.logErrors.inc();
+      report.logError(e);
+    },
+  };
+  if (config.log.storeUrl !== null) {
+    return PostgresLog.open({ ...common, url: config.log.storeUrl, schema: config.log.storeSchema });
+  }
+  return new SqliteLog({
+    ...common,
+    dataDir: config.server.dataDir,
+    onSync: (s) => {
+      metrics.logFsyncs.inc();
+      metrics.logFsyncDuration.observe(s.durationMs / 1000);
+    },
+    onFatal: report.fatal,
+  });
 }
 
 /**
@@ -170,16 +193,16 @@ export function assemble(config: Config, metrics: Metrics, readiness: Readiness,
  * have on this database, or a participant already finished (its prepared
  * transaction was seen gone, so this one was prepared again afterwards).
  */
-function orphanVerdict(
+async function orphanVerdict(
   coordinator: Coordinator,
   txId: string,
   participant: string,
   database: string | null,
-): OrphanVerdict {
-  if (coordinator.outcome(txId) === 'pending') return 'leave';
-  let tx: ReturnType<Coordinator['get']>;
+): Promise<OrphanVerdict> {
+  if ((await coordinator.outcome(txId)) === 'pending') return 'leave';
+  let tx: Awaited<ReturnType<Coordinator['get']>>;
   try {
-    tx = coordinator.get(txId);
+    tx = await coordinator.get(txId);
   } catch {
     return 'orphan'; // unknown: presumed abort
   }
@@ -192,10 +215,10 @@ function orphanVerdict(
 }
 
 /** An orphan's transaction, with its trace when commitd still knows it (an orphan's is often forgotten). */
-function aboutTransaction(coordinator: Coordinator, txId: string): AboutTransaction {
+async function aboutTransaction(coordinator: Coordinator, txId: string): Promise<AboutTransaction> {
   let traceParent: string | null = null;
   try {
-    traceParent = coordinator.get(txId).traceParent;
+    traceParent = (await coordinator.get(txId)).traceParent;
   } catch {
     // Unknown: presumed abort, and no trace to name.
   }

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { STORE_SCHEMA_PATTERN } from './log/postgres-schema.js';
 import { parseParticipantSecrets, SecretFormatError } from './participants/signing.js';
 import { parseAllowedPrefixes, UrlPolicyError } from './participants/url-policy.js';
 import { normalOrigin } from './security/access.js';
@@ -95,6 +96,9 @@ export const SETTINGS = {
     lazyFlushDelayMs: int(0, 10_000),
     sweepIntervalMs: int(10, 600_000),
     compactionBatch: int(1, 1_000_000),
+    /** postgres://… : decisions in PostgreSQL instead of the SQLite log in dataDir. */
+    storeUrl: optionalSecret,
+    storeSchema: str,
   },
 } as const satisfies Record<string, Record<string, Spec>>;
 
@@ -234,6 +238,7 @@ export function resolveConfig(
   }
   if (t.listLimitDefault > t.listLimitMax)
     throw new ConfigError('transactions.listLimitDefault must not exceed listLimitMax');
+  checkStore(config.log.storeUrl, config.log.storeSchema);
   if (config.server.headersTimeoutMs > config.server.requestTimeoutMs) {
     throw new ConfigError('server.headersTimeoutMs must not exceed requestTimeoutMs');
   }
@@ -269,6 +274,25 @@ export function resolveConfig(
     throw new ConfigError('participants.retryDelayMsMin must not exceed retryDelayMsMax');
   }
   return config;
+}
+
+function checkStore(url: string | null, schema: string): void {
+  if (!STORE_SCHEMA_PATTERN.test(schema)) {
+    throw new ConfigError(
+      `log.storeSchema (COMMITD_STORE_SCHEMA) must be 1-63 lower-case letters, digits or '_', not starting with a digit, got ${show(schema)}`,
+    );
+  }
+  if (url === null) return;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // The url is not repeated: it may hold a password.
+    throw new ConfigError('log.storeUrl (COMMITD_STORE_URL) is not a valid URL');
+  }
+  if (DATABASE_KINDS[parsed.protocol] !== 'postgres') {
+    throw new ConfigError('log.storeUrl (COMMITD_STORE_URL) must start with postgres:// or postgresql://');
+  }
 }
 
 /** `name=url,name=url`; the kind is read from each url's scheme. Empty: no databases. */

@@ -44,9 +44,9 @@ async function main(): Promise<void> {
   const metrics = new Metrics();
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const app: { log: LineLogger } = { log: console };
-  let assembled: ReturnType<typeof assemble>;
+  let assembled: Awaited<ReturnType<typeof assemble>>;
   try {
-    assembled = assemble(
+    assembled = await assemble(
       config,
       metrics,
       readiness,
@@ -79,7 +79,7 @@ async function main(): Promise<void> {
   try {
     await server.listen({ host: config.server.host, port: config.server.port });
   } catch (error) {
-    log.close();
+    await log.close();
     return exit(
       1,
       `commitd: cannot listen on ${config.server.host}:${config.server.port}: ${(error as Error).message}`,
@@ -88,7 +88,7 @@ async function main(): Promise<void> {
 
   // Listening first, so /healthz answers while recovery runs and /readyz
   // tells the orchestrator when to send traffic.
-  const recovered = coordinator.recover();
+  const recovered = await coordinator.recover();
   // After recovery: until then a transaction still on its way back from the
   // log would read as unknown, and unknown means roll back.
   orphans.start();
@@ -106,8 +106,7 @@ async function main(): Promise<void> {
     server.log.info({ signal }, 'stopping: no new transactions, finishing requests in flight');
     const force = setTimeout(() => {
       server.log.warn('shutdown grace period over: closing the log with requests still in flight');
-      log.close();
-      process.exit(1);
+      void log.close().finally(() => process.exit(1));
     }, config.server.shutdownGraceMs);
     force.unref();
     coordinator.stopAccepting();
@@ -115,7 +114,7 @@ async function main(): Promise<void> {
     await orphans.stop();
     await coordinator.stop();
     await participants.close();
-    log.close();
+    await log.close();
     server.log.info('stopped');
     process.exit(0);
   };

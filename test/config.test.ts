@@ -118,3 +118,29 @@ t.test('databases: COMMITD_DATABASES (kind from the scheme) or the file, never a
   t.ok(yaml.includes('COMMITD_DATABASES'), 'named in default.yaml');
   t.ok(readme.includes('COMMITD_DATABASES'), 'documented in the README');
 });
+
+t.test(
+  'the PostgreSQL store: off by default, a postgres:// URL and a plain schema name, the URL never echoed',
+  async (t) => {
+    const defaults = loadConfig({});
+    t.equal(defaults.log.storeUrl, null, 'the SQLite log unless a store URL is set');
+    t.equal(defaults.log.storeSchema, 'commitd');
+    const set = loadConfig({ COMMITD_STORE_URL: 'postgresql://c:pw@db:5432/x', COMMITD_STORE_SCHEMA: 'tenant_1' });
+    t.equal(set.log.storeUrl, 'postgresql://c:pw@db:5432/x');
+    t.equal(set.log.storeSchema, 'tenant_1');
+    const refused = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+      } catch (error) {
+        t.type(error, ConfigError);
+        return (error as Error).message;
+      }
+      throw new Error(`accepted ${JSON.stringify(env)}`);
+    };
+    const wrongScheme = refused({ COMMITD_STORE_URL: 'mysql://c:s3cret@db/x' });
+    t.match(wrongScheme, /COMMITD_STORE_URL\) must start with postgres:\/\/ or postgresql:\/\//);
+    t.notMatch(wrongScheme, /s3cret/, 'the password is not repeated');
+    t.match(refused({ COMMITD_STORE_URL: 'not a url s3cret' }), /COMMITD_STORE_URL\) is not a valid URL/);
+    t.match(refused({ COMMITD_STORE_SCHEMA: 'Drop"Table' }), /COMMITD_STORE_SCHEMA\) must be 1-63 lower-case letters/);
+  },
+);

@@ -19,10 +19,10 @@ interface IdParams {
 export function operatorRoutes(
   app: FastifyInstance,
   coordinator: Coordinator,
-  transactionView: (tx: Transaction) => TransactionView,
+  transactionView: (tx: Transaction) => Promise<TransactionView>,
 ): void {
   app.get<{ Params: IdParams }>('/v1/transactions/:id/history', { schema: historySchema }, async (request) => {
-    const entries = coordinator.history(request.params.id);
+    const entries = await coordinator.history(request.params.id);
     return {
       transactionId: request.params.id,
       entries: entries.map(entryView),
@@ -35,11 +35,13 @@ export function operatorRoutes(
     if (answer.refusal) {
       return sendProblem(
         reply,
-        problem('transaction-not-decided', 409, answer.refusal.detail, { transaction: transactionView(answer.tx) }),
+        problem('transaction-not-decided', 409, answer.refusal.detail, {
+          transaction: await transactionView(answer.tx),
+        }),
       );
     }
     // Finished: nothing is owed to anyone. Otherwise the resends are on their way.
-    return reply.code(answer.tx.finishedAtMs === null ? 202 : 200).send(transactionView(answer.tx));
+    return reply.code(answer.tx.finishedAtMs === null ? 202 : 200).send(await transactionView(answer.tx));
   });
 
   app.post<{ Params: IdParams; Body: { note: string; participant?: string } }>(
@@ -48,23 +50,23 @@ export function operatorRoutes(
     async (request, reply) => {
       const { id } = request.params;
       const participant = request.body.participant ?? null;
-      const resolved = coordinator.resolveHeuristics(id, participant, request.body.note, callContext(request));
-      const tx = coordinator.get(id);
+      const resolved = await coordinator.resolveHeuristics(id, participant, request.body.note, callContext(request));
+      const tx = await coordinator.get(id);
       if (resolved.length === 0) {
         const whose = participant === null ? '' : ` of participant '${participant}'`;
         return sendProblem(
           reply,
           problem('nothing-to-resolve', 409, `the transaction has no unresolved heuristic outcome${whose}`, {
-            transaction: transactionView(tx),
+            transaction: await transactionView(tx),
           }),
         );
       }
-      return reply.code(200).send(transactionView(tx));
+      return reply.code(200).send(await transactionView(tx));
     },
   );
 
   app.get('/v1/stats', { schema: statsSchema }, async () => {
-    const stats = coordinator.stats();
+    const stats = await coordinator.stats();
     const oldest = stats.oldestUnfinished;
     return {
       inFlight: Object.fromEntries(stats.inFlight),

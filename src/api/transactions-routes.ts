@@ -22,7 +22,7 @@ import { ProblemError, problem, sendProblem } from './problems.js';
 import { actionSchema, beginSchema, enlistSchema, getSchema, listSchema, outcomeSchema } from './schemas.js';
 import { type TransactionView, transactionView as viewOf, type XidNamer } from './view.js';
 
-type View = (tx: Transaction) => TransactionView;
+type View = (tx: Transaction) => Promise<TransactionView>;
 
 interface ParticipantBody {
   name: string;
@@ -55,8 +55,8 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
   };
   // A heuristic an operator resolved shows its resolution (read only for
   // transactions that have a contradicting heuristic: the rare case).
-  const transactionView: View = (tx) =>
-    viewOf(tx, xidOf, mixedOutcome(tx) ? coordinator.resolutions(tx.id) : undefined);
+  const transactionView: View = async (tx) =>
+    viewOf(tx, xidOf, mixedOutcome(tx) ? await coordinator.resolutions(tx.id) : undefined);
   // Validated at start (config.ts): parsing cannot fail here.
   const allowed = parseAllowedPrefixes(config.participants.participantOrigins);
   const newParticipant = (p: ParticipantBody) => checkParticipant(p, limits.maxPayloadBytes, kinds, allowed);
@@ -104,7 +104,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
     });
     reply.header('location', `/v1/transactions/${answer.tx.id}`);
     if (commit) return commitReply(reply, answer, transactionView);
-    return reply.code(answer.created ? 201 : 200).send(transactionView(answer.tx));
+    return reply.code(answer.created ? 201 : 200).send(await transactionView(answer.tx));
   });
 
   app.post<{ Params: IdParams; Body: ParticipantBody }>(
@@ -116,7 +116,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
         const slug = answer.refusal.code === 'conflict' ? 'conflict' : 'transaction-not-active';
         return refused(reply, slug, answer, transactionView);
       }
-      return reply.code(answer.created ? 201 : 200).send(transactionView(answer.tx));
+      return reply.code(answer.created ? 201 : 200).send(await transactionView(answer.tx));
     },
   );
 
@@ -131,7 +131,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
         case 'undecided':
           return pending(reply, answer.tx, transactionView);
         case 'prepared':
-          return reply.code(200).send(transactionView(answer.tx));
+          return reply.code(200).send(await transactionView(answer.tx));
       }
     },
   );
@@ -149,23 +149,25 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
     async (request, reply) => {
       const answer = await coordinator.abort(request.params.id, callContext(request));
       if (answer.refusal) return refused(reply, 'transaction-committed', answer, transactionView);
-      return reply.code(200).send(transactionView(answer.tx));
+      return reply.code(200).send(await transactionView(answer.tx));
     },
   );
 
-  app.get<{ Params: IdParams }>('/v1/transactions/:id', { schema: getSchema }, async (request) =>
-    transactionView(coordinator.get(request.params.id)),
+  app.get<{ Params: IdParams }>(
+    '/v1/transactions/:id',
+    { schema: getSchema },
+    async (request) => await transactionView(await coordinator.get(request.params.id)),
   );
 
   app.get<{ Params: IdParams }>('/v1/transactions/:id/outcome', { schema: outcomeSchema }, async (request) => ({
-    outcome: coordinator.outcome(request.params.id),
+    outcome: await coordinator.outcome(request.params.id),
   }));
 
   app.get<{ Querystring: ListParams }>('/v1/transactions', { schema: listSchema(config) }, async (request, reply) => {
     const q = request.query;
     const limit = q.limit === undefined ? limits.listLimitDefault : Number(q.limit);
     if (limit < 1 || limit > limits.listLimitMax) throw invalid(`limit must be from 1 to ${limits.listLimitMax}`);
-    const page = coordinator.list({
+    const page = await coordinator.list({
       state: q.state ?? null,
       limit,
       after: q.after ?? null,
@@ -174,7 +176,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
       createdBeforeMs: q.olderThanMs === undefined ? null : Date.now() - Number(q.olderThanMs),
       participant: q.participant ?? null,
     });
-    return reply.type('application/json').send(listPage(page, limits.listPageMaxBytes, transactionView));
+    return reply.type('application/json').send(await listPage(page, limits.listPageMaxBytes, transactionView));
   });
 
   operatorRoutes(app, coordinator, transactionView);
@@ -197,12 +199,12 @@ interface ListParams {
  * one sent. Built as text here, each transaction serialised once, so the
  * budget is exact and the answer is not serialised a second time.
  */
-export function listPage(page: ListPage, maxBytes: number, transactionView: View): string {
+export async function listPage(page: ListPage, maxBytes: number, transactionView: View): Promise<string> {
   const parts: string[] = [];
   let bytes = 0;
   let next = page.next;
   for (const [i, tx] of page.transactions.entries()) {
-    const json = JSON.stringify(transactionView(tx));
+    const json = JSON.stringify(await transactionView(tx));
     const size = Buffer.byteLength(json);
     if (i > 0 && bytes + size > maxBytes) {
       next = page.transactions[i - 1]?.id ?? next;
@@ -214,7 +216,7 @@ export function listPage(page: ListPage, maxBytes: number, transactionView: View
   return `{"transactions":[${parts.join(',')}],"next":${JSON.stringify(next)}}`;
 }
 
-function commitReply(reply: FastifyReply, answer: Answer, transactionView: View): FastifyReply {
+async function commitReply(reply: FastifyReply, answer: Answer, transactionView: View): Promise<FastifyReply> {
   switch (commitAnswer(answer.tx, answer.refusal !== null)) {
     case 'aborted':
       return refused(reply, 'transaction-aborted', answer, transactionView);
@@ -222,9 +224,9 @@ function commitReply(reply: FastifyReply, answer: Answer, transactionView: View)
       return pending(reply, answer.tx, transactionView);
     case 'commit-decided':
       // The commit is decided and on disk; some participant has not acknowledged yet.
-      return reply.code(202).send(transactionView(answer.tx));
+      return reply.code(202).send(await transactionView(answer.tx));
     case 'committed':
-      return reply.code(200).send(transactionView(answer.tx));
+      return reply.code(200).send(await transactionView(answer.tx));
   }
 }
 
@@ -234,7 +236,7 @@ function commitReply(reply: FastifyReply, answer: Answer, transactionView: View)
  * commit that may never come: say what is true, and that asking again (the
  * same call, or GET) is safe.
  */
-function pending(reply: FastifyReply, tx: Transaction, transactionView: View): FastifyReply {
+async function pending(reply: FastifyReply, tx: Transaction, transactionView: View): Promise<FastifyReply> {
   reply.header('retry-after', '1');
   return sendProblem(
     reply,
@@ -242,14 +244,19 @@ function pending(reply: FastifyReply, tx: Transaction, transactionView: View): F
       'outcome-pending',
       503,
       `the transaction is ${tx.state} and not decided yet; repeat the call or read it later`,
-      { transaction: transactionView(tx) },
+      { transaction: await transactionView(tx) },
     ),
   );
 }
 
-function refused(reply: FastifyReply, slug: string, answer: Answer, transactionView: View): FastifyReply {
+async function refused(
+  reply: FastifyReply,
+  slug: string,
+  answer: Answer,
+  transactionView: View,
+): Promise<FastifyReply> {
   const detail = answer.refusal?.detail ?? abortedDetail(answer.tx);
-  return sendProblem(reply, problem(slug, 409, detail, { transaction: transactionView(answer.tx) }));
+  return sendProblem(reply, problem(slug, 409, detail, { transaction: await transactionView(answer.tx) }));
 }
 
 /** A transaction id is `tx_` and 26 characters (coordinator/ids.ts): the longest a gid must hold. */

@@ -21,7 +21,15 @@ import { realTimers, type TimerHandle, type Timers } from '../timers.js';
 import { startBegin } from '../tracing/transaction-trace.js';
 import type { Answer, BeginRequest, CallContext, CoordinatorOptions, ListFilter, Stats } from './contract.js';
 import { DecisionRate } from './decision-rate.js';
-import { ConflictError, crashOnBug, LimitError, logUnwritable, NotFoundError, UnavailableError } from './errors.js';
+import {
+  ConflictError,
+  crashOnBug,
+  LimitError,
+  logUnwritable,
+  NotFoundError,
+  readingLog,
+  UnavailableError,
+} from './errors.js';
 import { IdempotencyIndex, scopedKey } from './idempotency-keys.js';
 import { IdGenerator } from './ids.js';
 import { LiveTransaction, type TransactionContext } from './live-transaction.js';
@@ -52,6 +60,7 @@ export class Coordinator {
   /** As of the last sweep. */
   private stuck = 0;
   private sweepTimer: TimerHandle | null = null;
+  private compacting = false;
   private accepting = false;
   private stopped = false;
 
@@ -89,8 +98,8 @@ export class Coordinator {
    * once each is live (their recovery steps are paced): from then on new work
    * is safe to accept.
    */
-  recover(): number {
-    const loaded = this.options.log.loadUnfinished();
+  async recover(): Promise<number> {
+    const loaded = await this.options.log.loadUnfinished();
     const recovered = loaded.map((tx) => this.track(LiveTransaction.recovered(this.context, tx)));
     this.recoveryPacer.enqueue(recovered);
     this.observer.recovered(loaded.length);
@@ -184,7 +193,7 @@ export class Coordinator {
   /** `traceParent` (here and in the calls below): the valid W3C traceparent the call came with, or null. */
   async enlist(id: string, participant: NewParticipant, traceParent: string | null = null): Promise<Answer> {
     const live = this.live.get(id);
-    if (!live?.published) return this.answerStored(this.read(id), { type: 'enlist', participant });
+    if (!live?.published) return this.answerStored(await this.read(id), { type: 'enlist', participant });
     const known = live.current.participants.some((p) => p.name === participant.name);
     if (!known && live.current.participants.length >= this.options.participantsMax) {
       throw new LimitError(`a transaction has at most ${this.options.participantsMax} participants`);
@@ -223,7 +232,7 @@ export class Coordinator {
    */
   async retry(id: string, call: CallContext): Promise<Answer> {
     const live = this.live.get(id);
-    if (!live?.published) return this.answerStored(this.read(id), { type: 'retry' });
+    if (!live?.published) return this.answerStored(await this.read(id), { type: 'retry' });
     const result = await live.trace.origin('retry', call.traceParent ?? null).around(live.dispatch({ type: 'retry' }));
     if (result.refusal === null) {
       live.record([{ type: 'operator-retry', by: call.by }]);
@@ -238,39 +247,39 @@ export class Coordinator {
    * unresolved, and the transaction may be compacted again. Returns the
    * participants resolved; none means there was nothing to resolve.
    */
-  resolveHeuristics(id: string, participant: string | null, note: string, call: CallContext): string[] {
-    this.read(id);
+  async resolveHeuristics(id: string, participant: string | null, note: string, call: CallContext): Promise<string[]> {
+    await this.read(id);
     const log = this.options.log;
     try {
       // The heuristic may still be queued with a lazy snapshot.
-      log.flush();
+      await log.flush();
     } catch (error) {
       throw logUnwritable(error);
     }
     const atMs = this.timers.now();
-    const resolved = log.resolveHeuristics(id, participant, { atMs, note, by: call.by });
+    const resolved = await log.resolveHeuristics(id, participant, { atMs, note, by: call.by });
     if (resolved.length === 0) return resolved;
     log.appendHistory(
       id,
       resolved.map((name) => ({ type: 'heuristic-resolved', participant: name, note, by: call.by, atMs })),
     );
     this.observer.operatorAction('resolve');
-    this.observer.unresolvedHeuristics(log.unresolvedHeuristics());
+    this.observer.unresolvedHeuristics(await log.unresolvedHeuristics());
     return resolved;
   }
 
   /** The transaction's history, oldest first; throws NotFoundError for a transaction readers cannot see. */
-  history(id: string): HistoryEntry[] {
-    this.read(id);
-    return this.options.log.history(id);
+  async history(id: string): Promise<HistoryEntry[]> {
+    await this.read(id);
+    return readingLog(() => this.options.log.history(id));
   }
 
   /** The heuristic outcomes of the transaction an operator resolved. */
-  resolutions(id: string): HeuristicResolution[] {
-    return this.options.log.resolutions(id);
+  resolutions(id: string): Promise<HeuristicResolution[]> {
+    return readingLog(() => this.options.log.resolutions(id));
   }
 
-  stats(): Stats {
+  async stats(): Promise<Stats> {
     let oldest: Transaction | null = null;
     for (const live of this.live.values()) {
       const tx = live.published;
@@ -280,13 +289,13 @@ export class Coordinator {
       inFlight: this.inFlightByState(),
       decidedPerSecond: this.decisionRate.perSecond(),
       stuckParticipants: this.stuck,
-      unresolvedHeuristics: this.options.log.unresolvedHeuristics(),
+      unresolvedHeuristics: await readingLog(() => this.options.log.unresolvedHeuristics()),
       oldestUnfinished: oldest,
       stuckAfterAttempts: this.options.stuckAfterAttempts,
     };
   }
 
-  get(id: string): Transaction {
+  get(id: string): Promise<Transaction> {
     return this.read(id);
   }
 
@@ -295,23 +304,23 @@ export class Coordinator {
    * the log does not know was never decided commit (its record would be kept
    * until every participant acknowledged), so it is presumed aborted.
    */
-  outcome(id: string): Outcome | 'pending' {
+  async outcome(id: string): Promise<Outcome | 'pending'> {
     const live = this.live.get(id);
     if (live) return live.published?.outcome ?? 'pending';
-    return this.options.log.get(id)?.outcome ?? 'abort';
+    return (await readingLog(() => this.options.log.get(id)))?.outcome ?? 'abort';
   }
 
-  list(query: ListFilter): ListPage {
+  async list(query: ListFilter): Promise<ListPage> {
     if (query.stuck) return this.listStuck(query);
     try {
-      this.options.log.flush();
+      await this.options.log.flush();
     } catch (error) {
       // The page is read from the log, so what is queued for it goes first
       // (a state filter would miss it otherwise). With a full disk it cannot
       // go: that is the 503 of a log that cannot be written, not a 500.
       throw logUnwritable(error);
     }
-    const page = this.options.log.list(query);
+    const page = await readingLog(() => this.options.log.list(query));
     const transactions: Transaction[] = [];
     for (const stored of page.transactions) {
       // A live transaction may have moved on since its last write (votes are
@@ -329,7 +338,7 @@ export class Coordinator {
    * only (they start over at a restart), so this page is read from the live
    * transactions, every unfinished one being live.
    */
-  private listStuck(query: ListFilter): ListPage {
+  private async listStuck(query: ListFilter): Promise<ListPage> {
     const stuckAfter = this.options.stuckAfterAttempts;
     const matches: Transaction[] = [];
     for (const live of this.live.values()) {
@@ -339,7 +348,7 @@ export class Coordinator {
       if (query.state != null && tx.state !== query.state) continue;
       if (query.createdBeforeMs != null && tx.createdAtMs >= query.createdBeforeMs) continue;
       if (query.participant != null && !tx.participants.some((p) => p.name === query.participant)) continue;
-      if (query.heuristicUnresolved && !this.hasUnresolvedHeuristic(tx)) continue;
+      if (query.heuristicUnresolved && !(await this.hasUnresolvedHeuristic(tx))) continue;
       matches.push(tx);
     }
     matches.sort((a, b) => (a.id < b.id ? 1 : -1));
@@ -347,8 +356,8 @@ export class Coordinator {
     return { transactions: page, next: matches.length > query.limit ? (page.at(-1)?.id ?? null) : null };
   }
 
-  private hasUnresolvedHeuristic(tx: Transaction): boolean {
-    const resolved = new Set(this.options.log.resolutions(tx.id).map((r) => r.participant));
+  private async hasUnresolvedHeuristic(tx: Transaction): Promise<boolean> {
+    const resolved = new Set((await this.options.log.resolutions(tx.id)).map((r) => r.participant));
     return tx.participants.some((p) => p.heuristic !== null && p.heuristic !== tx.outcome && !resolved.has(p.name));
   }
 
@@ -364,11 +373,15 @@ export class Coordinator {
     if (this.sweepTimer) this.timers.cancel(this.sweepTimer);
     for (const live of this.live.values()) live.cancelRetries();
     await Promise.allSettled([...this.live.values()].map((live) => live.settled()));
-    this.options.log.flush();
+    await this.options.log.flush();
   }
 
-  /** Aborts undecided transactions past their deadline and forgets finished ones past retention. */
-  sweep(): void {
+  /**
+   * Aborts undecided transactions past their deadline and forgets finished
+   * ones past retention. Resolves once the compaction is done; one runs at a
+   * time (a sweep that comes while one runs leaves compaction to the next).
+   */
+  async sweep(): Promise<void> {
     const nowMs = this.timers.now();
     let stuck = 0;
     let oldestCreatedAtMs = nowMs;
@@ -379,13 +392,15 @@ export class Coordinator {
     this.stuck = stuck;
     this.observer.stuckParticipants(stuck);
     this.observer.oldestUnfinishedAgeSeconds(Math.max(0, nowMs - oldestCreatedAtMs) / 1000);
+    if (this.compacting) return;
+    this.compacting = true;
     try {
-      this.observer.unresolvedHeuristics(this.options.log.unresolvedHeuristics());
+      this.observer.unresolvedHeuristics(await this.options.log.unresolvedHeuristics());
     } catch (error) {
       this.fail(error, 'counting unresolved heuristics');
     }
     try {
-      const forgotten = this.options.log.compact(
+      const forgotten = await this.options.log.compact(
         nowMs - this.options.retentionMs,
         nowMs - this.options.idempotencyKeyRetentionMs,
         this.options.compactionBatchMax,
@@ -393,6 +408,8 @@ export class Coordinator {
       this.observer.compacted(forgotten);
     } catch (error) {
       this.fail(error, 'compacting the log');
+    } finally {
+      this.compacting = false;
     }
   }
 
@@ -403,7 +420,7 @@ export class Coordinator {
     call: CallContext,
   ): Promise<Answer> {
     const live = this.live.get(id);
-    if (!live?.published) return this.answerStored(this.read(id), event);
+    if (!live?.published) return this.answerStored(await this.read(id), event);
     if (call !== NO_CALLER) live.record([{ type: 'requested', action: event.type, by: call.by }]);
     return live.trace.origin(event.type, call.traceParent ?? null).around(this.dispatchAndWait(live, event, until));
   }
@@ -427,13 +444,13 @@ export class Coordinator {
     return { tx: stored, refusal: result.refusal, created: false };
   }
 
-  private read(id: string): Transaction {
+  private async read(id: string): Promise<Transaction> {
     // A live transaction with nothing published yet is one whose begin record
     // is written but not yet fsynced: nobody was told of it, and it may not
     // survive a power loss, so it does not exist for readers yet (the log
     // would already return it).
     const live = this.live.get(id);
-    const tx = live ? live.published : this.options.log.get(id);
+    const tx = live ? live.published : await readingLog(() => this.options.log.get(id));
     if (!tx) throw new NotFoundError(`no transaction ${id}`);
     return tx;
   }
@@ -478,7 +495,7 @@ export class Coordinator {
   private scheduleSweep(): void {
     this.sweepTimer = this.timers.after(this.options.sweepIntervalMs, () => {
       if (this.stopped) return;
-      this.sweep();
+      void this.sweep();
       this.scheduleSweep();
     });
   }

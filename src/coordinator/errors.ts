@@ -30,6 +30,20 @@ export function logUnwritable(error: unknown): UnavailableError {
   return new UnavailableError(`the decision log cannot be written: ${(error as Error).message}`, 5);
 }
 
+/** A read of the decision log failed (a store out of reach): nothing changed, so the caller may retry. */
+export function logUnreadable(error: unknown): UnavailableError {
+  return new UnavailableError(`the decision log cannot be read: ${(error as Error).message}`, 5);
+}
+
+/** Runs a read of the decision log, its failure a 503 rather than a 500. */
+export async function readingLog<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    throw logUnreadable(error);
+  }
+}
+
 /**
  * An invariant failed: a bug in commitd. Stop the process loudly rather than
  * act on a state that breaks atomicity; the log makes the crash safe.

@@ -7,6 +7,7 @@
 
 import type { DecisionLog } from '../log/decision-log.js';
 import type { Transaction } from '../protocol/types.js';
+import { readingLog } from './errors.js';
 import type { LiveTransaction } from './live-transaction.js';
 
 /** Joins scope and key; the key's schema refuses control characters, so the separator cannot be forged. */
@@ -45,7 +46,7 @@ export class IdempotencyIndex {
   async find(key: string): Promise<Transaction | undefined> {
     const id = this.liveIds.get(key);
     const live = id === undefined ? undefined : this.liveById(id);
-    if (!live) return this.log.findByIdempotencyKey(key);
+    if (!live) return readingLog(() => this.log.findByIdempotencyKey(key));
     // Concurrent begins with one key make one transaction: the others wait for its begin.
     await live.begun;
     return live.published;

@@ -38,28 +38,33 @@ export interface FlushStats {
  * The durable record of every transaction the coordinator may still owe an
  * outcome to. Writes are snapshots of whole transactions; the log keeps the
  * newest one per transaction.
+ *
+ * Reads are asynchronous: the SQLite log answers at once, a store across the
+ * network (PostgreSQL) does not. The coordinator serves live transactions
+ * from memory, so the log is read only for finished ones, lists, idempotency
+ * keys and recovery.
  */
 export interface DecisionLog {
   /** Resolves once the snapshot is on disk; no effect after it may happen before. */
   writeForced(tx: Transaction): Promise<void>;
   /** Rides along with the next flush. `onWritten` runs once it is in the log. */
   writeLazy(tx: Transaction, onWritten?: () => void): void;
-  /** Writes everything queued now (readable at once); forced writers still hear after their fsync. */
-  flush(): void;
-  get(id: string): Transaction | undefined;
+  /** Writes everything queued now (readable once it resolves); forced writers still hear after their fsync. */
+  flush(): Promise<void>;
+  get(id: string): Promise<Transaction | undefined>;
   /**
    * The transaction begun with this (scoped) key: from the transactions
    * table, or, once its details were compacted, the snapshot kept with the key.
    */
-  findByIdempotencyKey(key: string): Transaction | undefined;
-  list(query: ListQuery): ListPage;
+  findByIdempotencyKey(key: string): Promise<Transaction | undefined>;
+  list(query: ListQuery): Promise<ListPage>;
   /**
    * Queues history entries of a transaction; they ride along with the next
    * flush (never forcing one) and are kept as long as the transaction is.
    */
   appendHistory(txId: string, entries: readonly HistoryEntry[]): void;
   /** The transaction's history, oldest first, queued entries included. */
-  history(txId: string): HistoryEntry[];
+  history(txId: string): Promise<HistoryEntry[]>;
   /**
    * A participant's heuristic outcome that contradicts the decision is
    * recorded (as unresolved) when a snapshot carrying it is written, and kept
@@ -71,21 +76,22 @@ export interface DecisionLog {
     txId: string,
     participant: string | null,
     resolution: Omit<HeuristicResolution, 'participant'>,
-  ): string[];
+  ): Promise<string[]>;
   /** The resolutions recorded for a transaction. */
-  resolutions(txId: string): HeuristicResolution[];
+  resolutions(txId: string): Promise<HeuristicResolution[]>;
   /** How many contradicting heuristic outcomes are on disk, unresolved. */
-  unresolvedHeuristics(): number;
+  unresolvedHeuristics(): Promise<number>;
   /** Every transaction not yet finished at every participant; payloads only for active ones (the only ones that may still send prepares). */
-  loadUnfinished(): Transaction[];
+  loadUnfinished(): Promise<Transaction[]>;
   /**
    * Forgets finished transactions that finished before `finishedBeforeMs`
    * (keeping a snapshot with each one's idempotency key), and keys whose
    * transaction finished before `keysFinishedBeforeMs`; at most `maxRows` of
    * each. Returns how many transactions it forgot.
    */
-  compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): number;
-  close(): void;
+  compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): Promise<number>;
+  /** Writes what is queued (what cannot be written is lost, as in a crash) and lets go of the log. */
+  close(): Promise<void>;
 }
 
 export class LogLockedError extends Error {

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Actor, HistoryEntry } from '../protocol/history.js';
-import { type Participant, type Transaction, TX_STATES, type TxState } from '../protocol/types.js';
+import { type Transaction, TX_STATES } from '../protocol/types.js';
 import {
   type DecisionLog,
   type FlushStats,
@@ -23,8 +23,10 @@ import {
   LogLockedError,
   LogUnusableError,
 } from './decision-log.js';
+import { fromRow, participantsJson, type TxRow } from './records.js';
 import { migrate } from './schema.js';
 import { type SyncStats, WalSync, type WalSyncHooks } from './wal-sync.js';
+import { type Pending, WriteQueue } from './write-queue.js';
 
 export interface SqliteLogOptions {
   readonly dataDir: string;
@@ -46,39 +48,6 @@ export interface SqliteLogOptions {
   readonly syncHooks?: WalSyncHooks;
 }
 
-interface Pending {
-  tx: Transaction;
-  forced: boolean;
-  waiters: Array<{ resolve: () => void; reject: (e: Error) => void }>;
-  callbacks: Array<() => void>;
-}
-
-interface TxRow {
-  id: string;
-  state: TxState;
-  outcome: 'commit' | 'abort' | null;
-  abort_reason: Transaction['abortReason'];
-  one_shot: number;
-  created_at_ms: number;
-  deadline_ms: number;
-  decided_at_ms: number | null;
-  finished_at_ms: number | null;
-  idempotency_key: string | null;
-  request_hash: string | null;
-  metadata: string | null;
-  /** Absent from the snapshots kept with idempotency keys before the column existed. */
-  trace_parent?: string | null;
-  participants: string;
-}
-
-type StoredParticipant = Pick<
-  Participant,
-  'name' | 'url' | 'vote' | 'voteLost' | 'reason' | 'acknowledged' | 'heuristic'
-> & {
-  /** Absent from records written before database participants existed, and from HTTP participants. */
-  readonly database?: string;
-};
-
 export const LOG_FILE = 'commitd.db';
 
 const NO_HISTORY: ReadonlyMap<string, HistoryEntry[]> = new Map();
@@ -90,11 +59,9 @@ export class SqliteLog implements DecisionLog {
   private readonly db: Database.Database;
   private readonly wal: WalSync;
   private readonly statements;
-  private pending = new Map<string, Pending>();
+  private readonly queue = new WriteQueue(() => this.flushScheduledBatch());
   /** History entries not yet written, by transaction: they ride along with the next flush. */
   private pendingHistory = new Map<string, HistoryEntry[]>();
-  private flushScheduled: 'none' | 'soon' | 'later' = 'none';
-  private laterTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
   constructor(private readonly options: SqliteLogOptions) {
@@ -178,7 +145,7 @@ export class SqliteLog implements DecisionLog {
   writeLazy(tx: Transaction, onWritten?: () => void): void {
     const entry = this.enqueue(tx, false);
     if (onWritten) entry.callbacks.push(onWritten);
-    this.schedule(this.pending.size >= this.options.batchRecordsMax ? 'soon' : 'later');
+    this.schedule(this.queue.pending.size >= this.options.batchRecordsMax ? 'soon' : 'later');
   }
 
   appendHistory(txId: string, entries: readonly HistoryEntry[]): void {
@@ -190,17 +157,17 @@ export class SqliteLog implements DecisionLog {
     this.schedule('later');
   }
 
-  history(txId: string): HistoryEntry[] {
+  async history(txId: string): Promise<HistoryEntry[]> {
     const rows = this.statements.history.all(txId) as Array<{ entries: string }>;
     const written = rows.flatMap((r) => JSON.parse(r.entries) as HistoryEntry[]);
     return [...written, ...(this.pendingHistory.get(txId) ?? [])];
   }
 
-  resolveHeuristics(
+  async resolveHeuristics(
     txId: string,
     participant: string | null,
     resolution: Omit<HeuristicResolution, 'participant'>,
-  ): string[] {
+  ): Promise<string[]> {
     this.assertOpen();
     const rows = this.statements.resolveHeuristics.all({
       txId,
@@ -212,7 +179,7 @@ export class SqliteLog implements DecisionLog {
     return rows.map((r) => r.participant);
   }
 
-  resolutions(txId: string): HeuristicResolution[] {
+  async resolutions(txId: string): Promise<HeuristicResolution[]> {
     const rows = this.statements.resolutions.all(txId) as Array<{
       participant: string;
       resolved_at_ms: number;
@@ -227,77 +194,49 @@ export class SqliteLog implements DecisionLog {
     }));
   }
 
-  unresolvedHeuristics(): number {
+  async unresolvedHeuristics(): Promise<number> {
     return (this.statements.unresolvedHeuristics.get() as { n: number }).n;
   }
 
   private enqueue(tx: Transaction, forced: boolean): Pending {
     this.assertOpen();
-    const entry = this.pending.get(tx.id);
-    if (entry) {
-      // A newer snapshot replaces the queued one: it holds everything the
-      // older one did, since a transaction's state only moves forward.
-      entry.tx = tx;
-      entry.forced ||= forced;
-      return entry;
-    }
-    const created: Pending = { tx, forced, waiters: [], callbacks: [] };
-    this.pending.set(tx.id, created);
-    return created;
+    return this.queue.enqueue(tx, forced);
   }
 
   private schedule(when: 'soon' | 'later'): void {
-    if (this.flushScheduled === 'soon') return;
-    if (when === 'soon') {
-      if (this.laterTimer) clearTimeout(this.laterTimer);
-      this.laterTimer = null;
-      this.flushScheduled = 'soon';
-      // setImmediate: everything the current turn of the event loop writes
-      // (all the answers that arrived together) joins this flush.
-      setImmediate(() => this.flushScheduledBatch());
-      return;
-    }
-    if (this.flushScheduled === 'later') return;
-    this.flushScheduled = 'later';
-    this.laterTimer = setTimeout(() => this.flushScheduledBatch(), this.options.lazyFlushDelayMs);
-    this.laterTimer.unref();
+    this.queue.schedule(when, this.options.lazyFlushDelayMs);
   }
 
   private flushScheduledBatch(): void {
-    this.flushScheduled = 'none';
-    this.laterTimer = null;
     if (this.closed) return;
     try {
       this.flushBatch();
     } catch (error) {
       this.options.onError?.(error as Error);
     }
-    if (this.pending.size > 0 || this.pendingHistory.size > 0) this.schedule(this.hasForced() ? 'soon' : 'later');
+    if (this.queue.pending.size > 0 || this.pendingHistory.size > 0) {
+      this.schedule(this.queue.hasForced() ? 'soon' : 'later');
+    }
   }
 
-  flush(): void {
+  async flush(): Promise<void> {
+    this.flushNow();
+  }
+
+  /** Writes everything queued, in this turn: SQLite writes synchronously. */
+  private flushNow(): void {
     // Bounded: records that fail and go back in the queue wait for a later flush.
     const batches = Math.max(
-      Math.ceil(this.pending.size / this.options.batchRecordsMax),
+      Math.ceil(this.queue.pending.size / this.options.batchRecordsMax),
       this.pendingHistory.size > 0 ? 1 : 0,
     );
     for (let n = batches; n > 0; n--) this.flushBatch();
   }
 
-  private hasForced(): boolean {
-    for (const entry of this.pending.values()) if (entry.forced) return true;
-    return false;
-  }
-
   /** Writes up to maxBatchRecords queued snapshots in one SQLite transaction. */
   private flushBatch(): void {
-    if (this.pending.size === 0 && this.pendingHistory.size === 0) return;
-    const batch: Pending[] = [];
-    for (const [id, entry] of this.pending) {
-      batch.push(entry);
-      this.pending.delete(id);
-      if (batch.length >= this.options.batchRecordsMax) break;
-    }
+    if (this.queue.pending.size === 0 && this.pendingHistory.size === 0) return;
+    const batch = this.queue.take(this.options.batchRecordsMax);
     const history = this.pendingHistory;
     this.pendingHistory = new Map();
     try {
@@ -355,7 +294,7 @@ export class SqliteLog implements DecisionLog {
     if (entry.forced) return true;
     const code = (error as Error & { code?: string }).code ?? '';
     if (TRANSIENT.test(code)) {
-      if (!this.pending.has(entry.tx.id)) this.pending.set(entry.tx.id, { ...entry, waiters: [] });
+      if (!this.queue.pending.has(entry.tx.id)) this.queue.pending.set(entry.tx.id, { ...entry, waiters: [] });
       return true;
     }
     this.options.onError?.(
@@ -379,7 +318,7 @@ export class SqliteLog implements DecisionLog {
       request_hash: tx.requestHash,
       metadata: tx.metadataJson,
       trace_parent: tx.traceParent,
-      participants: JSON.stringify(tx.participants.map(storedParticipant)),
+      participants: participantsJson(tx),
     });
     if (tx.outcome !== null) {
       for (const p of tx.participants) {
@@ -397,19 +336,24 @@ export class SqliteLog implements DecisionLog {
     }
   }
 
-  get(id: string): Transaction | undefined {
+  async get(id: string): Promise<Transaction | undefined> {
+    return this.getNow(id);
+  }
+
+  /** The same read, synchronously: for callers that cannot wait (a test's hook inside an fsync). */
+  getNow(id: string): Transaction | undefined {
     const row = this.statements.get.get(id) as TxRow | undefined;
     return row && fromRow(row, null);
   }
 
-  findByIdempotencyKey(key: string): Transaction | undefined {
+  async findByIdempotencyKey(key: string): Promise<Transaction | undefined> {
     const row = this.statements.byKey.get(key) as TxRow | undefined;
     if (row) return fromRow(row, null);
     const kept = this.statements.keptKey.get(key) as { snapshot: string } | undefined;
     return kept && fromRow(JSON.parse(kept.snapshot) as TxRow, null);
   }
 
-  list(query: ListQuery): ListPage {
+  async list(query: ListQuery): Promise<ListPage> {
     const where: string[] = [];
     const params: unknown[] = [];
     if (query.state) {
@@ -441,7 +385,7 @@ export class SqliteLog implements DecisionLog {
     };
   }
 
-  loadUnfinished(): Transaction[] {
+  async loadUnfinished(): Promise<Transaction[]> {
     const rows = this.statements.unfinished.all() as TxRow[];
     return rows.map((row) => {
       // Only an active transaction may still ask for prepares; the payloads
@@ -456,7 +400,7 @@ export class SqliteLog implements DecisionLog {
     });
   }
 
-  compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): number {
+  async compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): Promise<number> {
     const rows = this.statements.finishedBefore.all(finishedBeforeMs, maxRows) as TxRow[];
     this.db.transaction(() => {
       for (const row of rows) {
@@ -474,10 +418,15 @@ export class SqliteLog implements DecisionLog {
     return rows.length;
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    this.closeNow();
+  }
+
+  /** Closes in this turn, so that a caller that does not wait (a shutdown timer) still releases the lock. */
+  closeNow(): void {
     if (this.closed) return;
     try {
-      this.flush();
+      this.flushNow();
     } catch (error) {
       // What cannot be written now is lazy (forced writers were told): the
       // next start recovers from what is on disk. Close regardless, so the
@@ -485,7 +434,7 @@ export class SqliteLog implements DecisionLog {
       this.options.onError?.(error as Error);
     }
     this.closed = true;
-    if (this.laterTimer) clearTimeout(this.laterTimer);
+    this.queue.cancel();
     try {
       this.wal.close();
     } catch (error) {
@@ -629,57 +578,4 @@ function refuseDamagedRecords(db: Database.Database, file: string): void {
         "it passed SQLite's integrity check, but its contents are not what commitd writes",
     );
   }
-}
-
-function storedParticipant(p: Participant): StoredParticipant {
-  // The database is written only when set: an HTTP participant's record
-  // stays as it was, byte for byte.
-  if (p.database !== null) {
-    return {
-      name: p.name,
-      url: null,
-      database: p.database,
-      vote: p.vote,
-      voteLost: p.voteLost,
-      reason: p.reason,
-      acknowledged: p.acknowledged,
-      heuristic: p.heuristic,
-    };
-  }
-  return {
-    name: p.name,
-    url: p.url,
-    vote: p.vote,
-    voteLost: p.voteLost,
-    reason: p.reason,
-    acknowledged: p.acknowledged,
-    heuristic: p.heuristic,
-  };
-}
-
-function fromRow(row: TxRow, payloads: Map<string, string> | null): Transaction {
-  const stored = JSON.parse(row.participants) as StoredParticipant[];
-  return {
-    id: row.id,
-    state: row.state,
-    outcome: row.outcome,
-    abortReason: row.abort_reason,
-    oneShot: row.one_shot === 1,
-    commitRequested: false,
-    createdAtMs: row.created_at_ms,
-    deadlineMs: row.deadline_ms,
-    decidedAtMs: row.decided_at_ms,
-    finishedAtMs: row.finished_at_ms,
-    idempotencyKey: row.idempotency_key,
-    requestHash: row.request_hash,
-    metadataJson: row.metadata,
-    traceParent: row.trace_parent ?? null,
-    participants: stored.map(({ database, ...p }) => ({
-      ...p,
-      database: database ?? null,
-      payloadJson: payloads?.get(p.name) ?? null,
-      attempts: 0,
-      lastError: null,
-    })),
-  };
 }

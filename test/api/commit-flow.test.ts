@@ -64,8 +64,8 @@ t.test('fsyncs: a committed one-shot costs two (begin, decision), an aborted one
       payload: { participants: urls.map((url, i) => ({ name: `p${i}`, url })), commit: true },
     });
   const settle = async (id: string) => {
-    await waitUntil(() => h.coordinator.get(id).finishedAtMs !== null);
-    h.log.flush();
+    await waitUntil(async () => (await h.coordinator.get(id)).finishedAtMs !== null);
+    await h.log.flush();
   };
 
   let before = await fsyncs();

@@ -52,7 +52,7 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
     log.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  coordinator.recover();
+  await coordinator.recover();
 
   const begun = coordinator.begin({
     participants: [{ name: 'orders', url: 'http://orders.test/tx', database: null, payloadJson: null }],
@@ -67,12 +67,12 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
   });
   await new Promise((resolve) => setImmediate(resolve));
   t.equal(held.length, 1, 'the begin record is written and its fsync runs');
-  const [stored] = log.list({ state: null, limit: 10, after: null }).transactions;
+  const [stored] = (await log.list({ state: null, limit: 10, after: null })).transactions;
   t.ok(stored, 'the log already returns the record');
   const id = stored?.id as string;
 
-  t.throws(() => coordinator.get(id), NotFoundError, 'GET: 404');
-  t.same(coordinator.list({ state: null, limit: 10, after: null }).transactions, [], 'not listed');
+  await t.rejects(coordinator.get(id), NotFoundError, 'GET: 404');
+  t.same((await coordinator.list({ state: null, limit: 10, after: null })).transactions, [], 'not listed');
   await t.rejects(coordinator.commit(id), NotFoundError, 'commit: 404, not an invariant violation');
   await t.rejects(coordinator.abort(id), NotFoundError, 'abort: 404');
   await t.rejects(coordinator.prepare(id), NotFoundError, 'prepare: 404');
@@ -81,14 +81,14 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
     NotFoundError,
     'enlist: 404',
   );
-  t.equal(coordinator.outcome(id), 'pending', 'a participant asking hears pending, never abort');
+  t.equal(await coordinator.outcome(id), 'pending', 'a participant asking hears pending, never abort');
 
   held[0]?.();
   const answer = await begun;
   t.equal(answer.tx.id, id);
-  t.equal(coordinator.get(id).state, 'active', 'once durable, it is there');
+  t.equal((await coordinator.get(id)).state, 'active', 'once durable, it is there');
   t.same(
-    coordinator.list({ state: null, limit: 10, after: null }).transactions.map((tx) => tx.id),
+    (await coordinator.list({ state: null, limit: 10, after: null })).transactions.map((tx) => tx.id),
     [id],
   );
 });

@@ -5,7 +5,7 @@
 
 import t from 'tap';
 import { tempDir } from '../support/harness.js';
-import { call } from '../support/http.js';
+import { call, settled } from '../support/http.js';
 import {
   defaultReply,
   type LocalState,
@@ -42,18 +42,6 @@ async function setup(t: Test) {
   return { dataDir, a, b, start, participants };
 }
 
-/** Polls until the transaction is finished at every participant; returns its final view. */
-async function settled(s: Service, id: string): Promise<any> {
-  let tx: any;
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    tx = (await call(s.url, 'GET', `/v1/transactions/${id}`)).body;
-    if (tx.state === 'committed' || tx.state === 'aborted') return tx;
-    if (Date.now() > deadline) throw new Error(`transaction ${id} did not settle: ${JSON.stringify(tx)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 function statesOf(id: string, ...ps: TestParticipant[]): Array<LocalState | undefined> {
   return ps.map((p) => p.states.get(id));
 }
@@ -80,7 +68,7 @@ t.test(
       // transaction must then already be aborted for it, as checked below.
       t.comment('the restart came after the deadline; the wait for the client is not observable in this run');
     }
-    const tx = await settled(s, id);
+    const tx = await settled(s.url, id);
     t.equal(tx.outcome, 'abort');
     t.equal(tx.abortReason, 'deadline');
     t.equal(a.count('commit'), 0);
@@ -112,7 +100,7 @@ t.test('(b) killed with every participant prepared and no decision: recovery abo
   b.behavior = null;
 
   s = await start();
-  const tx = await settled(s, id);
+  const tx = await settled(s.url, id);
   t.equal(tx.outcome, 'abort');
   t.same(statesOf(id, a, b), ['aborted', 'aborted'], 'no participant is left prepared');
   t.equal(a.count('commit') + b.count('commit'), 0);
@@ -157,7 +145,7 @@ t.test('(c) killed after the commit decision is durable, before any participant 
   b.behavior = null;
 
   s = await start();
-  const tx = await settled(s, id);
+  const tx = await settled(s.url, id);
   t.equal(tx.outcome, 'commit', 'a durable commit decision is final');
   t.same(statesOf(id, a, b), ['committed', 'committed']);
   t.same((await call(s.url, 'GET', `/v1/transactions/${id}/outcome`)).body, { outcome: 'commit' });
@@ -177,7 +165,7 @@ t.test('(d) killed in the middle of phase two: the missing acknowledgement is dr
   b.behavior = null;
 
   s = await start();
-  const tx = await settled(s, id);
+  const tx = await settled(s.url, id);
   t.equal(tx.outcome, 'commit');
   t.same(statesOf(id, a, b), ['committed', 'committed']);
 });
@@ -226,7 +214,7 @@ t.test('SIGKILL under concurrent load: every transaction ends with one outcome e
   const ids = new Set([...a.received, ...b.received].map((m) => m.txId));
   t.ok(ids.size > 10, `transactions under way at the kill: ${ids.size}`);
   for (const id of ids) {
-    const tx = await settled(s, id);
+    const tx = await settled(s.url, id);
     const states = statesOf(id, a, b);
     t.notOk(states.includes('prepared'), `${id}: no participant left prepared (${states})`);
     if (tx.outcome === 'commit') t.same(states, ['committed', 'committed'], `${id} committed everywhere`);

@@ -22,7 +22,7 @@ export interface LogUnderTest {
 }
 
 /** Opens a fresh, empty log for one case; the factory closes it at the test's teardown. */
-export type OpenLog = (t: Test) => LogUnderTest;
+export type OpenLog = (t: Test) => LogUnderTest | Promise<LogUnderTest>;
 
 const T0 = 1_800_000_000_000;
 const NAMES = ['orders', 'payments'] as const;
@@ -92,7 +92,7 @@ async function forced(u: LogUnderTest, tx: Transaction): Promise<void> {
 export function decisionLogContract(t: Test, open: OpenLog): void {
   const check = (name: string, body: (t: Test, u: LogUnderTest) => Promise<void>) =>
     t.test(name, async (t) => {
-      const u = open(t);
+      const u = await open(t);
       await body(t, u);
       u.verify(t);
     });
@@ -100,8 +100,8 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
   check('a forced write is readable once it resolves, as written', async (t, u) => {
     const tx = begun('tx_001', 'key-1');
     await forced(u, tx);
-    t.same(withoutPayloads(u.log.get(tx.id)), durablePart(tx));
-    t.equal(u.log.get('tx_unknown'), undefined, 'an id never written is unknown');
+    t.same(withoutPayloads(await u.log.get(tx.id)), durablePart(tx));
+    t.equal(await u.log.get('tx_unknown'), undefined, 'an id never written is unknown');
   });
 
   check('the newest snapshot of a transaction is the one kept', async (t, u) => {
@@ -109,15 +109,15 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
     await forced(u, tx);
     const later = committing(tx);
     await forced(u, later);
-    t.same(withoutPayloads(u.log.get(tx.id)), durablePart(later));
+    t.same(withoutPayloads(await u.log.get(tx.id)), durablePart(later));
     const last = finished(tx, T0 + 20);
     let written = false;
     u.log.writeLazy(last, () => {
       written = true;
     });
-    u.log.flush();
+    await u.log.flush();
     t.ok(written, 'a lazy record has been written once flush() returns, and its onWritten ran');
-    t.same(withoutPayloads(u.log.get(tx.id)), durablePart(last));
+    t.same(withoutPayloads(await u.log.get(tx.id)), durablePart(last));
   });
 
   check('state that lives only in memory is not kept', async (t, u) => {
@@ -131,7 +131,7 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
     t.equal(failing.commitRequested, true, 'the snapshot has a commit request');
     t.equal(failing.participants[0]?.attempts, 1, 'and a failed attempt');
     await forced(u, failing);
-    const stored = u.log.get(tx.id);
+    const stored = await u.log.get(tx.id);
     t.equal(stored?.commitRequested, false);
     t.same(
       stored?.participants.map((p) => [p.attempts, p.lastError]),
@@ -145,9 +145,9 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
   check('an idempotency key finds its transaction', async (t, u) => {
     await forced(u, begun('tx_001', 'key-1'));
     await forced(u, begun('tx_002', 'key-2'));
-    t.equal(u.log.findByIdempotencyKey('key-2')?.id, 'tx_002');
-    t.equal(u.log.findByIdempotencyKey('key-1')?.id, 'tx_001');
-    t.equal(u.log.findByIdempotencyKey('key-3'), undefined);
+    t.equal((await u.log.findByIdempotencyKey('key-2'))?.id, 'tx_002');
+    t.equal((await u.log.findByIdempotencyKey('key-1'))?.id, 'tx_001');
+    t.equal(await u.log.findByIdempotencyKey('key-3'), undefined);
   });
 
   check('list: newest first, paged by the id of the last one, filtered by state', async (t, u) => {
@@ -158,7 +158,7 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
     const cursors: Array<string | null> = [];
     let after: string | null = null;
     for (let n = 0; n < ids.length + 1; n++) {
-      const page = u.log.list({ state: null, limit: 2, after });
+      const page = await u.log.list({ state: null, limit: 2, after });
       pages.push(page.transactions.map((tx) => tx.id));
       cursors.push(page.next);
       after = page.next;
@@ -166,19 +166,19 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
     }
     t.same(pages, [['tx_005', 'tx_004'], ['tx_003', 'tx_002'], ['tx_001']]);
     t.same(cursors, ['tx_004', 'tx_002', null]);
-    const byState = (state: Transaction['state']) =>
-      u.log.list({ state, limit: 10, after: null }).transactions.map((tx) => [tx.id, tx.state]);
-    t.same(byState('committing'), [
+    const byState = async (state: Transaction['state']) =>
+      (await u.log.list({ state, limit: 10, after: null })).transactions.map((tx) => [tx.id, tx.state]);
+    t.same(await byState('committing'), [
       ['tx_004', 'committing'],
       ['tx_002', 'committing'],
     ]);
-    t.same(byState('active'), [
+    t.same(await byState('active'), [
       ['tx_005', 'active'],
       ['tx_003', 'active'],
       ['tx_001', 'active'],
     ]);
     t.same(
-      u.log.list({ state: 'committing', limit: 1, after: 'tx_004' }).transactions.map((tx) => tx.id),
+      (await u.log.list({ state: 'committing', limit: 1, after: 'tx_004' })).transactions.map((tx) => tx.id),
       ['tx_002'],
     );
   });
@@ -189,7 +189,7 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
       for (const id of ['tx_003', 'tx_001', 'tx_002', 'tx_004']) await forced(u, begun(id));
       await forced(u, committing(begun('tx_003')));
       await forced(u, finished(begun('tx_002'), T0 + 20));
-      const loaded = u.log.loadUnfinished();
+      const loaded = await u.log.loadUnfinished();
       t.same(
         loaded.map((tx) => [tx.id, tx.state]),
         [
@@ -219,36 +219,40 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
 
     // Keys of transactions that finished from T0 on are kept.
     const keysKeptFrom = T0;
-    t.equal(u.log.compact(T0 + 100, keysKeptFrom, 10), 0, 'finished at the cutoff itself: kept');
-    t.equal(u.log.compact(T0 + 101, keysKeptFrom, 2), 2, 'at most maxRows');
-    t.equal(u.log.compact(T0 + 101, keysKeptFrom, 10), 1, 'the rest of them');
-    t.equal(u.log.compact(T0 + 101, keysKeptFrom, 10), 0, 'nothing left to forget');
+    t.equal(await u.log.compact(T0 + 100, keysKeptFrom, 10), 0, 'finished at the cutoff itself: kept');
+    t.equal(await u.log.compact(T0 + 101, keysKeptFrom, 2), 2, 'at most maxRows');
+    t.equal(await u.log.compact(T0 + 101, keysKeptFrom, 10), 1, 'the rest of them');
+    t.equal(await u.log.compact(T0 + 101, keysKeptFrom, 10), 0, 'nothing left to forget');
     for (const id of early) {
-      t.equal(u.log.get(id), undefined, `${id} is forgotten`);
-      const kept = u.log.findByIdempotencyKey(`key-${id}`);
+      t.equal(await u.log.get(id), undefined, `${id} is forgotten`);
+      const kept = await u.log.findByIdempotencyKey(`key-${id}`);
       t.same(
         kept && [kept.id, kept.state, kept.outcome],
         [id, 'committed', 'commit'],
         'its idempotency key still finds what it ran as',
       );
     }
-    t.equal(u.log.get('tx_004')?.state, 'committed', 'finished after the cutoff: kept');
-    t.equal(u.log.get('tx_005')?.state, 'committing', 'unfinished: kept');
+    t.equal((await u.log.get('tx_004'))?.state, 'committed', 'finished after the cutoff: kept');
+    t.equal((await u.log.get('tx_005'))?.state, 'committing', 'unfinished: kept');
     t.same(
-      u.log.list({ state: null, limit: 10, after: null }).transactions.map((tx) => tx.id),
+      (await u.log.list({ state: null, limit: 10, after: null })).transactions.map((tx) => tx.id),
       ['tx_005', 'tx_004'],
       'the list shows only what is kept',
     );
 
     // Keys of what finished before the key cutoff go too, at most maxRows at a time.
-    const keyKnown = () => early.filter((id) => u.log.findByIdempotencyKey(`key-${id}`) !== undefined).length;
-    t.equal(u.log.compact(T0 + 101, T0 + 101, 2), 0, 'no transaction left to forget');
-    t.equal(keyKnown(), 1, 'two of the three keys expired');
-    u.log.compact(T0 + 101, T0 + 101, 2);
-    t.equal(keyKnown(), 0, 'then the last one');
+    const keyKnown = async () => {
+      let known = 0;
+      for (const id of early) if ((await u.log.findByIdempotencyKey(`key-${id}`)) !== undefined) known++;
+      return known;
+    };
+    t.equal(await u.log.compact(T0 + 101, T0 + 101, 2), 0, 'no transaction left to forget');
+    t.equal(await keyKnown(), 1, 'two of the three keys expired');
+    await u.log.compact(T0 + 101, T0 + 101, 2);
+    t.equal(await keyKnown(), 0, 'then the last one');
 
-    t.equal(u.log.compact(T0 + 1_000_000, T0, 10), 1, 'a later cutoff forgets the later one');
-    t.equal(u.log.get('tx_005')?.state, 'committing', 'and never an unfinished one');
+    t.equal(await u.log.compact(T0 + 1_000_000, T0, 10), 1, 'a later cutoff forgets the later one');
+    t.equal((await u.log.get('tx_005'))?.state, 'committing', 'and never an unfinished one');
   });
 
   check(
@@ -262,16 +266,16 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
         { type: 'requested', action: 'prepare', by, atMs: T0 + 1 },
       ]);
       t.same(
-        u.log.history(tx.id).map((e) => e.type),
+        (await u.log.history(tx.id)).map((e) => e.type),
         ['begun', 'requested'],
         'queued entries are read back before any flush',
       );
-      u.log.flush();
+      await u.log.flush();
       u.log.appendHistory(tx.id, [{ type: 'voted', participant: 'orders', vote: 'yes', latencyMs: 3, atMs: T0 + 4 }]);
       u.log.appendHistory('tx_002', [{ type: 'finished', atMs: T0 + 5 }]);
-      u.log.flush();
+      await u.log.flush();
       u.log.appendHistory(tx.id, []);
-      const history = u.log.history(tx.id);
+      const history = await u.log.history(tx.id);
       t.same(
         history.map((e) => [e.type, e.atMs]),
         [
@@ -282,13 +286,13 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
         'in the order appended, across flushes',
       );
       t.same(history[0], { type: 'begun', by, oneShot: false, participants: [...NAMES], atMs: T0 }, 'whole entries');
-      t.same(u.log.history('tx_002'), [], 'entries of a transaction the log does not have are not kept');
-      t.same(u.log.history('tx_unknown'), [], 'an unknown transaction has no history');
+      t.same(await u.log.history('tx_002'), [], 'entries of a transaction the log does not have are not kept');
+      t.same(await u.log.history('tx_unknown'), [], 'an unknown transaction has no history');
 
       await forced(u, finished(tx, T0 + 20));
-      u.log.flush();
-      t.equal(u.log.compact(T0 + 21, T0 + 21, 10), 1);
-      t.same(u.log.history(tx.id), [], 'compacted with its transaction');
+      await u.log.flush();
+      t.equal(await u.log.compact(T0 + 21, T0 + 21, 10), 1);
+      t.same(await u.log.history(tx.id), [], 'compacted with its transaction');
     },
   );
 
@@ -297,35 +301,49 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
     await forced(u, tx);
     const agreed = apply(committing(tx), [{ type: 'heuristic', participant: 'orders', heuristic: 'commit' }], T0 + 20);
     await forced(u, agreed);
-    t.equal(u.log.unresolvedHeuristics(), 0, 'a heuristic that agrees with the decision needs nobody');
+    t.equal(await u.log.unresolvedHeuristics(), 0, 'a heuristic that agrees with the decision needs nobody');
     const mixed = apply(agreed, [{ type: 'heuristic', participant: 'payments', heuristic: 'abort' }], T0 + 30);
     t.equal(mixed.state, 'committed');
     await forced(u, mixed);
     await forced(u, mixed);
-    t.equal(u.log.unresolvedHeuristics(), 1, 'one contradicting heuristic, however often written');
+    t.equal(await u.log.unresolvedHeuristics(), 1, 'one contradicting heuristic, however often written');
     const other = begun('tx_002');
     await forced(u, finished(other, T0 + 30));
     t.same(
-      u.log.list({ state: null, limit: 10, after: null, heuristicUnresolved: true }).transactions.map((x) => x.id),
+      (await u.log.list({ state: null, limit: 10, after: null, heuristicUnresolved: true })).transactions.map(
+        (x) => x.id,
+      ),
       ['tx_001'],
       'the list finds it',
     );
-    t.equal(u.log.compact(T0 + 1000, T0, 10), 1, 'compaction forgets the other one only');
-    t.equal(u.log.get('tx_001')?.state, 'committed', 'an unresolved heuristic keeps its transaction');
-    t.same(u.log.resolutions('tx_001'), [], 'nothing resolved yet');
-    t.same(u.log.resolveHeuristics('tx_001', 'orders', { atMs: T0 + 40, note: 'n', by: null }), [], 'orders has none');
-    const by = { role: 'admin', tokenId: 'ops', address: '10.0.0.1' };
-    t.same(u.log.resolveHeuristics('tx_001', null, { atMs: T0 + 50, note: 'refunded by hand', by }), ['payments']);
-    t.same(u.log.resolutions('tx_001'), [{ participant: 'payments', atMs: T0 + 50, note: 'refunded by hand', by }]);
-    t.equal(u.log.unresolvedHeuristics(), 0);
-    t.same(u.log.resolveHeuristics('tx_001', null, { atMs: T0 + 60, note: 'again', by }), [], 'resolved once only');
+    t.equal(await u.log.compact(T0 + 1000, T0, 10), 1, 'compaction forgets the other one only');
+    t.equal((await u.log.get('tx_001'))?.state, 'committed', 'an unresolved heuristic keeps its transaction');
+    t.same(await u.log.resolutions('tx_001'), [], 'nothing resolved yet');
     t.same(
-      u.log.list({ state: null, limit: 10, after: null, heuristicUnresolved: true }).transactions,
+      await u.log.resolveHeuristics('tx_001', 'orders', { atMs: T0 + 40, note: 'n', by: null }),
+      [],
+      'orders has none',
+    );
+    const by = { role: 'admin', tokenId: 'ops', address: '10.0.0.1' };
+    t.same(await u.log.resolveHeuristics('tx_001', null, { atMs: T0 + 50, note: 'refunded by hand', by }), [
+      'payments',
+    ]);
+    t.same(await u.log.resolutions('tx_001'), [
+      { participant: 'payments', atMs: T0 + 50, note: 'refunded by hand', by },
+    ]);
+    t.equal(await u.log.unresolvedHeuristics(), 0);
+    t.same(
+      await u.log.resolveHeuristics('tx_001', null, { atMs: T0 + 60, note: 'again', by }),
+      [],
+      'resolved once only',
+    );
+    t.same(
+      (await u.log.list({ state: null, limit: 10, after: null, heuristicUnresolved: true })).transactions,
       [],
       'the list no longer finds it',
     );
-    t.equal(u.log.compact(T0 + 1000, T0, 10), 1, 'once resolved it is compacted like any other');
-    t.same(u.log.resolutions('tx_001'), [], 'with its resolutions');
+    t.equal(await u.log.compact(T0 + 1000, T0, 10), 1, 'once resolved it is compacted like any other');
+    t.same(await u.log.resolutions('tx_001'), [], 'with its resolutions');
   });
 
   check('list filters: by participant name and by age', async (t, u) => {
@@ -333,12 +351,12 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
     await forced(u, first);
     const later = { ...begun('tx_002'), createdAtMs: T0 + 500, participants: [begun('tx_x').participants[0]] };
     await forced(u, later as Transaction);
-    const ids = (q: Partial<Parameters<typeof u.log.list>[0]>) =>
-      u.log.list({ state: null, limit: 10, after: null, ...q }).transactions.map((x) => x.id);
-    t.same(ids({ participant: 'payments' }), ['tx_001'], 'only tx_001 has payments');
-    t.same(ids({ participant: 'orders' }), ['tx_002', 'tx_001']);
-    t.same(ids({ participant: 'nobody' }), []);
-    t.same(ids({ createdBeforeMs: T0 + 500 }), ['tx_001'], 'created before the cutoff, not at it');
-    t.same(ids({ createdBeforeMs: T0 + 501, participant: 'orders' }), ['tx_002', 'tx_001'], 'filters combine');
+    const ids = async (q: Partial<Parameters<typeof u.log.list>[0]>) =>
+      (await u.log.list({ state: null, limit: 10, after: null, ...q })).transactions.map((x) => x.id);
+    t.same(await ids({ participant: 'payments' }), ['tx_001'], 'only tx_001 has payments');
+    t.same(await ids({ participant: 'orders' }), ['tx_002', 'tx_001']);
+    t.same(await ids({ participant: 'nobody' }), []);
+    t.same(await ids({ createdBeforeMs: T0 + 500 }), ['tx_001'], 'created before the cutoff, not at it');
+    t.same(await ids({ createdBeforeMs: T0 + 501, participant: 'orders' }), ['tx_002', 'tx_001'], 'filters combine');
   });
 }

@@ -68,15 +68,15 @@ export class SimLog implements DecisionLog {
     this.scheduleFlush();
   }
 
-  history(txId: string): HistoryEntry[] {
+  async history(txId: string): Promise<HistoryEntry[]> {
     return [...(this.durableHistory.get(txId) ?? []), ...(this.pendingHistory.get(txId) ?? [])];
   }
 
-  resolveHeuristics(
+  async resolveHeuristics(
     txId: string,
     participant: string | null,
     resolution: Omit<HeuristicResolution, 'participant'>,
-  ): string[] {
+  ): Promise<string[]> {
     const resolved: string[] = [];
     for (const [name, current] of this.heuristics.get(txId) ?? []) {
       if (current !== null || (participant !== null && name !== participant)) continue;
@@ -86,11 +86,11 @@ export class SimLog implements DecisionLog {
     return resolved;
   }
 
-  resolutions(txId: string): HeuristicResolution[] {
+  async resolutions(txId: string): Promise<HeuristicResolution[]> {
     return [...(this.heuristics.get(txId)?.values() ?? [])].filter((r): r is HeuristicResolution => r !== null);
   }
 
-  unresolvedHeuristics(): number {
+  async unresolvedHeuristics(): Promise<number> {
     let n = 0;
     for (const byName of this.heuristics.values()) for (const r of byName.values()) if (r === null) n++;
     return n;
@@ -116,12 +116,16 @@ export class SimLog implements DecisionLog {
       this.flushScheduled = true;
       const epoch = this.flushEpoch;
       this.world.at(this.world.rng.int(0, this.flushDelayMsMax) + this.slowFlushMs(), () => {
-        if (epoch === this.flushEpoch) this.flush();
+        if (epoch === this.flushEpoch) this.flushNow();
       });
     }
   }
 
-  flush(): void {
+  async flush(): Promise<void> {
+    this.flushNow();
+  }
+
+  private flushNow(): void {
     this.flushScheduled = false;
     const batch = [...this.pending.values()];
     this.pending.clear();
@@ -180,16 +184,16 @@ export class SimLog implements DecisionLog {
     });
   }
 
-  get(id: string): Transaction | undefined {
+  async get(id: string): Promise<Transaction | undefined> {
     return this.durable.get(id);
   }
 
-  findByIdempotencyKey(key: string): Transaction | undefined {
+  async findByIdempotencyKey(key: string): Promise<Transaction | undefined> {
     for (const tx of this.durable.values()) if (tx.idempotencyKey === key) return tx;
     return this.keptKeys.get(key);
   }
 
-  list(query: ListQuery): ListPage {
+  async list(query: ListQuery): Promise<ListPage> {
     const all = [...this.durable.values()]
       .filter(
         (tx) =>
@@ -204,7 +208,7 @@ export class SimLog implements DecisionLog {
     return { transactions: page, next: all.length > query.limit ? (page.at(-1)?.id ?? null) : null };
   }
 
-  loadUnfinished(): Transaction[] {
+  async loadUnfinished(): Promise<Transaction[]> {
     // As the SQLite log: payloads only for active transactions.
     return [...this.durable.values()]
       .filter((tx) => tx.finishedAtMs === null)
@@ -214,7 +218,7 @@ export class SimLog implements DecisionLog {
       );
   }
 
-  compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): number {
+  async compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): Promise<number> {
     let n = 0;
     for (const tx of [...this.durable.values()]) {
       if (n >= maxRows) break;
@@ -247,5 +251,5 @@ export class SimLog implements DecisionLog {
     return n;
   }
 
-  close(): void {}
+  async close(): Promise<void> {}
 }

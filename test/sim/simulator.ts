@@ -218,7 +218,7 @@ class Simulation {
       // seed, not the rng: every seed's other choices stay as they were.
       recoveryCallsMax: 1 + (options.seed % 4),
     });
-    coordinator.recover();
+    void coordinator.recover();
     this.incarnation = incarnation;
     this.coordinator = coordinator;
   }
@@ -252,8 +252,7 @@ class Simulation {
           () => {
             const c = this.coordinator;
             if (!c) return;
-            const outcome = c.outcome(txId);
-            this.network.reply(p, () => answer(outcome));
+            void c.outcome(txId).then((outcome) => this.network.reply(p, () => answer(outcome)));
           },
           () => {},
         );

@@ -9,7 +9,7 @@ import { buildApi, type Readiness } from '../../src/api/server.js';
 import { assemble, type Reporting } from '../../src/assemble.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { Coordinator } from '../../src/coordinator/coordinator.js';
-import type { SqliteLog } from '../../src/log/sqlite-log.js';
+import type { DecisionLog } from '../../src/log/decision-log.js';
 import { Metrics } from '../../src/metrics.js';
 import type { OrphanScanner } from '../../src/participants/databases/orphan-scanner.js';
 
@@ -17,7 +17,7 @@ export interface Harness {
   readonly app: FastifyInstance;
   readonly coordinator: Coordinator;
   readonly orphans: OrphanScanner;
-  readonly log: SqliteLog;
+  readonly log: DecisionLog;
   readonly metrics: Metrics;
   readonly config: Config;
   readonly dataDir: string;
@@ -68,7 +68,7 @@ export async function startHarness(
   const metrics = new Metrics({ processMetrics: false });
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const errors: Error[] = [];
-  const { log, participants, coordinator, orphans } = assemble(config, metrics, readiness, {
+  const { log, participants, coordinator, orphans } = await assemble(config, metrics, readiness, {
     logError: (e) => {
       errors.push(e);
       report?.logError(e);
@@ -82,7 +82,7 @@ export async function startHarness(
   });
   const app = await buildApi({ coordinator, config, metrics, readiness, logger, tls });
   await app.ready();
-  coordinator.recover();
+  await coordinator.recover();
   orphans.start();
   readiness.ready = true;
   return {
@@ -100,7 +100,7 @@ export async function startHarness(
       await orphans.stop();
       await coordinator.stop();
       await participants.close();
-      log.close();
+      await log.close();
       if (removeData) fs.rmSync(config.server.dataDir, { recursive: true, force: true });
     },
   };

@@ -19,3 +19,14 @@ export async function call(base: string, method: string, path: string, body?: un
   const text = await res.body.text();
   return { status: res.statusCode, headers: res.headers, body: text ? JSON.parse(text) : undefined };
 }
+
+/** Polls a commitd's GET until the transaction is finished at every participant (bounded); returns its view. */
+export async function settled(base: string, id: string, timeoutMs = 20_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const tx = (await call(base, 'GET', `/v1/transactions/${id}`)).body;
+    if (tx.state === 'committed' || tx.state === 'aborted') return tx;
+    if (Date.now() > deadline) throw new Error(`transaction ${id} did not settle: ${JSON.stringify(tx)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -136,3 +136,33 @@ export function stopAll(): void {
 }
 
 process.once('exit', stopAll);
+
+/** What privateCluster needs of a test file's root: tap's `t`. */
+interface TestFile {
+  fail(message: string): void;
+  before(fn: () => Promise<void>): void;
+  teardown(fn: () => void): void;
+}
+
+/**
+ * One cluster for a whole test file: started before its first test,
+ * destroyed after its last. Without PostgreSQL the file fails (.ci/run
+ * installs it: in CI this is a failure, not a skip). Read the cluster through
+ * the returned function, from inside the tests.
+ */
+export function privateCluster(t: TestFile): () => PostgresCluster {
+  const missing = postgresAvailable();
+  if (missing) {
+    t.fail(`PostgreSQL is needed: ${missing}`);
+    process.exit(1);
+  }
+  let cluster: PostgresCluster | null = null;
+  t.before(async () => {
+    cluster = await startPostgres();
+  });
+  t.teardown(() => cluster?.destroy());
+  return () => {
+    if (cluster === null) throw new Error('the cluster is not started yet: read it inside a test');
+    return cluster;
+  };
+}

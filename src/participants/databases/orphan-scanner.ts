@@ -35,7 +35,7 @@ export interface OrphanScannerOptions {
    * Coordinator.outcome): found in `database`, or somewhere on its server
    * when `database` is null (XA RECOVER cannot say which database).
    */
-  readonly verdictOf: (txId: string, participant: string, database: string | null) => OrphanVerdict;
+  readonly verdictOf: (txId: string, participant: string, database: string | null) => Promise<OrphanVerdict>;
   readonly scanIntervalMs: number;
   readonly safetyIntervalMs: number;
   /** Most prepared transactions looked at per database per scan. */
@@ -116,7 +116,7 @@ export class OrphanScanner {
       seen.set(key, firstSeenMs);
       const ageMs = t.ageMs ?? nowMs - firstSeenMs;
       const action = orphanAction(
-        this.o.verdictOf(t.txId, t.participant, adapter.listsWholeServer ? null : adapter.name),
+        await this.o.verdictOf(t.txId, t.participant, adapter.listsWholeServer ? null : adapter.name),
         ageMs,
         this.o.safetyIntervalMs,
       );

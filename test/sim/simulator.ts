@@ -149,12 +149,15 @@ class Simulation {
       this.crash();
       return true;
     };
-    this.start();
+    void this.start();
     this.letParticipantsInquire();
   }
 
-  /** Starts a coordinator process on the log, as a restart does: it recovers first. */
-  private start(): void {
+  /**
+   * Starts a coordinator process on the log, as a restart does: it recovers
+   * first. Resolves once it has (its sweep is scheduled from then on).
+   */
+  private async start(): Promise<void> {
     // One coordinator process at a time, as the log's lock guarantees.
     if (this.incarnation.alive) return;
     const { world, rng, faults, options } = this;
@@ -218,9 +221,10 @@ class Simulation {
       // seed, not the rng: every seed's other choices stay as they were.
       recoveryCallsMax: 1 + (options.seed % 4),
     });
-    void coordinator.recover();
+    const recovered = coordinator.recover();
     this.incarnation = incarnation;
     this.coordinator = coordinator;
+    await recovered;
   }
 
   /** The process dies: what it had not flushed is gone; it restarts a little later. */
@@ -234,7 +238,7 @@ class Simulation {
     // decided by the clock, the next one judges by another. Most often it is
     // behind (set at boot, before NTP corrects it).
     if (this.faults.enabled) this.clockOffsetMs = this.rng.chance(0.7) ? -this.rng.int(0, BOOT_CLOCK_LAG_MS_MAX) : 0;
-    this.world.at(this.rng.int(1, 300), () => this.start());
+    this.world.at(this.rng.int(1, 300), () => void this.start());
   }
 
   private stepClock(): void {
@@ -420,7 +424,8 @@ class Simulation {
     const world = this.world;
     this.faults.enabled = false;
     for (const p of this.participants.values()) p.partitioned = false;
-    if (!this.incarnation.alive) this.start();
+    // Awaited: until recovery has run, nothing of the new process is scheduled.
+    if (!this.incarnation.alive) await this.start();
     const healDeadline = world.now + HEAL_LIMIT_MS;
     while (world.steps < this.maxSteps && world.now < healDeadline) {
       if (world.steps % 50 === 0 && this.coordinator?.inFlight === 0 && !this.anyPrepared()) break;

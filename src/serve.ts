@@ -1,7 +1,8 @@
 // The composition root: config -> log -> participants -> coordinator -> api
 // -> listen -> recover -> ready. Exit codes: 0 clean stop, 2 bad config,
 // 3 log locked by another process, 4 log unusable (at start, or an fsync
-// failed while running), 1 anything else.
+// failed while running), 1 anything else. Run by `commitd serve` (what
+// `npm start` runs) and by src/main.ts (the container's command).
 
 // The modules that import the service's optional peer dependencies (fastify,
 // better-sqlite3) are loaded once service-peers.ts has found them installed.
@@ -15,7 +16,7 @@ import { readPair } from './security/pem-files.js';
 import { parseTokens } from './security/tokens.js';
 import { missingPeersProblem, peersNeeded } from './service-peers.js';
 
-async function main(): Promise<void> {
+async function start(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
   let tls: ReturnType<typeof readPair>;
   try {
@@ -128,7 +129,10 @@ function exit(code: number, message: string): void {
   process.exitCode = code;
 }
 
-main().catch((error) => {
-  console.error('commitd: failed to start:', error);
-  process.exit(1);
-});
+/** Starts the service in this process; it runs until SIGTERM/SIGINT, and sets the exit code when it cannot start. */
+export function serve(): Promise<void> {
+  return start().catch((error) => {
+    console.error('commitd: failed to start:', error);
+    process.exit(1);
+  });
+}

@@ -257,7 +257,7 @@ t.test('list with the operator filters: state, stuck, heuristic, older than, par
     m.action === 'commit' ? { status: 409, body: { heuristic: 'abort' } } : undefined,
   );
   t.teardown(() => rogue.close());
-  const active = await client.begin({ participants: [{ name, url: yes.url }] });
+  const active = await client.begin({ participants: [{ name, url: yes.url }], timeoutMs: 600_000 });
   const stuck = await client.run({ participants: [{ name, url: flaky.url }] });
   const heuristic = await client.run({ participants: [{ name, url: rogue.url }] });
   const ids = async (options: Parameters<CommitdClient['list']>[0]) =>

@@ -132,14 +132,17 @@ function details(entry: HistoryEntry): string {
     .join(' ');
 }
 
+/** role:tokenId@address, each part only when known. */
 function caller(by: Caller | string | null): string {
   if (by === null || typeof by !== 'object') return value(by);
-  const parts = [by.role, by.tokenId === null ? null : `token ${by.tokenId}`, by.address].filter((x) => x !== null);
-  return parts.length === 0 ? 'unknown' : parts.join('/');
+  const who = [by.role, by.tokenId].filter((x) => x !== null).join(':') || 'unknown';
+  return by.address === null ? who : `${who}@${by.address}`;
 }
 
+/** Plain words as they are, lists of them comma-separated, anything else as JSON. */
 function value(v: unknown): string {
-  if (typeof v === 'string') return /^[\w.:/-]+$/.test(v) ? v : JSON.stringify(v);
+  if (typeof v === 'string') return /^[\w.:/@-]+$/.test(v) ? v : JSON.stringify(v);
+  if (Array.isArray(v) && v.every((x) => typeof x === 'string' && /^[\w.:/@-]+$/.test(x))) return v.join(',');
   return JSON.stringify(v) ?? '-';
 }
 

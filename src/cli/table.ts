@@ -1,13 +1,20 @@
 // Plain-text output for people: aligned columns, key/value blocks, ages, and
 // text from the network made safe to print on a terminal.
 
-/** The widest a cell gets in a table; longer text is cut with an ellipsis (`--json` has it whole). */
+/**
+ * The widest a cell gets in a table, and the last column's (nothing to its
+ * right to push away); longer text is cut with an ellipsis (`--json` has it whole).
+ */
 const CELL_CHARS_MAX = 72;
+const LAST_CELL_CHARS_MAX = 200;
 const GAP = '  ';
 
 /** Rows under a header, each column as wide as its widest cell; the last column is not padded. */
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const cells = [header, ...rows].map((row) => row.map((cell) => cut(printable(cell), CELL_CHARS_MAX)));
+  const last = header.length - 1;
+  const cells = [header, ...rows].map((row) =>
+    row.map((cell, i) => cut(printable(cell), i === last ? LAST_CELL_CHARS_MAX : CELL_CHARS_MAX)),
+  );
   const widths = header.map((_, i) => Math.max(...cells.map((row) => length(row[i] ?? ''))));
   return cells
     .map((row) =>

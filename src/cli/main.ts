@@ -37,7 +37,8 @@ const FLAGS = {
   'heuristic-unresolved': on(),
   'older-than': str(),
   participant: str(),
-  limit: int(1, 1000),
+  // commitd's own maximum is its COMMITD_LIST_LIMIT_MAX; it answers 400 beyond it.
+  limit: int(1, 999_999),
   after: str(),
   note: str(),
 };
@@ -56,7 +57,7 @@ const FLAG_HELP: Readonly<Record<FlagName, string>> = {
   'heuristic-unresolved': '--heuristic-unresolved only with a heuristic outcome nobody resolved yet',
   'older-than': '--older-than AGE       only created longer ago than AGE: 500ms, 90s, 10m, 2h, 1d',
   participant: '--participant NAME     list: only with a participant of this name; resolve: only its heuristic',
-  limit: '--limit N              at most N transactions (1 to 1000; commitd may cap it lower)',
+  limit: "--limit N              at most N transactions (up to commitd's COMMITD_LIST_LIMIT_MAX, 500 by default)",
   after: '--after ID             the next page: the id printed after "more:"',
   note: '--note TEXT            why the heuristic is settled (1 to 1000 characters)',
 };

@@ -92,7 +92,7 @@ export interface ResolveOptions {
   readonly participant?: string;
 }
 
-/** Who made a call: the token's role and id, and the address it came from (each null when unknown). */
+/** Who made a call: the token's role and id (null without tokens), and the address it came from. */
 export interface Caller {
   readonly role: string | null;
   readonly tokenId: string | null;
@@ -101,20 +101,29 @@ export interface Caller {
 
 type Message = 'prepare' | 'commit' | 'abort';
 
-/** One event of a transaction's history; `at` is an ISO-8601 time. */
+/**
+ * One event of a transaction's history; `at` is an ISO-8601 time, `latencyMs`
+ * how long the participant took to answer (when it is known), `by` who called
+ * (null when nobody did: recovery, a deadline).
+ */
 export type HistoryEntry = { readonly at: string } & (
-  | { readonly type: 'begun'; readonly by: Caller; readonly oneShot: boolean; readonly participants: readonly string[] }
+  | {
+      readonly type: 'begun';
+      readonly by: Caller | null;
+      readonly oneShot: boolean;
+      readonly participants: readonly string[];
+    }
   | { readonly type: 'enlisted'; readonly participant: string }
-  | { readonly type: 'requested'; readonly action: Message; readonly by: Caller }
+  | { readonly type: 'requested'; readonly action: Message; readonly by: Caller | null }
   | { readonly type: 'sent'; readonly participant: string; readonly message: Message; readonly attempt: number }
   | {
       readonly type: 'voted';
       readonly participant: string;
       readonly vote: Vote;
       readonly reason?: string;
-      readonly latencyMs: number;
+      readonly latencyMs?: number;
     }
-  | { readonly type: 'vote-lost'; readonly participant: string; readonly reason: string; readonly latencyMs: number }
+  | { readonly type: 'vote-lost'; readonly participant: string; readonly reason: string; readonly latencyMs?: number }
   | {
       readonly type: 'decided';
       readonly outcome: Outcome;
@@ -126,20 +135,25 @@ export type HistoryEntry = { readonly at: string } & (
       readonly message: Message;
       readonly attempt: number;
       readonly error: string;
-      readonly latencyMs: number;
+      readonly latencyMs?: number;
     }
   | {
       readonly type: 'acknowledged';
       readonly participant: string;
       readonly message: Message;
-      readonly latencyMs: number;
+      readonly latencyMs?: number;
     }
   | { readonly type: 'heuristic'; readonly participant: string; readonly heuristic: Outcome }
   | { readonly type: 'recovered'; readonly state: TxState }
   | { readonly type: 'finished' }
-  | { readonly type: 'operator-retry'; readonly by: Caller }
-  | { readonly type: 'heuristic-resolved'; readonly participant: string; readonly note: string; readonly by: Caller }
-  | { readonly type: 'truncated'; readonly dropped: number }
+  | { readonly type: 'operator-retry'; readonly by: Caller | null }
+  | {
+      readonly type: 'heuristic-resolved';
+      readonly participant: string;
+      readonly note: string;
+      readonly by: Caller | null;
+    }
+  | { readonly type: 'truncated'; readonly afterEntries: number }
 );
 
 export interface TransactionHistory {

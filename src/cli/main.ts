@@ -193,7 +193,7 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
     return EXIT.usage;
   }
   if (name === 'help') {
-    const about = args[0] === undefined ? undefined : COMMANDS[args[0]];
+    const about = args[0] !== undefined && Object.hasOwn(COMMANDS, args[0]) ? COMMANDS[args[0]] : undefined;
     if (args.length > 1 || (args[0] !== undefined && about === undefined)) return usage(`no command ${args[0]}`);
     out(about === undefined || args[0] === undefined ? help() : commandHelp(args[0], about));
     return EXIT.ok;
@@ -257,7 +257,8 @@ async function operate(name: string, args: string[], values: Values, env: NodeJS
       case 'retry': {
         const tx = await client.retry(id);
         const owing = tx.participants.filter((p) => !p.acknowledged).map((p) => p.name);
-        const said = owing.length === 0 ? 'nothing owed' : `phase two resent to ${owing.join(', ')}`;
+        // commitd resends at once to each of them that is waiting out its backoff (one whose message is on its way keeps it).
+        const said = owing.length === 0 ? 'nothing owed' : `retrying now; not acknowledged yet: ${owing.join(', ')}`;
         print(tx, () => `${said}\n\n${renderTransaction(tx)}`);
         break;
       }

@@ -159,7 +159,10 @@ t.test('retry: a stuck transaction is finished by the operator once its particip
   failing = false;
   const retried = await cli(['retry', tx.id]);
   t.equal(retried.code, 0, retried.stderr);
-  t.match(retried.stdout, new RegExp(`^(phase two resent to ${name}|nothing owed)\\n\\nid +${tx.id}\\n`));
+  t.match(
+    retried.stdout,
+    new RegExp(`^(retrying now; not acknowledged yet: ${name}|nothing owed)\\n\\nid +${tx.id}\\n`),
+  );
   await flaky.waitFor(() => flaky.states.get(tx.id) === 'committed');
   t.equal(flaky.count('commit', tx.id), 2, 'one failed delivery, then the one the retry sent');
   let state = '';

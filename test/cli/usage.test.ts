@@ -43,6 +43,7 @@ t.test('usage errors: exit 2, the reason on stderr, nothing on stdout', async (t
     [[], /^Usage: commitd COMMAND/],
     [['frobnicate'], /no command "frobnicate"/],
     [['help', 'frobnicate'], /no command frobnicate/],
+    [['help', 'constructor'], /no command constructor/],
     [['list', '--bogus'], /Unknown option '--bogus'/],
     [['list', '--limit', '0'], /--limit takes an integer from 1 to 999999/],
     [['list', '--limit'], /argument missing/],

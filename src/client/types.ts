@@ -115,7 +115,6 @@ export type HistoryEntry = { readonly at: string } & (
     }
   | { readonly type: 'enlisted'; readonly participant: string }
   | { readonly type: 'requested'; readonly action: Message; readonly by: Caller | null }
-  | { readonly type: 'sent'; readonly participant: string; readonly message: Message; readonly attempt: number }
   | {
       readonly type: 'voted';
       readonly participant: string;

@@ -123,7 +123,7 @@ t.test('show and history: a transaction, its participants, what happened to it',
   const entries = (JSON.parse(historyJson.stdout) as TransactionHistory).entries;
   t.same(
     entries.map((e) => e.type).filter((type) => type !== 'requested'),
-    ['begun', 'sent', 'voted', 'decided', 'sent', 'acknowledged', 'finished'],
+    ['begun', 'voted', 'decided', 'acknowledged', 'finished'],
     'oldest first',
   );
   t.equal(history.code, 0, history.stderr);

@@ -94,7 +94,7 @@ t.test("the default URL is the default configuration's address", async (t) => {
 });
 
 t.test('serve: the bin, `npm start`, and the service exit codes (a bad configuration: 2)', async (t) => {
-  t.equal(pkg.scripts.start, 'node bin/commitd.js serve');
+  t.equal(pkg.scripts.start, 'npm run build && node bin/commitd.js serve');
   t.same(pkg.bin, { commitd: 'bin/commitd.js' });
   t.match(fs.readFileSync(BIN, 'utf8'), /^#!\/usr\/bin\/env node\n/);
   t.ok((fs.statSync(BIN).mode & 0o111) !== 0, 'executable');

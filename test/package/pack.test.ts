@@ -266,7 +266,7 @@ t.test('the shipped declarations type-check a consumer', async (t) => {
 const installedMain = path.join(app, 'node_modules', 'commitd', 'dist', 'src', 'main.js');
 const installedBin = path.join(app, 'node_modules', '.bin', 'commitd');
 
-t.test('the commitd command from the package, without the service's peers', async (t) => {
+t.test("the commitd command from the package, without the service's peers", async (t) => {
   t.equal(execFileSync(installedBin, ['--version'], { cwd: app, encoding: 'utf8' }), `${manifest.version}\n`);
   const down = spawnSync(installedBin, ['list', '--url', 'http://127.0.0.1:1'], { cwd: app, encoding: 'utf8' });
   t.equal(down.status, 6, `commitd list reaches for the service and finds none: ${down.stderr}`);

@@ -34,9 +34,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { int, num, on, parseFlags, range } from '../src/cli/args.js';
 import { Rng } from '../test/support/rng.js';
 import { MAIN, spawnService } from '../test/support/service.js';
-import { int, num, on, parseFlags, range } from './args.js';
 import type { FileEntry, ParticipantState } from './durable-participant.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

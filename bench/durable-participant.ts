@@ -32,7 +32,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { int, num, parseFlags, str } from './args.js';
+import { int, num, parseFlags, str } from '../src/cli/args.js';
 
 export type ParticipantState = 'prepared' | 'refused' | 'committed' | 'aborted';
 export type Op = 'prepare' | 'commit' | 'abort';

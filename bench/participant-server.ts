@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { parseFlags, str } from './args.js';
+import { parseFlags, str } from '../src/cli/args.js';
 
 const { values, positionals } = parseFlags(process.argv.slice(2), { durable: str() }, { allowPositionals: true });
 const durableDir = values.durable ?? null;

@@ -9,7 +9,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
-import { int, parseFlags } from './args.js';
+import { int, parseFlags } from '../src/cli/args.js';
 import { peakRssMb, saveResult, scrape, startCoordinator } from './processes.js';
 
 type Mode = 'stall' | 'normal';

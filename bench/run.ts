@@ -20,8 +20,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { int, num, on, parseFlags, str } from '../src/cli/args.js';
 import { type PostgresCluster, startPostgres } from '../test/support/postgres-cluster.js';
-import { int, num, on, parseFlags, str } from './args.js';
 import { cpuSeconds, loadResult, peakRssMb, scrape, startCoordinator, startParticipants } from './processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

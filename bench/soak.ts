@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
-import { int, parseFlags } from './args.js';
+import { int, parseFlags } from '../src/cli/args.js';
 import { peakRssMb, rssMb, saveResult, scrape, startCoordinator, startParticipants } from './processes.js';
 
 interface Sample {

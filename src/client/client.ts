@@ -17,7 +17,17 @@ import {
   UnauthorizedError,
   UnavailableError,
 } from './errors.js';
-import type { BeginOptions, ListOptions, NewParticipant, Problem, Transaction, TransactionPage } from './types.js';
+import type {
+  BeginOptions,
+  ListOptions,
+  NewParticipant,
+  Problem,
+  ResolveOptions,
+  Stats,
+  Transaction,
+  TransactionHistory,
+  TransactionPage,
+} from './types.js';
 
 export interface ClientOptions {
   /** commitd's base URL, e.g. http://127.0.0.1:7070 */
@@ -97,7 +107,10 @@ export class CommitdClient {
     return this.send('POST', `${txPath(id)}/commit`, undefined, call) as Promise<Transaction>;
   }
 
-  /** Rejects with ConflictError when the outcome is already commit. */
+  /**
+   * Rejects with ConflictError when the outcome is already commit. With an
+   * admin token it is an operator's abort (abortReason `operator`).
+   */
   abort(id: string, call: CallOptions = {}): Promise<Transaction> {
     return this.send('POST', `${txPath(id)}/abort`, undefined, call) as Promise<Transaction>;
   }
@@ -106,13 +119,45 @@ export class CommitdClient {
     return this.send('GET', txPath(id), undefined, call) as Promise<Transaction>;
   }
 
+  /** Newest first, one page; the filters combine (admin). */
   list(options: ListOptions = {}, call: CallOptions = {}): Promise<TransactionPage> {
     const query = new URLSearchParams();
     if (options.state !== undefined) query.set('state', options.state);
+    if (options.stuck) query.set('stuck', 'true');
+    if (options.heuristicUnresolved) query.set('heuristic', 'unresolved');
+    if (options.olderThanMs !== undefined) query.set('olderThanMs', String(options.olderThanMs));
+    if (options.participant !== undefined) query.set('participant', options.participant);
     if (options.limit !== undefined) query.set('limit', String(options.limit));
     if (options.after !== undefined) query.set('after', options.after);
     const qs = query.toString();
     return this.send('GET', `/v1/transactions${qs ? `?${qs}` : ''}`, undefined, call) as Promise<TransactionPage>;
+  }
+
+  /** What happened to a transaction, oldest first (admin). */
+  history(id: string, call: CallOptions = {}): Promise<TransactionHistory> {
+    return this.send('GET', `${txPath(id)}/history`, undefined, call) as Promise<TransactionHistory>;
+  }
+
+  /**
+   * Resends phase two at once to every participant that has not acknowledged,
+   * with the backoff reset (admin). Resolves with the transaction (finished
+   * when nothing was owed); ConflictError while it is undecided.
+   */
+  retry(id: string, call: CallOptions = {}): Promise<Transaction> {
+    return this.send('POST', `${txPath(id)}/retry`, undefined, call) as Promise<Transaction>;
+  }
+
+  /**
+   * Marks unresolved heuristic outcomes (of one participant, or all) as
+   * resolved by a person, with a note (admin); ConflictError when there is none.
+   */
+  resolve(id: string, options: ResolveOptions, call: CallOptions = {}): Promise<Transaction> {
+    return this.send('POST', `${txPath(id)}/resolve`, options, call) as Promise<Transaction>;
+  }
+
+  /** The overview: work in flight, decision rate, stuck participants, unresolved heuristics (admin). */
+  stats(call: CallOptions = {}): Promise<Stats> {
+    return this.send('GET', '/v1/stats', undefined, call) as Promise<Stats>;
   }
 
   /** The participant inquiry: commit, abort, or pending (an unknown id answers abort: presumed abort). */

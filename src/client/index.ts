@@ -12,13 +12,21 @@ export {
   UnavailableError,
 } from './errors.js';
 export type {
+  AbortReason,
   BeginOptions,
+  Caller,
+  HeuristicResolution,
+  HistoryEntry,
   ListOptions,
   NewParticipant,
   Outcome,
   ParticipantView,
   Problem,
+  ResolveOptions,
+  Stats,
   Transaction,
+  TransactionHistory,
   TransactionPage,
   TxState,
+  Vote,
 } from './types.js';

@@ -3,26 +3,46 @@
 export type TxState = 'active' | 'preparing' | 'prepared' | 'committing' | 'committed' | 'aborting' | 'aborted';
 export type Outcome = 'commit' | 'abort';
 
+export type Vote = 'yes' | 'no' | 'read-only';
+export type AbortReason = 'client' | 'vote' | 'deadline' | 'recovery' | 'operator';
+
 export interface ParticipantView {
   readonly name: string;
-  readonly url: string;
-  readonly vote: 'yes' | 'no' | 'read-only' | null;
+  /** An HTTP participant's URL; a database participant has `database` and `xid` instead. */
+  readonly url?: string;
+  readonly database?: string;
+  /** The prepared transaction's name in the database; null when the database is no longer configured. */
+  readonly xid?: string | null;
+  readonly vote: Vote | null;
   readonly acknowledged: boolean;
+  /** The participant decided on its own, the other way from the outcome. */
   readonly heuristic?: Outcome;
+  /** Present once an operator marked the heuristic as resolved (`resolve`). */
+  readonly heuristicResolved?: HeuristicResolution;
   readonly reason?: string;
+  /** Failed deliveries in a row; present when more than 0. */
   readonly attempts?: number;
   readonly lastError?: string;
+}
+
+export interface HeuristicResolution {
+  readonly at: string;
+  readonly note: string;
+  /** Who resolved it (the admin token's id), null when unknown. */
+  readonly by: string | null;
 }
 
 export interface Transaction {
   readonly id: string;
   readonly state: TxState;
   readonly outcome: Outcome | null;
+  /** Some participant decided the other way on its own: the effects are not atomic. */
+  readonly mixedOutcome?: boolean;
   readonly createdAt: string;
   readonly deadline: string;
   readonly decidedAt: string | null;
   readonly finishedAt: string | null;
-  readonly abortReason: string | null;
+  readonly abortReason: AbortReason | null;
   readonly idempotencyKey: string | null;
   readonly metadata: unknown;
   readonly participants: readonly ParticipantView[];
@@ -47,13 +67,117 @@ export interface BeginOptions {
 
 export interface ListOptions {
   readonly state?: TxState;
+  /** Only transactions with a participant unacknowledged after the stuck threshold of attempts. */
+  readonly stuck?: boolean;
+  /** Only transactions with a heuristic that contradicts the outcome and nobody resolved. */
+  readonly heuristicUnresolved?: boolean;
+  /** Only transactions created more than this long ago. */
+  readonly olderThanMs?: number;
+  /** Only transactions with a participant of this name. */
+  readonly participant?: string;
   readonly limit?: number;
+  /** The cursor: `next` of the previous page. */
   readonly after?: string;
 }
 
 export interface TransactionPage {
   readonly transactions: readonly Transaction[];
   readonly next: string | null;
+}
+
+export interface ResolveOptions {
+  /** Why the heuristic is considered settled (1 to 1000 characters). */
+  readonly note: string;
+  /** Only this participant's heuristic; all unresolved ones when absent. */
+  readonly participant?: string;
+}
+
+/** Who made a call: the token's role and id (null without tokens), and the address it came from. */
+export interface Caller {
+  readonly role: string | null;
+  readonly tokenId: string | null;
+  readonly address: string | null;
+}
+
+type Message = 'prepare' | 'commit' | 'abort';
+
+/**
+ * One event of a transaction's history; `at` is an ISO-8601 time, `latencyMs`
+ * how long the participant took to answer (when it is known), `by` who called
+ * (null when nobody did: recovery, a deadline).
+ */
+export type HistoryEntry = { readonly at: string } & (
+  | {
+      readonly type: 'begun';
+      readonly by: Caller | null;
+      readonly oneShot: boolean;
+      readonly participants: readonly string[];
+    }
+  | { readonly type: 'enlisted'; readonly participant: string }
+  | { readonly type: 'requested'; readonly action: Message; readonly by: Caller | null }
+  | {
+      readonly type: 'voted';
+      readonly participant: string;
+      readonly vote: Vote;
+      readonly reason?: string;
+      readonly latencyMs?: number;
+    }
+  | { readonly type: 'vote-lost'; readonly participant: string; readonly reason: string; readonly latencyMs?: number }
+  | {
+      readonly type: 'decided';
+      readonly outcome: Outcome;
+      readonly reason: 'all-voted-yes' | 'client' | 'vote' | 'deadline' | 'recovery' | 'operator';
+    }
+  | {
+      readonly type: 'delivery-failed';
+      readonly participant: string;
+      readonly message: Message;
+      readonly attempt: number;
+      readonly error: string;
+      readonly latencyMs?: number;
+    }
+  | {
+      readonly type: 'acknowledged';
+      readonly participant: string;
+      readonly message: Message;
+      readonly latencyMs?: number;
+    }
+  | { readonly type: 'heuristic'; readonly participant: string; readonly heuristic: Outcome }
+  | { readonly type: 'recovered'; readonly state: TxState }
+  | { readonly type: 'finished' }
+  | { readonly type: 'operator-retry'; readonly by: Caller | null }
+  | {
+      readonly type: 'heuristic-resolved';
+      readonly participant: string;
+      readonly note: string;
+      readonly by: Caller | null;
+    }
+  | { readonly type: 'truncated'; readonly afterEntries: number }
+);
+
+export interface TransactionHistory {
+  readonly transactionId: string;
+  /** Oldest first. */
+  readonly entries: readonly HistoryEntry[];
+  /** Entries were dropped: the history is bounded per transaction. */
+  readonly truncated: boolean;
+}
+
+export interface Stats {
+  /** Undecided or still delivering, by state. */
+  readonly inFlight: Readonly<Record<'active' | 'preparing' | 'prepared' | 'committing' | 'aborting', number>>;
+  /** Decisions per second, averaged over the last 10 s. */
+  readonly decidedPerSecond: Readonly<Record<Outcome, number>>;
+  readonly stuckParticipants: number;
+  readonly unresolvedHeuristics: number;
+  readonly oldestUnfinished: {
+    readonly id: string;
+    readonly createdAt: string;
+    readonly ageMs: number;
+    readonly state: TxState;
+  } | null;
+  /** The stuck threshold: failed attempts in a row. */
+  readonly stuckAfterAttempts: number;
 }
 
 /** RFC 9457 problem details, as commitd answers errors. */

@@ -16,7 +16,7 @@ import {
   UnavailableError,
 } from '../../src/client/index.js';
 import { tempDir } from '../support/harness.js';
-import { startParticipant } from '../support/participant.js';
+import { startParticipant, waitUntil } from '../support/participant.js';
 import { startService } from '../support/service.js';
 
 const commitd = await startService(tempDir(), {
@@ -244,6 +244,156 @@ t.test('TimeoutError: the call timeout, and the caller AbortSignal', async (t) =
   const aborted = await pending.catch((e: unknown) => e);
   t.type(aborted, TimeoutError);
   t.match((aborted as TimeoutError).problem.detail, /aborted by the caller/);
+});
+
+t.test('list with the operator filters: state, stuck, heuristic, older than, participant', async (t) => {
+  const name = `filtered-${Date.now()}`;
+  let failing = true;
+  const flaky = await startParticipant((m) =>
+    m.action === 'commit' && failing ? { status: 500, body: { error: 'down' } } : undefined,
+  );
+  t.teardown(() => flaky.close());
+  const rogue = await startParticipant((m) =>
+    m.action === 'commit' ? { status: 409, body: { heuristic: 'abort' } } : undefined,
+  );
+  t.teardown(() => rogue.close());
+  const active = await client.begin({ participants: [{ name, url: yes.url }], timeoutMs: 600_000 });
+  const stuck = await client.run({ participants: [{ name, url: flaky.url }] });
+  const heuristic = await client.run({ participants: [{ name, url: rogue.url }] });
+  const ids = async (options: Parameters<CommitdClient['list']>[0]) =>
+    (await client.list({ participant: name, ...options })).transactions.map((x) => x.id);
+
+  t.same(await ids({}), [heuristic.id, stuck.id, active.id], 'participant: only these three, newest first');
+  t.same(await ids({ state: 'active' }), [active.id]);
+  t.same(await ids({ heuristicUnresolved: true }), [heuristic.id]);
+  t.same(await ids({ olderThanMs: 3_600_000 }), [], 'none an hour old');
+  await new Promise((r) => setTimeout(r, 20));
+  t.same(await ids({ olderThanMs: 10 }), [heuristic.id, stuck.id, active.id]);
+  // The stuck threshold (10 failed attempts) is reached within the fast retry delays.
+  await waitUntil(() => flaky.count('commit', stuck.id) >= 11, 20_000, 'ten failed deliveries');
+  t.same(await ids({ stuck: true }), [stuck.id]);
+  t.same(await ids({ limit: 1, after: stuck.id }), [active.id], 'filters and pages combine');
+  failing = false;
+  await client.abort(active.id);
+});
+
+t.test('history: oldest first; NotFoundError for an unknown id', async (t) => {
+  const tx = await client.run({ participants: [{ name: 'a', url: yes.url }] });
+  const history = await client.history(tx.id);
+  t.equal(history.transactionId, tx.id);
+  t.equal(history.truncated, false);
+  const types = history.entries.map((e) => e.type);
+  t.equal(types[0], 'begun');
+  t.equal(types.at(-1), 'finished');
+  t.match(
+    history.entries.find((e) => e.type === 'voted'),
+    { participant: 'a', vote: 'yes' },
+  );
+  t.match(
+    history.entries.find((e) => e.type === 'decided'),
+    { outcome: 'commit', reason: 'all-voted-yes' },
+  );
+  await t.rejects(client.history(`tx_${'0'.repeat(26)}`), NotFoundError);
+});
+
+t.test('retry: resends phase two; ConflictError before a decision; NotFoundError', async (t) => {
+  let failing = true;
+  const flaky = await startParticipant((m) =>
+    m.action === 'commit' && failing ? { status: 503, body: {} } : undefined,
+  );
+  t.teardown(() => flaky.close());
+  const tx = await client.run({ participants: [{ name: 'f', url: flaky.url }] });
+  t.equal(tx.state, 'committing');
+  // Still failing: the transaction is owed a commit whatever the timing, so the retry starts resends.
+  const retried = await client.retry(tx.id);
+  t.match(retried, { id: tx.id, state: 'committing' });
+  const history = await client.history(tx.id);
+  t.ok(history.entries.some((e) => e.type === 'operator-retry'));
+  failing = false;
+  await flaky.waitFor(() => flaky.states.get(tx.id) === 'committed');
+  const undecided = await client.begin();
+  const early = await client.retry(undecided.id).catch((e: unknown) => e);
+  t.type(early, ConflictError);
+  t.equal((early as ConflictError).problem.type, 'urn:commitd:problem:transaction-not-decided');
+  await client.abort(undecided.id);
+  await t.rejects(client.retry(`tx_${'0'.repeat(26)}`), NotFoundError);
+});
+
+t.test("abort with an admin token is the operator's", async (t) => {
+  const tx = await client.begin({ participants: [{ name: 'a', url: yes.url }] });
+  t.match(await client.abort(tx.id), { outcome: 'abort', abortReason: 'operator' });
+});
+
+t.test('resolve: a heuristic marked resolved; ConflictError when nothing is left; bad notes', async (t) => {
+  const rogue = await startParticipant((m) =>
+    m.action === 'commit' ? { status: 409, body: { heuristic: 'abort' } } : undefined,
+  );
+  t.teardown(() => rogue.close());
+  const tx = await client.run({
+    participants: [
+      { name: 'r', url: rogue.url },
+      { name: 'a', url: yes.url },
+    ],
+  });
+  t.equal(tx.mixedOutcome, true);
+  await t.rejects(client.resolve(tx.id, { note: '' }), InvalidRequestError);
+  await t.rejects(client.resolve(tx.id, { note: 'x'.repeat(1001) }), InvalidRequestError);
+  const wrong = await client.resolve(tx.id, { note: 'n', participant: 'a' }).catch((e: unknown) => e);
+  t.type(wrong, ConflictError, 'that participant has no heuristic');
+  const resolved = await client.resolve(tx.id, { note: 'refunded by hand', participant: 'r' });
+  t.match(
+    resolved.participants.find((p) => p.name === 'r'),
+    {
+      heuristic: 'abort',
+      heuristicResolved: { note: 'refunded by hand', at: String },
+    },
+  );
+  const again = await client.resolve(tx.id, { note: 'again' }).catch((e: unknown) => e);
+  t.type(again, ConflictError);
+  t.equal((again as ConflictError).problem.type, 'urn:commitd:problem:nothing-to-resolve');
+  t.equal((again as ConflictError).transaction?.id, tx.id);
+  t.match(
+    (await client.history(tx.id)).entries.find((e) => e.type === 'heuristic-resolved'),
+    { participant: 'r', note: 'refunded by hand' },
+  );
+  await t.rejects(client.resolve(`tx_${'0'.repeat(26)}`, { note: 'x' }), NotFoundError);
+});
+
+t.test('stats: the overview', async (t) => {
+  const holder = await client.begin({ timeoutMs: 60_000 });
+  const stats = await client.stats();
+  t.match(stats, {
+    inFlight: { active: Number },
+    decidedPerSecond: { commit: Number, abort: Number },
+    stuckParticipants: Number,
+    unresolvedHeuristics: Number,
+    oldestUnfinished: { id: String, createdAt: String, ageMs: Number, state: String },
+    stuckAfterAttempts: 10,
+  });
+  t.ok(stats.inFlight.active >= 1);
+  await client.abort(holder.id);
+});
+
+t.test('the admin calls: UnauthorizedError for a participant token, TimeoutError for an aborted signal', async (t) => {
+  const participant = new CommitdClient({ url: commitd.url, token: 'participant-token-0123456789', retries: 0 });
+  t.teardown(() => participant.close());
+  const tx = await client.begin();
+  for (const call of [
+    () => participant.history(tx.id),
+    () => participant.retry(tx.id),
+    () => participant.resolve(tx.id, { note: 'x' }),
+    () => participant.stats(),
+    () => participant.list({ stuck: true }),
+  ]) {
+    const e = await call().catch((error: unknown) => error);
+    t.type(e, UnauthorizedError);
+    t.equal((e as UnauthorizedError).status, 403);
+  }
+  const controller = new AbortController();
+  controller.abort();
+  await t.rejects(client.stats({ signal: controller.signal }), TimeoutError);
+  await t.rejects(client.history(tx.id, { timeoutMs: 1, signal: controller.signal }), TimeoutError);
+  await client.abort(tx.id);
 });
 
 t.test('retryAfterMs reads seconds and HTTP dates, bounded', async (t) => {

@@ -10,7 +10,7 @@
 // the app adds better-sqlite3 and fastify (the one install that compiles,
 // about a minute, done once): still no warning, and the sqlite store and the
 // fastify plugin run a transaction through the service started from the
-// package.
+// package. The `commitd` command works without the service's peers too.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -115,6 +115,7 @@ const files: string[] = packed[0].files.map((f: { path: string }) => f.path);
 t.test('the tarball holds what runs, and nothing else', async (t) => {
   for (const f of [
     'package.json',
+    'bin/commitd.js',
     'config/default.yaml',
     'dist/src/main.js',
     'dist/src/kit/index.js',
@@ -263,6 +264,23 @@ t.test('the shipped declarations type-check a consumer', async (t) => {
 });
 
 const installedMain = path.join(app, 'node_modules', 'commitd', 'dist', 'src', 'main.js');
+const installedBin = path.join(app, 'node_modules', '.bin', 'commitd');
+
+t.test("the commitd command from the package, without the service's peers", async (t) => {
+  t.equal(execFileSync(installedBin, ['--version'], { cwd: app, encoding: 'utf8' }), `${manifest.version}\n`);
+  const down = spawnSync(installedBin, ['list', '--url', 'http://127.0.0.1:1'], { cwd: app, encoding: 'utf8' });
+  t.equal(down.status, 6, `commitd list reaches for the service and finds none: ${down.stderr}`);
+  t.match(down.stderr, /ECONNREFUSED/);
+  const serve = spawnService({
+    dataDir: tempDir('commitd-pack-data-'),
+    script: installedBin,
+    args: ['serve'],
+    inheritCommitdEnv: false,
+    as: { cwd: app },
+  });
+  t.equal((await serve.exited).code, 1, serve.output());
+  t.match(serve.output(), /the service needs fastify, better-sqlite3, not installed/, 'serve says what to install');
+});
 
 t.test('the service started from the package without its peers says what to install', async (t) => {
   const run = spawnService({

@@ -2,7 +2,7 @@
 // npm run sim -- --seeds N [--from S]  run N seeds (S, S+1, …), report seeds/second
 // Exits 1 if any seed breaks an invariant, printing the command that replays it.
 
-import { int, parseFlags } from '../../bench/args.js';
+import { int, parseFlags } from '../../src/cli/args.js';
 import { simulate } from './simulator.js';
 
 async function main(): Promise<void> {

@@ -36,6 +36,8 @@ export interface ServiceOptions {
   readonly dataDir: string;
   /** The service's entry point: this checkout's build unless given (the image test runs a copy). */
   readonly script?: string;
+  /** Arguments after the script (`serve` when the script is bin/commitd.js). */
+  readonly args?: readonly string[];
   /** Listen port; 0 (the default) lets the system pick one, read from the service's log. */
   readonly port?: number;
   /** COMMITD_* settings; they win over everything else. */
@@ -96,7 +98,7 @@ export function spawnService(options: ServiceOptions): ServiceProcess {
     throw new Error('a service on port 0 needs COMMITD_LOG_LEVEL info or lower to tell its address');
   }
   const nodeArgs = [...(options.stopWithParent ? [STOP_WITH_PARENT] : []), ...(options.nodeArgs ?? [])];
-  const child = spawn(process.execPath, [...nodeArgs, options.script ?? MAIN], {
+  const child = spawn(process.execPath, [...nodeArgs, options.script ?? MAIN, ...(options.args ?? [])], {
     cwd: PACKAGE_ROOT,
     ...options.as,
     env,

@@ -1,5 +1,5 @@
-// The command-line flags of every bench/ command and of the simulator's CLI,
-// parsed one way: node's util.parseArgs (strict: an unknown flag or a
+// The command-line flags of `commitd`, of every bench/ command and of the
+// simulator's CLI, parsed one way: node's util.parseArgs (strict: an unknown flag or a
 // missing value is an error) and then each value checked against its
 // declared kind and bounds, so `--seconds ten` or `--clients 0` stops the
 // command with a message naming the flag instead of running with NaN.

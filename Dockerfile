@@ -32,6 +32,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 COPY package.json ./
 COPY config ./config
+# The command-line tool (`docker exec CONTAINER node bin/commitd.js stats`).
+COPY bin ./bin
 RUN mkdir -p /var/lib/commitd && chown node:node /var/lib/commitd
 # The image's unprivileged user; the decision log is its only writable state.
 USER node

@@ -58,6 +58,28 @@ for (const [root, runs] of results) {
   console.log(`${root}: median ${cpu[Math.floor(cpu.length / 2)]} µs CPU/tx (runs ${cpu.join(', ')})`);
 }
 
+/** What the service's observer does (src/assemble.ts), for builds whose coordinator reports through one. */
+function metricsObserver(m) {
+  return {
+    begun: () => m.transactionsBegun.inc(),
+    decided: (outcome, reason, phaseOneSeconds) => {
+      m.transactionsDecided.inc({ outcome, reason: reason ?? '' });
+      if (phaseOneSeconds !== null) m.phaseDuration.observe({ phase: 'prepare' }, phaseOneSeconds);
+    },
+    finished: (outcome, phaseTwoSeconds) => {
+      m.transactionsFinished.inc({ outcome });
+      if (phaseTwoSeconds !== null) m.phaseDuration.observe({ phase: outcome }, phaseTwoSeconds);
+    },
+    heuristic: (r) => m.heuristics.inc({ heuristic: r.heuristic }),
+    recovered: (n) => m.recovered.inc(n),
+    compacted: (n) => m.compacted.inc(n),
+    stuckParticipants: (n) => m.stuckParticipants.set(n),
+    unresolvedHeuristics: (n) => m.heuristicsUnresolved?.set(n),
+    oldestUnfinishedAgeSeconds: (s) => m.oldestUnfinishedAge?.set(s),
+    operatorAction: (action) => m.operatorActions?.inc({ action }),
+  };
+}
+
 async function measure(root, count) {
   const load = (file) => import(pathToFileURL(path.join(root, 'dist', 'src', file)).href);
   const { Coordinator } = await load('coordinator/coordinator.js');
@@ -72,10 +94,14 @@ async function measure(root, count) {
     close: async () => {},
   };
   const limits = { inFlightMax: 100_000, maxInFlight: 100_000, participantsMax: 16, maxParticipants: 16 };
+  const metrics = new Metrics({ processMetrics: false });
   const coordinator = new Coordinator({
     log,
     participants,
-    metrics: new Metrics({ processMetrics: false }),
+    // The old coordinator writes Prometheus metrics itself; later ones report
+    // to an observer, which the service maps to the same metrics: both pay them.
+    metrics,
+    observer: metricsObserver(metrics),
     ...limits,
     defaultTimeoutMs: 30_000,
     inFlightBytesMax: 1e9,

@@ -3,12 +3,15 @@
 // health feeding /readyz. main.ts runs them as a service; tests run the same
 // wiring in-process.
 
+import { hostname } from 'node:os';
 import type { Readiness } from './api/server.js';
+import { ClusterMember, type ClusterObserver } from './cluster/cluster-member.js';
 import type { Config } from './config.js';
 import { Coordinator } from './coordinator/coordinator.js';
+import { ElsewhereError } from './coordinator/errors.js';
 import type { AboutTransaction, CoordinatorObserver } from './coordinator/observer.js';
 import type { DecisionLog, FlushStats } from './log/decision-log.js';
-import { PostgresLog } from './log/postgres-log.js';
+import { type Fence, PostgresLog } from './log/postgres-log.js';
 import { SqliteLog } from './log/sqlite-log.js';
 import type { Metrics } from './metrics.js';
 import type { DatabaseAdapter } from './participants/databases/database-adapter.js';
@@ -37,6 +40,8 @@ export interface Reporting {
 
 export interface Assembled {
   readonly log: DecisionLog;
+  /** With the PostgreSQL store: this instance's part in the cluster; start it once listening. */
+  readonly member: ClusterMember | null;
   /** HTTP and database participants behind one client; closing it closes the database pools. */
   readonly participants: ParticipantClient;
   readonly coordinator: Coordinator;
@@ -70,7 +75,42 @@ export async function assemble(
       key: null,
     }),
   };
-  const log = await openLog(config, metrics, readiness, report);
+  // With the PostgreSQL store, any number of instances share it: the member
+  // owns shards of transactions, fences the log's writes and tells the
+  // coordinator what to drive. Wired both ways, so bound once all exist.
+  let coordinatorRef: Coordinator | null = null;
+  const member =
+    config.log.storeUrl === null
+      ? null
+      : new ClusterMember({
+          url: config.log.storeUrl,
+          schema: config.log.storeSchema,
+          instanceId: instanceId(),
+          leaseMs: config.cluster.leaseMs,
+          probeIntervalMs: config.cluster.peerProbeIntervalMs,
+          peerSilenceMs: config.cluster.peerSilenceMs,
+          adopt: async (shards) => {
+            await coordinatorRef?.recover(shards);
+          },
+          drop: (shards) => coordinatorRef?.drop(shards),
+          flush: () => log.flush(),
+          observer: clusterObserver(metrics, report),
+          onError: (error, context) => report.error(error, context),
+        });
+  const fence: Fence | undefined =
+    member === null
+      ? undefined
+      : {
+          ownerId: member.instanceId,
+          epochOf: (shard) => member.epochOf(shard),
+          lost: (shard, epoch) => member.lost(shard, epoch),
+          refused: (tx, reason) => {
+            void coordinatorRef
+              ?.writeRefused(tx.id, reason)
+              .catch((error) => report.error(error as Error, `handing ${tx.id} on`));
+          },
+        };
+  const log = await openLog(config, metrics, readiness, report, fence);
   const onCall = (c: { message: string; result: string; durationMs: number }) => {
     metrics.participantRequests.inc({ message: c.message, result: c.result });
     metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
@@ -129,7 +169,9 @@ export async function assemble(
     // 1,024 outstanding, 191-204 MB with 256, finished no later.
     recoveryCallsMax: Math.max(1, Math.floor(p.maxCallsInFlight / 2)),
     onError: report.error,
+    ...(member ? { placement: member } : {}),
   });
+  coordinatorRef = coordinator;
   metrics.inFlightSource = () => coordinator.inFlightByState();
   const orphans = new OrphanScanner({
     adapters: [...adapters.values()],
@@ -144,7 +186,7 @@ export async function assemble(
       );
     },
   });
-  return { log, participants, coordinator, orphans };
+  return { log, member, participants, coordinator, orphans };
 }
 
 /** The PostgreSQL store when a store URL is configured, else the SQLite log in the data directory. */
@@ -153,6 +195,7 @@ async function openLog(
   metrics: Metrics,
   readiness: Readiness,
   report: Reporting,
+  fence: Fence | undefined,
 ): Promise<DecisionLog> {
   const common = {
     batchRecordsMax: config.log.maxBatchRecords,
@@ -169,7 +212,12 @@ async function openLog(
     },
   };
   if (config.log.storeUrl !== null) {
-    return PostgresLog.open({ ...common, url: config.log.storeUrl, schema: config.log.storeSchema });
+    return PostgresLog.open({
+      ...common,
+      url: config.log.storeUrl,
+      schema: config.log.storeSchema,
+      ...(fence ? { fence } : {}),
+    });
   }
   return new SqliteLog({
     ...common,
@@ -199,7 +247,13 @@ async function orphanVerdict(
   participant: string,
   database: string | null,
 ): Promise<OrphanVerdict> {
-  if ((await coordinator.outcome(txId)) === 'pending') return 'leave';
+  try {
+    if ((await coordinator.outcome(txId)) === 'pending') return 'leave';
+  } catch (error) {
+    // Undecided at another instance (several on one store): its owner decides.
+    if (error instanceof ElsewhereError) return 'leave';
+    throw error;
+  }
   let tx: Awaited<ReturnType<Coordinator['get']>>;
   try {
     tx = await coordinator.get(txId);
@@ -223,6 +277,25 @@ async function aboutTransaction(coordinator: Coordinator, txId: string): Promise
     // Unknown: presumed abort, and no trace to name.
   }
   return { txId, traceId: traceIdOf(traceParent) };
+}
+
+/** An instance's name in the cluster: its host (for people) and random (a restart is another instance). */
+function instanceId(): string {
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9.-]/g, '')
+      .slice(0, 40) || 'commitd';
+  return `${host}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+function clusterObserver(metrics: Metrics, report: Reporting): ClusterObserver {
+  return {
+    shardsOwned: (count) => metrics.shardsOwned.set(count),
+    taken: (reason, shards) => metrics.shardChanges.inc({ change: reason }, shards),
+    released: (shards) => metrics.shardChanges.inc({ change: 'released' }, shards),
+    lost: (shards) => metrics.shardChanges.inc({ change: 'lost' }, shards),
+    peerGone: (instance, why) => report.error(new Error(`instance ${instance} is gone: ${why}`), 'the cluster'),
+  };
 }
 
 /** The coordinator's reports as Prometheus metrics, heuristics also as a log line an operator sees. */

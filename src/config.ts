@@ -100,6 +100,12 @@ export const SETTINGS = {
     storeUrl: optionalSecret,
     storeSchema: str,
   },
+  cluster: {
+    advertiseUrl: optionalStr,
+    leaseMs: int(500, 600_000),
+    peerProbeIntervalMs: int(10, 60_000),
+    peerSilenceMs: int(50, 600_000),
+  },
 } as const satisfies Record<string, Record<string, Spec>>;
 
 type Value<S> = S extends { kind: 'int' }
@@ -239,6 +245,7 @@ export function resolveConfig(
   if (t.listLimitDefault > t.listLimitMax)
     throw new ConfigError('transactions.listLimitDefault must not exceed listLimitMax');
   checkStore(config.log.storeUrl, config.log.storeSchema);
+  checkCluster(config.cluster);
   if (config.server.headersTimeoutMs > config.server.requestTimeoutMs) {
     throw new ConfigError('server.headersTimeoutMs must not exceed requestTimeoutMs');
   }
@@ -274,6 +281,31 @@ export function resolveConfig(
     throw new ConfigError('participants.retryDelayMsMin must not exceed retryDelayMsMax');
   }
   return config;
+}
+
+function checkCluster(c: Config['cluster']): void {
+  if (c.advertiseUrl !== null) {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(c.advertiseUrl);
+    } catch {
+      // reported below
+    }
+    if (parsed === null || !['http:', 'https:'].includes(parsed.protocol) || parsed.pathname !== '/') {
+      throw new ConfigError(
+        `cluster.advertiseUrl (COMMITD_ADVERTISE_URL) must be http(s)://host:port, got ${show(c.advertiseUrl)}`,
+      );
+    }
+  }
+  // The lease is renewed every probe interval: a few renewals must fit in it.
+  if (c.peerProbeIntervalMs * 4 > c.leaseMs) {
+    throw new ConfigError(
+      'cluster.peerProbeIntervalMs (COMMITD_PEER_PROBE_INTERVAL_MS) must be at most a quarter of leaseMs',
+    );
+  }
+  if (c.peerSilenceMs < c.peerProbeIntervalMs * 2) {
+    throw new ConfigError('cluster.peerSilenceMs (COMMITD_PEER_SILENCE_MS) must be at least twice peerProbeIntervalMs');
+  }
 }
 
 function checkStore(url: string | null, schema: string): void {

@@ -96,6 +96,26 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly shardsOwned = new Gauge({
+    name: 'commitd_cluster_shards_owned',
+    help: 'Shards of transactions this instance owns (several instances on one PostgreSQL store).',
+    registers: [this.registry],
+  });
+
+  readonly shardChanges = new Counter({
+    name: 'commitd_cluster_shard_changes_total',
+    help: 'Shards this instance took (by why: free, owner-gone, lease-expired, reclaimed), handed over (released) or lost (fenced out, or its lease lapsed in hand).',
+    labelNames: ['change'] as const,
+    registers: [this.registry],
+  });
+
+  readonly forwardedCalls = new Counter({
+    name: 'commitd_cluster_forwarded_calls_total',
+    help: 'Calls for transactions another instance drives, forwarded to it, by result (answered, unreachable, moving).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
   readonly logFlushDuration = new Histogram({
     name: 'commitd_log_flush_duration_seconds',
     help: 'Time to write one group-commit batch to the decision log (the fsync after it runs off the event loop).',

@@ -65,10 +65,11 @@ async function start(): Promise<void> {
     if (error instanceof ConfigError) return exit(2, `commitd: configuration: ${error.message}`);
     return exit(error instanceof LogLockedError ? 3 : 4, `commitd: ${(error as Error).message}`);
   }
-  const { log, participants, coordinator, orphans } = assembled;
+  const { log, member, participants, coordinator, orphans } = assembled;
 
   const server = await buildApi({
     coordinator,
+    member,
     config,
     metrics,
     readiness,
@@ -89,15 +90,39 @@ async function start(): Promise<void> {
 
   // Listening first, so /healthz answers while recovery runs and /readyz
   // tells the orchestrator when to send traffic.
-  const recovered = await coordinator.recover();
+  const bound = server.server.address();
+  const address = typeof bound === 'object' && bound !== null ? `${bound.address}:${bound.port}` : String(bound);
+  let recovered: number;
+  if (member === null) {
+    recovered = await coordinator.recover();
+  } else {
+    // Several instances may share the store: this one recovers the shards
+    // it takes (the member adopts them), not everything.
+    const advertiseUrl = config.cluster.advertiseUrl ?? listeningUrl(bound, tls !== null);
+    if (advertiseUrl === null) {
+      await log.close();
+      return exit(
+        2,
+        `commitd: configuration: listening on ${address}, commitd cannot tell how the other instances reach it: set COMMITD_ADVERTISE_URL`,
+      );
+    }
+    recovered = await coordinator.recover([]);
+    try {
+      await member.start(advertiseUrl);
+    } catch (error) {
+      await log.close();
+      return exit(4, `commitd: ${(error as Error).message}`);
+    }
+  }
   // After recovery: until then a transaction still on its way back from the
   // log would read as unknown, and unknown means roll back.
   orphans.start();
   readiness.ready = true;
-  const bound = server.server.address();
-  const address = typeof bound === 'object' && bound !== null ? `${bound.address}:${bound.port}` : String(bound);
   if (exposed.kind === 'warn') server.log.warn(exposed.message);
-  server.log.info({ recovered, dataDir: config.server.dataDir, address }, 'commitd ready');
+  server.log.info(
+    { recovered, dataDir: config.server.dataDir, address, ...(member ? { instance: member.instanceId } : {}) },
+    'commitd ready',
+  );
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -113,6 +138,9 @@ async function start(): Promise<void> {
     coordinator.stopAccepting();
     await server.close();
     await orphans.stop();
+    // Handed over before anything else stops: the others take the shards at
+    // once, rather than when the leases would have run out.
+    await member?.stop();
     await coordinator.stop();
     await participants.close();
     await log.close();
@@ -121,6 +149,14 @@ async function start(): Promise<void> {
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+/** http(s)://address:port of a specific listening address; null for a wildcard one (0.0.0.0, ::). */
+function listeningUrl(bound: ReturnType<import('node:net').Server['address']>, https: boolean): string | null {
+  if (typeof bound !== 'object' || bound === null) return null;
+  if (bound.address === '0.0.0.0' || bound.address === '::') return null;
+  const host = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
+  return `${https ? 'https' : 'http'}://${host}:${bound.port}`;
 }
 
 function exit(code: number, message: string): void {

@@ -4,12 +4,16 @@
 
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions, LogController } from 'fastify';
+import type { ClusterMember } from '../cluster/cluster-member.js';
 import type { Config } from '../config.js';
 import type { Coordinator } from '../coordinator/coordinator.js';
+import { ElsewhereError } from '../coordinator/errors.js';
 import type { Metrics } from '../metrics.js';
+import { answerWaitMsMax } from '../protocol/answers.js';
 import { installAccessControl } from './access-control.js';
 import { consoleRoutes, readConsoleFiles } from './console-routes.js';
+import { Forwarding } from './forwarding.js';
 import { errorHandler, ProblemError, problem, sendProblem } from './problems.js';
 import { installRateLimit } from './rate-limit.js';
 import { problemSchema, transactionSchema } from './schemas.js';
@@ -29,9 +33,16 @@ export interface ApiOptions {
   readonly metrics: Metrics;
   readonly readiness: Readiness;
   readonly logger: FastifyServerOptions['logger'];
+  /** With several instances on one store: this one's part (healthz names it, /v1/cluster shows the cluster, calls are forwarded). */
+  readonly member?: ClusterMember | null;
   /** Serve HTTPS with this certificate chain and key (PEM), read by the caller. */
   readonly tls?: { readonly cert: string; readonly key: string } | null;
 }
+
+/** Beyond the owner's answer bound, for the hop itself. */
+const FORWARD_GRACE_MS = 5_000;
+/** Connections kept to each other instance for forwarded calls. */
+const FORWARD_CONNECTIONS_PER_PEER = 64;
 
 /** Deeper than any real payload needs; far below what recursion over it could not handle. */
 export const MAX_JSON_DEPTH = 64;
@@ -94,7 +105,26 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   app.server.headersTimeout = server.headersTimeoutMs;
   app.server.maxConnections = server.maxConnections;
 
-  app.setErrorHandler(errorHandler);
+  const member = o.member ?? null;
+  const forwarding =
+    member === null
+      ? null
+      : new Forwarding({
+          instanceId: member.instanceId,
+          // The owner waits up to the answer bound for a decision, then answers.
+          answerTimeoutMs:
+            answerWaitMsMax(o.config.participants.prepareTimeoutMs, o.config.participants.phaseTwoTimeoutMs) +
+            FORWARD_GRACE_MS,
+          connectionsPerPeer: FORWARD_CONNECTIONS_PER_PEER,
+          answerBytesMax: o.config.transactions.listPageMaxBytes,
+          metrics: o.metrics,
+        });
+  if (forwarding) app.addHook('onClose', () => forwarding.close());
+  app.setErrorHandler((error: FastifyError, request, reply) =>
+    forwarding !== null && error instanceof ElsewhereError
+      ? forwarding.forward(error, request, reply)
+      : errorHandler(error, request, reply),
+  );
   app.setNotFoundHandler((request, reply) =>
     sendProblem(reply, problem('not-found', 404, `no route ${request.method} ${request.url.split('?')[0]}`)),
   );
@@ -122,7 +152,12 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
 
   installAccessControl(app, o.config, o.readiness);
   if (server.rateLimitPerS > 0) await installRateLimit(app, server.rateLimitPerS);
-  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  // With several instances, the instance's id: a peer probing this address
+  // tells a restarted instance (another id) from the one it knew.
+  app.get('/healthz', { schema: { hide: true } }, async () =>
+    member === null ? { status: 'ok' } : { status: 'ok', instance: member.instanceId },
+  );
+  if (member !== null) app.get('/v1/cluster', { schema: { hide: true } }, async () => member.view());
   app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
     const r = o.readiness;
     if (r.ready && !r.stopping && r.logWritable) return { status: 'ready' };

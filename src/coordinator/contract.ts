@@ -55,6 +55,24 @@ export interface CoordinatorOptions {
   readonly recoveryCallsMax: number;
   /** `about`: the transaction the failure is about, when there is one, for its log line. */
   readonly onError?: (error: Error, context: string, about?: AboutTransaction) => void;
+  /** With several instances: which transactions are this one's. Without: every one, ids naming no shard. */
+  readonly placement?: Placement;
+}
+
+/** Where a transaction's calls are served (several instances on one store, src/cluster). */
+export type Whereabouts =
+  | { readonly at: 'here' }
+  | { readonly at: 'peer'; readonly url: string }
+  | { readonly at: 'nowhere' };
+
+/**
+ * Which transactions this instance drives: with one instance, all of them;
+ * with several, those of the shards it owns (cluster/cluster-member.ts).
+ */
+export interface Placement {
+  /** The shard a new transaction begun here goes in; null when this instance owns none now. */
+  shardForNew(): number | null;
+  whereIs(txId: string): Whereabouts;
 }
 
 export interface BeginRequest {

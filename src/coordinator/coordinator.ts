@@ -8,6 +8,7 @@ import type { HeuristicResolution, ListPage } from '../log/decision-log.js';
 import { abortCallMayAnswer, commitCallMayAnswer, prepareCallMayAnswer } from '../protocol/answers.js';
 import { assert, InvariantError } from '../protocol/assert.js';
 import type { HistoryEntry } from '../protocol/history.js';
+import { shardOfId } from '../protocol/transaction-ids.js';
 import { createTransaction, step } from '../protocol/transitions.js';
 import {
   type Event,
@@ -19,11 +20,21 @@ import {
 } from '../protocol/types.js';
 import { realTimers, type TimerHandle, type Timers } from '../timers.js';
 import { startBegin } from '../tracing/transaction-trace.js';
-import type { Answer, BeginRequest, CallContext, CoordinatorOptions, ListFilter, Stats } from './contract.js';
+import type {
+  Answer,
+  BeginRequest,
+  CallContext,
+  CoordinatorOptions,
+  ListFilter,
+  Placement,
+  Stats,
+  Whereabouts,
+} from './contract.js';
 import { DecisionRate } from './decision-rate.js';
 import {
   ConflictError,
   crashOnBug,
+  ElsewhereError,
   LimitError,
   logUnwritable,
   NotFoundError,
@@ -36,7 +47,10 @@ import { LiveTransaction, type TransactionContext } from './live-transaction.js'
 import { type AboutTransaction, type CoordinatorObserver, silentObserver } from './observer.js';
 import { RecoveryPacer } from './recovery-pacer.js';
 
-export type { Answer, BeginRequest, CallContext, CoordinatorOptions, ListFilter, Stats };
+export type { Answer, BeginRequest, CallContext, CoordinatorOptions, ListFilter, Placement, Stats, Whereabouts };
+
+/** One instance: every transaction is its own, and ids name no shard. */
+const ALONE: Placement = { shardForNew: () => null, whereIs: () => ({ at: 'here' }) };
 
 /** A call nobody in particular made (a one-shot's own commit, tests). */
 const NO_CALLER: CallContext = { by: null, operator: false };
@@ -50,6 +64,8 @@ export class Coordinator {
   private readonly observer: CoordinatorObserver;
   private readonly context: TransactionContext;
   private readonly recoveryPacer: RecoveryPacer<LiveTransaction>;
+  private readonly placement: Placement;
+  private readonly sharded: boolean;
   /** Live transactions with no outcome yet: what the in-flight limit counts. */
   private undecided = 0;
   /** The same, per caller that has any (callers with none are not kept). */
@@ -61,6 +77,7 @@ export class Coordinator {
   private stuck = 0;
   private sweepTimer: TimerHandle | null = null;
   private compacting = false;
+  private started = false;
   private accepting = false;
   private stopped = false;
 
@@ -68,6 +85,8 @@ export class Coordinator {
     this.timers = options.timers ?? realTimers;
     this.step = options.protocolStep ?? step;
     this.observer = options.observer ?? silentObserver;
+    this.placement = options.placement ?? ALONE;
+    this.sharded = options.placement !== undefined;
     this.ids = new IdGenerator(options.entropy);
     this.decisionRate = new DecisionRate(() => this.timers.monotonicMs());
     this.keys = new IdempotencyIndex(options.log, (id) => this.live.get(id));
@@ -94,18 +113,61 @@ export class Coordinator {
   }
 
   /**
-   * Loads every unfinished transaction from the log and drives it on. Returns
-   * once each is live (their recovery steps are paced): from then on new work
-   * is safe to accept.
+   * Loads every unfinished transaction from the log (with several instances:
+   * those of `shards`, the ones this instance just took) and drives it on.
+   * Returns once each is live (their recovery steps are paced): from then on
+   * new work is safe to accept, and calls for them are served here.
    */
-  async recover(): Promise<number> {
-    const loaded = await this.options.log.loadUnfinished();
-    const recovered = loaded.map((tx) => this.track(LiveTransaction.recovered(this.context, tx)));
+  async recover(shards?: readonly number[]): Promise<number> {
+    const loaded = await this.options.log.loadUnfinished(shards);
+    const recovered = loaded
+      .filter((tx) => !this.live.has(tx.id))
+      .map((tx) => this.track(LiveTransaction.recovered(this.context, tx)));
     this.recoveryPacer.enqueue(recovered);
-    this.observer.recovered(loaded.length);
-    this.accepting = true;
-    this.scheduleSweep();
-    return loaded.length;
+    this.observer.recovered(recovered.length);
+    if (!this.started) {
+      this.started = true;
+      this.accepting = true;
+      this.scheduleSweep();
+    }
+    return recovered.length;
+  }
+
+  /**
+   * Lets go of the transactions of these shards at once: another instance
+   * drives them now. Callers waiting on them hear where to go.
+   */
+  drop(shards: readonly number[]): number {
+    const dropping = new Set(shards);
+    let dropped = 0;
+    for (const live of [...this.live.values()]) {
+      if (!dropping.has(shardOfId(live.id) ?? -1)) continue;
+      live.disown();
+      this.forget(live);
+      dropped++;
+    }
+    return dropped;
+  }
+
+  /**
+   * The store did not take a record of a live transaction: its shard moved
+   * (the owner drives it now), or its decision row holds the other outcome,
+   * which stands: that one is adopted, read back and driven as recovery would.
+   */
+  async writeRefused(id: string, reason: 'fenced' | 'decided'): Promise<void> {
+    const live = this.live.get(id);
+    if (!live) return;
+    live.disown();
+    this.forget(live);
+    if (reason === 'fenced') return;
+    const stored = await readingLog(() => this.options.log.get(id));
+    if (!stored || stored.finishedAtMs !== null || this.live.has(id) || this.stopped) return;
+    this.recoveryPacer.enqueue([this.track(LiveTransaction.recovered(this.context, stored))]);
+  }
+
+  /** Where calls for a transaction not live here go: answered here from the log, or elsewhere. */
+  whereIs(id: string): Whereabouts {
+    return this.placement.whereIs(id);
   }
 
   get inFlight(): number {
@@ -130,7 +192,11 @@ export class Coordinator {
           throw new ConflictError('this idempotency key was used for a different request');
         }
         // Finished, perhaps with only the key's snapshot left: answered from it.
-        if (!this.live.has(existing.id)) return this.answerStored(existing, request.commit ? { type: 'commit' } : null);
+        if (!this.live.has(existing.id) && existing.finishedAtMs !== null) {
+          return this.answerStored(existing, request.commit ? { type: 'commit' } : null);
+        }
+        // Unfinished and driven by another instance: the whole begin goes there.
+        if (!this.live.has(existing.id)) this.elsewhere(existing.id);
         if (request.commit) return this.commit(existing.id);
         return { tx: existing, refusal: null, created: false };
       }
@@ -152,13 +218,17 @@ export class Coordinator {
       throw new UnavailableError(`${perCallerMax} undecided transactions of this caller in flight, its limit`, 1);
     }
     this.reserveBytes(requestBytes(request.participants, request.metadataJson));
+    const shard = this.placement.shardForNew();
+    if (this.sharded && shard === null) {
+      throw new UnavailableError('this instance owns no shard of transactions yet; another instance can begin it', 1);
+    }
     const nowMs = this.timers.now();
     // Before the transaction exists: begun without a traceparent while an
     // SDK traces, the transaction keeps this span's, so that what happens to
     // it later joins the trace its begin started.
     const origin = startBegin(request.traceParent ?? null);
     const created = createTransaction({
-      id: this.ids.next(nowMs),
+      id: this.ids.next(nowMs, shard),
       nowMs,
       timeoutMs: request.timeoutMs ?? this.options.defaultTimeoutMs,
       oneShot: request.commit,
@@ -193,7 +263,7 @@ export class Coordinator {
   /** `traceParent` (here and in the calls below): the valid W3C traceparent the call came with, or null. */
   async enlist(id: string, participant: NewParticipant, traceParent: string | null = null): Promise<Answer> {
     const live = this.live.get(id);
-    if (!live?.published) return this.answerStored(await this.read(id), { type: 'enlist', participant });
+    if (!live?.published) return this.answerStored(await this.readHere(id), { type: 'enlist', participant });
     const known = live.current.participants.some((p) => p.name === participant.name);
     if (!known && live.current.participants.length >= this.options.participantsMax) {
       throw new LimitError(`a transaction has at most ${this.options.participantsMax} participants`);
@@ -232,7 +302,7 @@ export class Coordinator {
    */
   async retry(id: string, call: CallContext): Promise<Answer> {
     const live = this.live.get(id);
-    if (!live?.published) return this.answerStored(await this.read(id), { type: 'retry' });
+    if (!live?.published) return this.answerStored(await this.readHere(id), { type: 'retry' });
     const result = await live.trace.origin('retry', call.traceParent ?? null).around(live.dispatch({ type: 'retry' }));
     if (result.refusal === null) {
       live.record([{ type: 'operator-retry', by: call.by }]);
@@ -307,7 +377,14 @@ export class Coordinator {
   async outcome(id: string): Promise<Outcome | 'pending'> {
     const live = this.live.get(id);
     if (live) return live.published?.outcome ?? 'pending';
-    return (await readingLog(() => this.options.log.get(id)))?.outcome ?? 'abort';
+    const stored = await readingLog(() => this.options.log.get(id));
+    if (stored?.outcome) return stored.outcome;
+    // Undecided or unknown: only the owner may say. Another instance may
+    // hold it in memory with prepares out and its begin not yet written.
+    if (this.whereIs(id).at !== 'here') this.elsewhere(id);
+    // Here and unknown: never decided commit (presumed abort). Here, stored
+    // and not live: still being loaded after a takeover.
+    return stored ? 'pending' : 'abort';
   }
 
   async list(query: ListFilter): Promise<ListPage> {
@@ -420,7 +497,7 @@ export class Coordinator {
     call: CallContext,
   ): Promise<Answer> {
     const live = this.live.get(id);
-    if (!live?.published) return this.answerStored(await this.read(id), event);
+    if (!live?.published) return this.answerStored(await this.readHere(id), event);
     if (call !== NO_CALLER) live.record([{ type: 'requested', action: event.type, by: call.by }]);
     return live.trace.origin(event.type, call.traceParent ?? null).around(this.dispatchAndWait(live, event, until));
   }
@@ -442,6 +519,21 @@ export class Coordinator {
     const result = this.step(stored, event, this.timers.now());
     assert(result.effects.length === 0, 'a finished transaction takes no more effects');
     return { tx: stored, refusal: result.refusal, created: false };
+  }
+
+  /**
+   * A transaction that is not live here, read to answer a call that may
+   * change it: only if it is this instance's (then it is finished, or
+   * unknown); another instance's call goes there.
+   */
+  private readHere(id: string): Promise<Transaction> {
+    if (!this.live.has(id) && this.whereIs(id).at !== 'here') this.elsewhere(id);
+    return this.read(id);
+  }
+
+  private elsewhere(id: string): never {
+    const where = this.whereIs(id);
+    throw new ElsewhereError(id, where.at === 'peer' ? where.url : null);
   }
 
   private async read(id: string): Promise<Transaction> {

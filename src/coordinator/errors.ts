@@ -15,6 +15,25 @@ export class UnavailableError extends Error {
   }
 }
 
+/**
+ * The transaction is another instance's (several instances on one store):
+ * the API forwards the call to `url`, or, when nobody is known to own it
+ * right now (ownership moving), answers 503 with Retry-After.
+ */
+export class ElsewhereError extends Error {
+  override name = 'ElsewhereError';
+  constructor(
+    readonly txId: string,
+    readonly url: string | null,
+  ) {
+    super(
+      url === null
+        ? `${txId} is moving to another instance of commitd; retry shortly`
+        : `${txId} is driven by the instance at ${url}`,
+    );
+  }
+}
+
 /** A request that conflicts with what was asked before (an idempotency key reused for another request). */
 export class ConflictError extends Error {
   override name = 'ConflictError';

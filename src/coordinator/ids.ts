@@ -2,11 +2,17 @@
 // Crockford base32). Sorting ids sorts transactions by creation, which the
 // list API's "newest first" paging relies on; within one millisecond the
 // random part is incremented so ids stay strictly increasing.
+//
+// With several instances (src/cluster) the first random digit names the
+// transaction's shard, so any instance finds a transaction's owner from its
+// id alone: ids then increase strictly per shard within a millisecond (and
+// across milliseconds always), which is all the list API's paging needs.
 
 import { randomFillSync } from 'node:crypto';
 
-const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
-export const TX_ID_PATTERN = '^tx_[0-9A-HJKMNP-TV-Z]{26}$';
+import { ALPHABET, ID_SHARDS } from '../protocol/transaction-ids.js';
+
+export { ID_SHARDS, shardOfId, TX_ID_PATTERN } from '../protocol/transaction-ids.js';
 
 export class IdGenerator {
   private lastMs = -1;
@@ -15,7 +21,8 @@ export class IdGenerator {
   /** `entropy` returns `bytes` random bytes, read at once (they may be overwritten later). */
   constructor(private readonly entropy: (bytes: number) => Buffer = pooledRandom()) {}
 
-  next(nowMs: number): string {
+  /** `shard` (0 to ID_SHARDS - 1): the shard the id names, or null for none (one instance). */
+  next(nowMs: number, shard: number | null = null): string {
     if (nowMs <= this.lastMs) {
       increment(this.lastRandom);
     } else {
@@ -23,7 +30,12 @@ export class IdGenerator {
       const bytes = this.entropy(16);
       this.lastRandom = Array.from({ length: 16 }, (_, i) => (bytes[i] as number) & 31);
     }
-    return `tx_${encodeTime(this.lastMs)}${this.lastRandom.map((d) => ALPHABET[d]).join('')}`;
+    const random = this.lastRandom.map((d) => ALPHABET[d]);
+    if (shard !== null) {
+      if (!Number.isInteger(shard) || shard < 0 || shard >= ID_SHARDS) throw new RangeError(`no shard ${shard}`);
+      random[0] = ALPHABET[shard];
+    }
+    return `tx_${encodeTime(this.lastMs)}${random.join('')}`;
   }
 }
 

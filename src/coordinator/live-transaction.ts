@@ -4,7 +4,7 @@
 // before anything after it. Readers see `published`: the transaction as of
 // its last completed step, never a decision still on its way to disk.
 
-import type { DecisionLog } from '../log/decision-log.js';
+import { type DecisionLog, WriteRefusedError } from '../log/decision-log.js';
 import type { ParticipantClient, ParticipantTarget } from '../participants/participant-client.js';
 import { assert, InvariantError } from '../protocol/assert.js';
 import {
@@ -19,7 +19,7 @@ import type { Effect, Event, Message, Step, Transaction } from '../protocol/type
 import type { TimerHandle, Timers } from '../timers.js';
 import { TransactionTrace } from '../tracing/transaction-trace.js';
 import { type BackoffOptions, retryDelayMs } from './backoff.js';
-import { logUnwritable } from './errors.js';
+import { ElsewhereError, logUnwritable } from './errors.js';
 import type { AboutTransaction, CoordinatorObserver } from './observer.js';
 
 /** What every live transaction shares: the log, the participants, time, and the coordinator's hooks. */
@@ -69,6 +69,8 @@ export class LiveTransaction {
   private historyEntries = 0;
   /** Its spans (tracing/transaction-trace.ts), in the trace kept with it. */
   readonly trace: TransactionTrace;
+  /** Another instance drives it now (its shard moved): nothing here acts on it any more. */
+  private disowned = false;
 
   constructor(
     private readonly context: TransactionContext,
@@ -115,7 +117,8 @@ export class LiveTransaction {
    */
   dispatch(event: Event, latencyMs?: number): Promise<Step> {
     const run = this.chain.then(async () => {
-      if (this.context.stopped()) return { tx: this.working, effects: [], refusal: null, changed: false };
+      if (this.context.stopped() || this.disowned)
+        return { tx: this.working, effects: [], refusal: null, changed: false };
       const before = this.working;
       const result = this.context.protocolStep(before, event, this.context.timers.now());
       // The retry's sends replace the ones waiting out their backoff.
@@ -164,6 +167,18 @@ export class LiveTransaction {
     this.cancelRetries();
     this.trace.close();
     for (const w of this.waiters) w.resolve();
+  }
+
+  /**
+   * Another instance drives it from now on (its shard was handed over or
+   * taken): no more steps, sends or retries here, and every caller still
+   * waiting hears where to go.
+   */
+  disown(): void {
+    this.disowned = true;
+    this.cancelRetries();
+    const elsewhere = new ElsewhereError(this.id, null);
+    for (const w of this.waiters) w.reject(elsewhere);
   }
 
   /** Stop retrying; durable state stays as it is. */
@@ -251,6 +266,15 @@ export class LiveTransaction {
   private forcedWriteFailed(before: Transaction, tx: Transaction, error: unknown): never {
     this.working = before;
     this.trace.writeFailed(error);
+    if (error instanceof WriteRefusedError) {
+      // Not this instance's to decide any more (fenced), or decided already
+      // in the store: the coordinator hands it on (Coordinator.writeRefused).
+      // Nothing follows here: no abort after the failed write, which the
+      // owner alone may decide.
+      const elsewhere = new ElsewhereError(tx.id, null);
+      for (const w of this.waiters) w.reject(elsewhere);
+      throw elsewhere;
+    }
     const unavailable = logUnwritable(error);
     // A caller waiting on this transaction (a commit waiting for the
     // decision the last vote leads to) would otherwise wait for a step that
@@ -280,7 +304,7 @@ export class LiveTransaction {
       'no commit message leaves before the commit decision is on disk',
     );
     const deliver = () => {
-      if (this.context.stopped()) return;
+      if (this.context.stopped() || this.disowned) return;
       this.call(message, target, () => this.deliver(message, target, effect.attempt));
     };
     if (effect.attempt === 0) {

@@ -81,8 +81,12 @@ export interface DecisionLog {
   resolutions(txId: string): Promise<HeuristicResolution[]>;
   /** How many contradicting heuristic outcomes are on disk, unresolved. */
   unresolvedHeuristics(): Promise<number>;
-  /** Every transaction not yet finished at every participant; payloads only for active ones (the only ones that may still send prepares). */
-  loadUnfinished(): Promise<Transaction[]>;
+  /**
+   * Every transaction not yet finished at every participant; payloads only
+   * for active ones (the only ones that may still send prepares). With
+   * `shards`, only the transactions whose ids name one of them (ids.ts).
+   */
+  loadUnfinished(shards?: readonly number[]): Promise<Transaction[]>;
   /**
    * Forgets finished transactions that finished before `finishedBeforeMs`
    * (keeping a snapshot with each one's idempotency key), and keys whose
@@ -92,6 +96,26 @@ export interface DecisionLog {
   compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): Promise<number>;
   /** Writes what is queued (what cannot be written is lost, as in a crash) and lets go of the log. */
   close(): Promise<void>;
+}
+
+/**
+ * A write the store did not take, with nothing of it written: the
+ * transaction's shard is no longer this instance's (`fenced`: another
+ * instance took it over, src/cluster), or its decision row already holds the
+ * other outcome (`decided`: insert-if-absent lost; the stored one stands).
+ */
+export class WriteRefusedError extends Error {
+  override name = 'WriteRefusedError';
+  constructor(
+    readonly txId: string,
+    readonly reason: 'fenced' | 'decided',
+  ) {
+    super(
+      reason === 'fenced'
+        ? `${txId}: this instance no longer owns the transaction's shard; its owner goes on with it`
+        : `${txId}: the store already holds the other decision; it stands`,
+    );
+  }
 }
 
 export class LogLockedError extends Error {

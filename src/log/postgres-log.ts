@@ -18,6 +18,7 @@
 
 import pg from 'pg';
 import type { Actor, HistoryEntry } from '../protocol/history.js';
+import { ALPHABET, SHARD_DIGIT_INDEX, shardOfId } from '../protocol/transaction-ids.js';
 import type { Transaction } from '../protocol/types.js';
 import {
   type DecisionLog,
@@ -26,6 +27,7 @@ import {
   type ListPage,
   type ListQuery,
   LogUnusableError,
+  WriteRefusedError,
 } from './decision-log.js';
 import { migratePostgres, quoted } from './postgres-schema.js';
 import { fromRow, participantsJson, type TxRow } from './records.js';
@@ -46,8 +48,32 @@ export interface PostgresLogOptions {
   readonly connectTimeoutMs?: number;
   /** Bound on one statement, on the server (statement_timeout). */
   readonly statementTimeoutMs?: number;
+  /** With several instances: every write is fenced by the epoch its shard is owned under (src/cluster). */
+  readonly fence?: Fence;
   readonly onFlush?: (stats: FlushStats) => void;
   readonly onError?: (error: Error) => void;
+}
+
+/**
+ * What fences this instance's writes: the epoch under which it owns each
+ * shard. A record of a shard it does not own (or no longer under that epoch,
+ * as the store says in the write's own transaction) is not written.
+ */
+export interface Fence {
+  /** The instance's id, the shards table's owner column. */
+  readonly ownerId: string;
+  /** The epoch this instance owns the shard under; null when it does not own it. */
+  epochOf(shard: number): number | null;
+  /** The store said the shard is no longer this instance's under that epoch. */
+  lost(shard: number, epoch: number): void;
+  /** A record the store did not take (WriteRefusedError's reasons); its forced writers hear the error. */
+  refused(tx: Transaction, reason: 'fenced' | 'decided'): void;
+}
+
+/** What one batch's statement reports: the rows it wrote, and the shards whose fence held. */
+interface Written {
+  readonly ids: ReadonlySet<string>;
+  readonly shardsHeld: ReadonlySet<number>;
 }
 
 /** A batch whose COMMIT may or may not have happened: the connection went while it was on its way. */
@@ -56,6 +82,7 @@ interface Unverified {
   readonly history: History;
   readonly token: string;
   readonly startedAt: number;
+  readonly epochs: ReadonlyMap<number, number>;
 }
 
 /** History entries by transaction, queued or in a batch. */
@@ -321,21 +348,22 @@ export class PostgresLog implements DecisionLog {
       this.notWritten(batch, unreachable(error, this.where()), true);
       throw unreachable(error, this.where());
     }
-    const batch = this.take();
-    const history = this.pendingHistory;
+    const epochs = new Map<number, number>();
+    const batch = this.ownedOnly(this.take(), epochs);
+    const history = this.ownedHistory(this.pendingHistory, epochs);
     this.pendingHistory = new Map();
     if (batch.length === 0 && history.size === 0) return;
     const token = `${this.writerId}:${++this.tokens}`;
     const startedAt = performance.now();
     try {
-      await this.write(writer, batch, history, token);
-      this.written(batch, startedAt);
+      const written = await this.write(writer, batch, history, token, epochs);
+      this.settle(batch, written, epochs, startedAt);
       return;
     } catch (error) {
       if (!(error instanceof pg.DatabaseError)) {
         // No answer from the server: the COMMIT may have happened. Nobody
         // hears until a new session has read the marker.
-        this.unverified = { batch, history, token, startedAt };
+        this.unverified = { batch, history, token, startedAt, epochs };
         this.dropWriter();
         throw unreachable(error, this.where());
       }
@@ -353,11 +381,11 @@ export class PostgresLog implements DecisionLog {
     for (const entry of batch) {
       const single = `${this.writerId}:${++this.tokens}`;
       try {
-        await this.write(writer, [entry], new Map(), single);
-        this.written([entry], performance.now());
+        const written = await this.write(writer, [entry], new Map(), single, epochs);
+        this.settle([entry], written, epochs, performance.now());
       } catch (error) {
         if (!(error instanceof pg.DatabaseError)) {
-          this.unverified = { batch: [entry], history: new Map(), token: single, startedAt };
+          this.unverified = { batch: [entry], history: new Map(), token: single, startedAt, epochs };
           this.dropWriter();
           // The others wait for the next batch, behind the unknown one.
           for (const rest of batch.slice(batch.indexOf(entry) + 1)) this.requeue(rest, true);
@@ -387,7 +415,13 @@ export class PostgresLog implements DecisionLog {
    * One statement, so one transaction and one COMMIT: the rows, their
    * payloads, contradicting heuristics, history chunks and the marker.
    */
-  private async write(writer: pg.Client, batch: Pending[], history: History, token: string): Promise<void> {
+  private async write(
+    writer: pg.Client,
+    batch: Pending[],
+    history: History,
+    token: string,
+    epochs: ReadonlyMap<number, number>,
+  ): Promise<Written> {
     const c: unknown[][] = Array.from({ length: 13 }, () => []);
     const payloads: string[][] = [[], [], []];
     const heuristics: unknown[][] = [[], [], [], []];
@@ -426,28 +460,45 @@ export class PostgresLog implements DecisionLog {
       }
     }
     const s = this.s;
-    await writer.query(
-      `WITH tx AS (
-         INSERT INTO ${s}.transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
-           decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent)
+    const fenced = this.options.fence !== undefined;
+    const { rows } = await writer.query<{ marker: string }>(
+      `WITH fence AS (
+         -- The shards this batch writes into, locked (FOR SHARE) for as long as
+         -- the batch's transaction lasts, and only under the epoch this instance
+         -- owns them by. A takeover (an UPDATE of the row) waits for the lock,
+         -- so it sees this batch once it commits; after a takeover the epoch
+         -- no longer matches and nothing of that shard is written.
+         SELECT sh.shard FROM ${s}.shards sh
+         JOIN unnest($26::int[], $27::bigint[]) AS f(shard, epoch) ON sh.shard = f.shard AND sh.epoch = f.epoch
+         WHERE sh.owner = $28
+         FOR SHARE OF sh
+       ), input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[],
            $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[], $25::text[])
+           AS i(id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
+             finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent)
+         WHERE NOT $29 OR ${SHARD_SQL('i.id')} IN (SELECT shard FROM fence)
+       ), tx AS (
+         INSERT INTO ${s}.transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
+           decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent)
+         SELECT * FROM input
          ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
            abort_reason = excluded.abort_reason, decided_at_ms = excluded.decided_at_ms,
            finished_at_ms = excluded.finished_at_ms, participants = excluded.participants
-         RETURNING 1
+         -- The decision is an insert-if-absent: a row holding the other
+         -- outcome is not touched, and the writer adopts the stored one.
+         WHERE ${s}.transactions.outcome IS NULL OR ${s}.transactions.outcome = excluded.outcome
+         RETURNING id
        ), payloads AS (
          INSERT INTO ${s}.payloads (tx_id, name, payload)
-         SELECT * FROM unnest($14::text[], $15::text[], $16::text[])
+         SELECT * FROM unnest($14::text[], $15::text[], $16::text[]) AS p(tx_id, name, payload)
+         WHERE p.tx_id IN (SELECT id FROM tx)
          ON CONFLICT DO NOTHING
-         RETURNING 1
-       ), marker AS (
-         INSERT INTO ${s}.flush_markers (writer, token) VALUES ($17, $18)
-         ON CONFLICT (writer) DO UPDATE SET token = excluded.token
          RETURNING 1
        ), heuristics AS (
          INSERT INTO ${s}.heuristics (tx_id, participant, heuristic, reported_at_ms)
-         SELECT * FROM unnest($19::text[], $20::text[], $21::text[], $22::bigint[])
+         SELECT * FROM unnest($19::text[], $20::text[], $21::text[], $22::bigint[]) AS h(tx_id, participant, heuristic, at)
+         WHERE h.tx_id IN (SELECT id FROM tx)
          ON CONFLICT DO NOTHING
          RETURNING 1
        ), history AS (
@@ -457,10 +508,19 @@ export class PostgresLog implements DecisionLog {
          INSERT INTO ${s}.history (tx_id, seq, entries)
          SELECT h.tx_id, COALESCE((SELECT max(seq) FROM ${s}.history WHERE tx_id = h.tx_id), 0) + 1, h.entries
          FROM unnest($23::text[], $24::text[]) AS h(tx_id, entries)
-         WHERE h.tx_id = ANY($1::text[]) OR EXISTS (SELECT 1 FROM ${s}.transactions WHERE id = h.tx_id)
+         WHERE (NOT $29 OR ${SHARD_SQL('h.tx_id')} IN (SELECT shard FROM fence))
+           AND (h.tx_id = ANY($1::text[]) OR EXISTS (SELECT 1 FROM ${s}.transactions WHERE id = h.tx_id))
          RETURNING 1
+       ), marker AS (
+         -- What this batch wrote, in its own transaction: after a connection
+         -- lost mid-COMMIT, the marker says whether it committed and what it took.
+         INSERT INTO ${s}.flush_markers (writer, token)
+         VALUES ($17, $18 || '|' || COALESCE((SELECT string_agg(id, ',') FROM tx), '')
+           || '|' || COALESCE((SELECT string_agg(shard::text, ',') FROM fence), ''))
+         ON CONFLICT (writer) DO UPDATE SET token = excluded.token
+         RETURNING token
        )
-       SELECT (SELECT count(*) FROM tx) AS written`,
+       SELECT (SELECT token FROM marker) AS marker`,
       [
         ...c,
         ...payloads,
@@ -470,8 +530,74 @@ export class PostgresLog implements DecisionLog {
         [...history.keys()],
         [...history.values()].map((entries) => JSON.stringify(entries)),
         batch.map(({ tx }) => tx.traceParent),
+        [...epochs.keys()],
+        [...epochs.values()],
+        this.options.fence?.ownerId ?? null,
+        fenced,
       ],
     );
+    return parseMarker(rows[0]?.marker ?? '', token) ?? { ids: new Set(), shardsHeld: new Set() };
+  }
+
+  /**
+   * Keeps the records of shards this instance owns, noting each one's epoch;
+   * the others are refused at once (their shard moved on: nothing of them
+   * may be written). Without a fence, everything.
+   */
+  private ownedOnly(batch: Pending[], epochs: Map<number, number>): Pending[] {
+    const fence = this.options.fence;
+    if (fence === undefined) return batch;
+    const owned: Pending[] = [];
+    for (const entry of batch) {
+      const shard = shardOfId(entry.tx.id);
+      const epoch = shard === null ? null : fence.epochOf(shard);
+      if (shard === null || epoch === null) {
+        this.refuse(entry, 'fenced');
+        continue;
+      }
+      epochs.set(shard, epoch);
+      owned.push(entry);
+    }
+    return owned;
+  }
+
+  /** History of transactions in shards this instance owns; the rest is dropped with them. */
+  private ownedHistory(history: History, epochs: Map<number, number>): History {
+    const fence = this.options.fence;
+    if (fence === undefined) return history;
+    const owned: History = new Map();
+    for (const [txId, entries] of history) {
+      const shard = shardOfId(txId);
+      const epoch = shard === null ? null : fence.epochOf(shard);
+      if (shard === null || epoch === null) continue;
+      epochs.set(shard, epoch);
+      owned.set(txId, entries);
+    }
+    return owned;
+  }
+
+  /** After a batch committed: its writers hear, except those whose record the store did not take. */
+  private settle(batch: Pending[], written: Written, epochs: ReadonlyMap<number, number>, startedAt: number): void {
+    const taken: Pending[] = [];
+    for (const entry of batch) {
+      if (written.ids.has(entry.tx.id)) {
+        taken.push(entry);
+        continue;
+      }
+      const shard = shardOfId(entry.tx.id) ?? -1;
+      const fenced = this.options.fence !== undefined && !written.shardsHeld.has(shard);
+      this.refuse(entry, fenced ? 'fenced' : 'decided');
+    }
+    if (this.options.fence) {
+      for (const [shard, epoch] of epochs) if (!written.shardsHeld.has(shard)) this.options.fence.lost(shard, epoch);
+    }
+    this.written(taken, startedAt);
+  }
+
+  private refuse(entry: Pending, reason: 'fenced' | 'decided'): void {
+    const error = new WriteRefusedError(entry.tx.id, reason);
+    for (const w of entry.waiters) w.reject(error);
+    this.options.fence?.refused(entry.tx, reason);
   }
 
   /**
@@ -495,8 +621,9 @@ export class PostgresLog implements DecisionLog {
       [this.writerName],
     );
     this.unverified = null;
-    if (rows[0]?.token === unverified.token) {
-      this.written(unverified.batch, unverified.startedAt);
+    const written = parseMarker(rows[0]?.token ?? '', unverified.token);
+    if (written !== null) {
+      this.settle(unverified.batch, written, unverified.epochs, unverified.startedAt);
       return;
     }
     this.requeueHistory(unverified.history);
@@ -600,9 +727,12 @@ export class PostgresLog implements DecisionLog {
     };
   }
 
-  async loadUnfinished(): Promise<Transaction[]> {
+  async loadUnfinished(shards?: readonly number[]): Promise<Transaction[]> {
     const { rows } = await this.pool.query<TxRow>(
-      `SELECT * FROM ${this.s}.transactions WHERE finished_at_ms IS NULL ORDER BY id`,
+      `SELECT * FROM ${this.s}.transactions
+       WHERE finished_at_ms IS NULL AND ($1::int[] IS NULL OR ${SHARD_SQL('id')} = ANY($1::int[]))
+       ORDER BY id`,
+      [shards ?? null],
     );
     // Payloads only for active transactions, the only ones that may still
     // send prepares: a store full of large ones cannot fill the heap at start.
@@ -683,6 +813,25 @@ export class PostgresLog implements DecisionLog {
     this.writer = null;
     await Promise.allSettled([writer?.end(), this.pool.end()]);
   }
+}
+
+/** The shard a transaction id names, in SQL (protocol/transaction-ids.ts: the digit after `tx_` and the time). */
+function SHARD_SQL(idColumn: string): string {
+  return `(strpos('${ALPHABET}', substr(${idColumn}, ${SHARD_DIGIT_INDEX + 1}, 1)) - 1)`;
+}
+
+/**
+ * A flush marker `token|ids|shards` read back: null when it is not the
+ * token's (that batch did not commit), else what it wrote and the shards
+ * whose fence held.
+ */
+function parseMarker(marker: string, token: string): Written | null {
+  const [markerToken, ids = '', shards = ''] = marker.split('|');
+  if (markerToken !== token) return null;
+  return {
+    ids: new Set(ids === '' ? [] : ids.split(',')),
+    shardsHeld: new Set(shards === '' ? [] : shards.split(',').map(Number)),
+  };
 }
 
 function isTransient(error: pg.DatabaseError): boolean {

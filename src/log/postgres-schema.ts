@@ -86,6 +86,29 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE $S.transactions ADD COLUMN trace_parent text;
   `,
+  // 3: several instances on one store (src/cluster). Shards of transactions
+  // (the shard is a digit of the id), each owned by one instance under a
+  // lease judged on this database's clock, with an epoch bumped on every
+  // change of owner; every write is fenced by it. Instances say where they
+  // are (their advertised URL) and that they are alive (seen_until).
+  `
+  CREATE TABLE $S.instances (
+    id         text PRIMARY KEY,
+    url        text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    seen_until timestamptz NOT NULL
+  );
+  CREATE TABLE $S.shards (
+    shard       integer PRIMARY KEY,
+    owner       text,
+    epoch       bigint NOT NULL DEFAULT 0,
+    lease_until timestamptz NOT NULL DEFAULT '-infinity'
+  );
+  INSERT INTO $S.shards (shard) SELECT generate_series(0, 31);
+  -- A takeover loads the shard's unfinished transactions: a small index,
+  -- however many finished ones the retention keeps.
+  CREATE INDEX transactions_unfinished ON $S.transactions (id) WHERE finished_at_ms IS NULL;
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Actor, HistoryEntry } from '../protocol/history.js';
+import { shardOfId } from '../protocol/transaction-ids.js';
 import { type Transaction, TX_STATES } from '../protocol/types.js';
 import {
   type DecisionLog,
@@ -385,8 +386,11 @@ export class SqliteLog implements DecisionLog {
     };
   }
 
-  async loadUnfinished(): Promise<Transaction[]> {
-    const rows = this.statements.unfinished.all() as TxRow[];
+  async loadUnfinished(shards?: readonly number[]): Promise<Transaction[]> {
+    const wanted = shards && new Set(shards);
+    const rows = (this.statements.unfinished.all() as TxRow[]).filter(
+      (row) => wanted === undefined || wanted.has(shardOfId(row.id) ?? -1),
+    );
     return rows.map((row) => {
       // Only an active transaction may still ask for prepares; the payloads
       // of the others stay on disk, so a log full of large ones cannot fill

@@ -2,7 +2,7 @@
 // API's paging relies on it), and random where they are not time.
 
 import t from 'tap';
-import { IdGenerator, TX_ID_PATTERN } from '../../src/coordinator/ids.js';
+import { ID_SHARDS, IdGenerator, shardOfId, TX_ID_PATTERN } from '../../src/coordinator/ids.js';
 
 t.test('ids match the pattern and increase strictly, within a millisecond and across', async (t) => {
   const ids = new IdGenerator();
@@ -33,4 +33,28 @@ t.test('an injected entropy source is used as given', async (t) => {
   const ids = new IdGenerator((n) => Buffer.alloc(n, 0));
   t.equal(ids.next(0), `tx_${'0'.repeat(26)}`);
   t.equal(ids.next(0), `tx_${'0'.repeat(25)}1`, 'the same millisecond increments');
+});
+
+t.test('an id names its shard, and ids of one shard still increase strictly', async (t) => {
+  const ids = new IdGenerator();
+  const pattern = new RegExp(TX_ID_PATTERN);
+  const byShard = new Map<number, string[]>();
+  for (let i = 0; i < 3_200; i++) {
+    const shard = (i * 7) % ID_SHARDS;
+    const id = ids.next(1_700_000_000_000 + Math.floor(i / 400), shard);
+    if (shardOfId(id) !== shard) t.fail(`${id} should name shard ${shard}, names ${shardOfId(id)}`);
+    if (!pattern.test(id)) t.fail(`${id} does not match the pattern`);
+    byShard.set(shard, [...(byShard.get(shard) ?? []), id]);
+  }
+  t.equal(byShard.size, ID_SHARDS, 'every shard was named, each by its own ids, increasing and unique');
+  for (const [shard, made] of byShard) {
+    for (let i = 1; i < made.length; i++) {
+      if (!((made[i] as string) > (made[i - 1] as string))) t.fail(`shard ${shard}: ${made[i]} after ${made[i - 1]}`);
+    }
+    if (new Set(made).size !== made.length) t.fail(`shard ${shard}: an id twice`);
+  }
+  t.throws(() => ids.next(0, ID_SHARDS), RangeError, 'a shard past the last is refused');
+  t.throws(() => ids.next(0, -1), RangeError);
+  t.equal(shardOfId('tx_nope'), null, 'not an id: no shard');
+  t.equal(shardOfId(`tx_${'0'.repeat(10)}${'U'.repeat(16)}`), null, 'a letter Crockford leaves out: no shard');
 });

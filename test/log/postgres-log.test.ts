@@ -6,7 +6,7 @@
 
 import net from 'node:net';
 import t, { type Test } from 'tap';
-import { LogUnusableError } from '../../src/log/decision-log.js';
+import { LogUnusableError, WriteRefusedError } from '../../src/log/decision-log.js';
 import { PostgresLog, type PostgresLogOptions } from '../../src/log/postgres-log.js';
 import { POSTGRES_SCHEMA_VERSION } from '../../src/log/postgres-schema.js';
 import { createTransaction, step } from '../../src/protocol/transitions.js';
@@ -89,7 +89,7 @@ t.test('an unreachable store is refused at open, without its credentials in the 
   t.notMatch((error as Error).message, 's3cret');
 });
 
-t.test('a decision is never rewritten: the store refuses it, in the batch and in plain SQL', async (t) => {
+t.test('a decision is an insert-if-absent: the other outcome is refused, in the batch and in plain SQL', async (t) => {
   const { log, errors } = await open(t, { schema: 'decisions' });
   const begun = begin('tx_1');
   await log.writeForced(begun);
@@ -99,7 +99,11 @@ t.test('a decision is never rewritten: the store refuses it, in the batch and in
   const aborted = { ...committing, outcome: 'abort' as const, state: 'aborting' as const };
   // Beside it in the same batch, a record that is fine: it is written.
   const other = log.writeForced(begin('tx_2'));
-  await t.rejects(log.writeForced(aborted), LogUnusableError, 'the forced writer hears of it');
+  await t.rejects(
+    log.writeForced(aborted),
+    new WriteRefusedError('tx_1', 'decided'),
+    'the forced writer hears that the stored decision stands',
+  );
   await other;
   t.equal((await log.get('tx_1'))?.outcome, 'commit', 'the stored decision stands');
   t.ok(await log.get('tx_2'), 'the other record of the batch was written');
@@ -109,8 +113,8 @@ t.test('a decision is never rewritten: the store refuses it, in the batch and in
   );
   t.match(
     errors.map((e) => e.message),
-    [/a decision is never rewritten \(tx_1 was commit, not abort\)/],
-    'and the failed batch is reported',
+    [/tx_1: the store already holds the other decision; it stands/],
+    'and the refused record is reported',
   );
 });
 

@@ -49,6 +49,7 @@ export function testConfig(overrides: Overrides = {}, dataDir = tempDir()): Conf
       ...overrides.participants,
     },
     log: { ...base.log, sweepIntervalMs: 50, ...overrides.log },
+    cluster: { ...base.cluster, ...overrides.cluster },
     databases: overrides.databases ?? base.databases,
   };
 }
@@ -68,7 +69,7 @@ export async function startHarness(
   const metrics = new Metrics({ processMetrics: false });
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const errors: Error[] = [];
-  const { log, participants, coordinator, orphans } = await assemble(config, metrics, readiness, {
+  const { log, member, participants, coordinator, orphans } = await assemble(config, metrics, readiness, {
     logError: (e) => {
       errors.push(e);
       report?.logError(e);
@@ -80,9 +81,14 @@ export async function startHarness(
     heuristic: (message, about) => report?.heuristic(message, about),
     orphan: (message, about) => report?.orphan?.(message, about),
   });
-  const app = await buildApi({ coordinator, config, metrics, readiness, logger, tls });
+  const app = await buildApi({ coordinator, member, config, metrics, readiness, logger, tls });
   await app.ready();
-  await coordinator.recover();
+  if (member === null) await coordinator.recover();
+  else {
+    // In process, called by inject only: an address no other instance uses.
+    await coordinator.recover([]);
+    await member.start('http://127.0.0.1:9');
+  }
   orphans.start();
   readiness.ready = true;
   return {
@@ -98,6 +104,7 @@ export async function startHarness(
     close: async (removeData = false) => {
       await app.close();
       await orphans.stop();
+      await member?.stop();
       await coordinator.stop();
       await participants.close();
       await log.close();

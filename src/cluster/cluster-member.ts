@@ -1,0 +1,370 @@
+// One instance's part in a cluster of commitd on one PostgreSQL store: it
+// says it is alive, renews the leases of the shards it owns, takes the shards
+// others left (on a probe's evidence, or when a lease ran out by the store's
+// clock), hands shards over to a newcomer and all of them on SIGTERM, and
+// tells the coordinator which transactions to drive (adopt) and which to let
+// go (drop). It also answers, for the log's fence, the epoch each shard is
+// owned under, and, for the API, where a transaction's calls go.
+//
+// Safety is the fence's (every write carries the shard's epoch, checked in
+// the write's own database transaction, log/postgres-log.ts) and the
+// decision row's (insert-if-absent): this file is about liveness. Even so it
+// stops acting on a shard before its lease can have run out from the store's
+// point of view: the lease was renewed at most at the moment the renewal was
+// sent, and a monotonic clock, minus a margin, says when that was.
+
+import pg from 'pg';
+import type { Placement, Whereabouts } from '../coordinator/contract.js';
+import { quoted } from '../log/postgres-schema.js';
+import { ID_SHARDS, shardOfId } from '../protocol/transaction-ids.js';
+import { PeerProbes } from './peer-probes.js';
+import { type InstanceRow, planShards, type ShardRow, type TakeReason } from './shard-plan.js';
+
+export interface ClusterMemberOptions {
+  readonly url: string;
+  readonly schema: string;
+  readonly instanceId: string;
+  /** The lease, on the store's clock; renewed every probe interval. */
+  readonly leaseMs: number;
+  readonly probeIntervalMs: number;
+  /** A peer that answers no probe for this long is taken to be gone. */
+  readonly peerSilenceMs: number;
+  readonly monotonicMs?: () => number;
+  /** Loads and drives the unfinished transactions of these shards (resolves once they are in memory). */
+  readonly adopt: (shards: readonly number[]) => Promise<void>;
+  /** Stops driving the transactions of these shards at once (another instance will). */
+  readonly drop: (shards: readonly number[]) => void;
+  /** Writes what is queued: before a shard is handed over, what its owner decided goes first. */
+  readonly flush: () => Promise<void>;
+  readonly observer?: ClusterObserver;
+  readonly onError?: (error: Error, context: string) => void;
+}
+
+export interface ClusterObserver {
+  shardsOwned(count: number): void;
+  taken(reason: TakeReason, shards: number): void;
+  released(shards: number): void;
+  lost(shards: number): void;
+  peerGone(instanceId: string, why: string): void;
+}
+
+interface OwnedShard {
+  readonly epoch: number;
+  /** Monotonic ms after which this instance no longer acts on the shard, unless renewed. */
+  validUntilMs: number;
+  /** Its unfinished transactions are in memory: calls for them are served here. */
+  loaded: boolean;
+  /** Being handed over: no new transactions in it. */
+  releasing: boolean;
+}
+
+/** Of the lease, the part kept in hand: stop acting this much before it can have run out. */
+const LEASE_MARGIN_FRACTION = 0.25;
+
+export class ClusterMember implements Placement {
+  private readonly s: string;
+  private readonly pool: pg.Pool;
+  private readonly probes: PeerProbes;
+  private readonly monotonicMs: () => number;
+  private readonly owned = new Map<number, OwnedShard>();
+  private shardsSeen: readonly ShardRow[] = [];
+  private instancesSeen: readonly InstanceRow[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+  private nextShard = 0;
+  private joined = false;
+  /** How the other instances reach this one (forwarded calls, probes): known once it listens. */
+  private advertiseUrl = '';
+
+  constructor(private readonly o: ClusterMemberOptions) {
+    this.s = quoted(o.schema);
+    this.monotonicMs = o.monotonicMs ?? (() => performance.now());
+    this.pool = new pg.Pool({
+      connectionString: o.url,
+      application_name: `commitd-member-${o.instanceId}`,
+      max: 2,
+      connectionTimeoutMillis: o.leaseMs,
+      // A statement that takes longer than the lease is useless: the lease is gone by then.
+      options: `-c statement_timeout=${o.leaseMs}`,
+      query_timeout: o.leaseMs + 1_000,
+    });
+    this.pool.on('error', (error) => o.onError?.(error, 'the cluster connection'));
+    this.probes = new PeerProbes({
+      silenceMs: o.peerSilenceMs,
+      timeoutMs: Math.max(o.probeIntervalMs, Math.floor(o.peerSilenceMs / 2)),
+      monotonicMs: this.monotonicMs,
+      gone: (id, why) => {
+        o.observer?.peerGone(id, why);
+        this.kick();
+      },
+    });
+  }
+
+  get instanceId(): string {
+    return this.o.instanceId;
+  }
+
+  /**
+   * Joins (one round: says it is alive, at `advertiseUrl`, and takes its
+   * first shards), then keeps going every probe interval.
+   */
+  async start(advertiseUrl: string): Promise<void> {
+    this.advertiseUrl = advertiseUrl;
+    await this.round();
+    if (!this.joined) throw new Error('cannot join the cluster: the store does not answer');
+    this.timer = setInterval(() => {
+      // Apart from the round: a round waiting on an unreachable store must
+      // not keep this instance acting on leases that may have run out.
+      this.expire();
+      this.kick();
+    }, this.o.probeIntervalMs);
+  }
+
+  /** The epoch this instance owns the shard under, for the fence; null when it does not. */
+  epochOf(shard: number): number | null {
+    return this.owned.get(shard)?.epoch ?? null;
+  }
+
+  /** The store said the shard is no longer this instance's under `epoch` (a fenced write). */
+  lost(shard: number, epoch: number): void {
+    if (this.owned.get(shard)?.epoch !== epoch) return;
+    this.owned.delete(shard);
+    this.o.drop([shard]);
+    this.o.observer?.lost(1);
+    this.o.observer?.shardsOwned(this.owned.size);
+    this.kick();
+  }
+
+  /** A shard for a new transaction, in turn; null when this instance owns none it can begin in. */
+  shardForNew(): number | null {
+    for (let i = 0; i < ID_SHARDS; i++) {
+      const shard = (this.nextShard + i) % ID_SHARDS;
+      const owned = this.owned.get(shard);
+      if (owned?.loaded && !owned.releasing && owned.validUntilMs > this.monotonicMs()) {
+        this.nextShard = shard + 1;
+        return shard;
+      }
+    }
+    return null;
+  }
+
+  whereIs(txId: string): Whereabouts {
+    const shard = shardOfId(txId);
+    // Not an id: nobody has it; answered here (not found).
+    if (shard === null) return { at: 'here' };
+    const owned = this.owned.get(shard);
+    if (owned) return owned.loaded && !owned.releasing ? { at: 'here' } : { at: 'nowhere' };
+    const owner = this.shardsSeen.find((r) => r.shard === shard)?.owner ?? null;
+    if (owner === null || owner === this.o.instanceId || this.probes.gone().has(owner)) return { at: 'nowhere' };
+    const url = this.instancesSeen.find((i) => i.id === owner && i.live)?.url;
+    return url === undefined ? { at: 'nowhere' } : { at: 'peer', url };
+  }
+
+  /** What the cluster looks like from here (GET /v1/cluster). */
+  view(): {
+    self: string;
+    shards: number;
+    instances: Array<{ id: string; url: string; shards: number; self: boolean }>;
+  } {
+    const counts = new Map<string, number>();
+    for (const r of this.shardsSeen) if (r.owner !== null) counts.set(r.owner, (counts.get(r.owner) ?? 0) + 1);
+    counts.set(this.o.instanceId, this.owned.size);
+    const gone = this.probes.gone();
+    return {
+      self: this.o.instanceId,
+      shards: ID_SHARDS,
+      instances: this.instancesSeen
+        .filter((i) => (i.live && !gone.has(i.id)) || i.id === this.o.instanceId)
+        .map((i) => ({ id: i.id, url: i.url, shards: counts.get(i.id) ?? 0, self: i.id === this.o.instanceId }))
+        .sort((a, b) => (a.id < b.id ? -1 : 1)),
+    };
+  }
+
+  /** Hands every shard over (what is queued is written first) and leaves: the others take them at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.ticking?.catch(() => {});
+    try {
+      await this.release([...this.owned.keys()]);
+      await this.pool.query(`DELETE FROM ${this.s}.instances WHERE id = $1`, [this.o.instanceId]);
+    } catch (error) {
+      // Not handed over: the others take the shards when their leases run out.
+      this.o.onError?.(error as Error, 'handing the shards over');
+    }
+    await this.probes.close();
+    await this.pool.end().catch(() => {});
+  }
+
+  /** Runs a round now, or right after the one running. */
+  private kick(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    this.ticking = this.round()
+      .catch((error) => this.o.onError?.(error as Error, 'a cluster round'))
+      .finally(() => {
+        this.ticking = null;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** One round: expire, renew and look, probe, then take and hand over as the plan says. */
+  private async round(): Promise<void> {
+    this.expire();
+    const sentAtMs = this.monotonicMs();
+    const renewing = [...this.owned.entries()].filter(([, o]) => !o.releasing);
+    let looked: { renewed: number[]; shards: ShardRow[]; instances: InstanceRow[] };
+    try {
+      looked = await this.renewAndLook(renewing.map(([shard, o]) => [shard, o.epoch]));
+    } catch (error) {
+      // The store is out of reach: the leases run out in hand (expire above).
+      this.o.onError?.(error as Error, 'renewing the leases');
+      return;
+    }
+    this.joined = true;
+    const renewed = new Set(looked.renewed);
+    const validUntilMs = sentAtMs + this.o.leaseMs * (1 - LEASE_MARGIN_FRACTION);
+    const lost: number[] = [];
+    for (const [shard, owned] of renewing) {
+      if (renewed.has(shard)) owned.validUntilMs = validUntilMs;
+      else if (this.owned.get(shard) === owned) lost.push(shard);
+    }
+    this.dropOwned(lost);
+    this.shardsSeen = looked.shards;
+    this.instancesSeen = looked.instances;
+    if (this.stopped) return;
+    this.probes.probe(looked.instances.filter((i) => i.id !== this.o.instanceId && i.live));
+    const plan = planShards({
+      self: this.o.instanceId,
+      shards: looked.shards,
+      instances: looked.instances,
+      dead: this.probes.gone(),
+      owned: new Set(this.owned.keys()),
+    });
+    if (plan.take.length > 0) await this.take(plan.take);
+    if (plan.release.length > 0) await this.release(plan.release);
+  }
+
+  /** Shards whose lease may have run out by now: let go before anyone else can take them. */
+  private expire(): void {
+    const now = this.monotonicMs();
+    this.dropOwned([...this.owned.entries()].filter(([, o]) => o.validUntilMs <= now).map(([shard]) => shard));
+  }
+
+  private dropOwned(shards: number[]): void {
+    if (shards.length === 0) return;
+    for (const shard of shards) this.owned.delete(shard);
+    this.o.drop(shards);
+    this.o.observer?.lost(shards.length);
+    this.o.observer?.shardsOwned(this.owned.size);
+  }
+
+  /** Says this instance is alive, renews its leases (those still under its epoch), and reads both tables. */
+  private async renewAndLook(owned: Array<[number, number]>) {
+    const { rows } = await this.pool.query<{ renewed: number[] | null; shards: ShardRow[]; instances: InstanceRow[] }>(
+      `WITH me AS (
+         INSERT INTO ${this.s}.instances (id, url, seen_until)
+         VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+         ON CONFLICT (id) DO UPDATE SET url = excluded.url, seen_until = excluded.seen_until
+         RETURNING id
+       ), renewed AS (
+         UPDATE ${this.s}.shards s SET lease_until = now() + $3 * interval '1 millisecond'
+         FROM unnest($4::int[], $5::bigint[]) AS f(shard, epoch)
+         WHERE s.shard = f.shard AND s.epoch = f.epoch AND s.owner = $1
+         RETURNING s.shard
+       ), forgotten AS (
+         -- Instances gone for an hour: their rows only clutter the view.
+         DELETE FROM ${this.s}.instances WHERE seen_until < now() - interval '1 hour'
+       )
+       SELECT (SELECT array_agg(shard) FROM renewed) AS renewed,
+         (SELECT json_agg(json_build_object('shard', shard, 'owner', owner, 'epoch', epoch,
+            'expired', lease_until < now()) ORDER BY shard) FROM ${this.s}.shards) AS shards,
+         (SELECT json_agg(json_build_object('id', id, 'url', url, 'live', id = $1 OR seen_until > now()))
+            FROM ${this.s}.instances) AS instances`,
+      [this.o.instanceId, this.advertiseUrl, this.o.leaseMs, owned.map(([s]) => s), owned.map(([, e]) => e)],
+    );
+    const row = rows[0];
+    return {
+      renewed: row?.renewed ?? [],
+      // The snapshot predates this statement's own renewals: shown as not expired.
+      shards: (row?.shards ?? []).map((r) => ({ ...r, epoch: Number(r.epoch) })),
+      instances: row?.instances ?? [],
+    };
+  }
+
+  /** Takes shards, each only if still under the epoch seen (of two takers, one wins), then adopts them. */
+  private async take(take: ReadonlyArray<{ shard: number; seenEpoch: number; reason: TakeReason }>): Promise<void> {
+    const sentAtMs = this.monotonicMs();
+    const { rows } = await this.pool.query<{ shard: number; epoch: string }>(
+      `UPDATE ${this.s}.shards s
+       SET owner = $1, epoch = s.epoch + 1, lease_until = now() + $2 * interval '1 millisecond'
+       FROM unnest($3::int[], $4::bigint[]) AS f(shard, epoch)
+       WHERE s.shard = f.shard AND s.epoch = f.epoch
+       RETURNING s.shard, s.epoch`,
+      [this.o.instanceId, this.o.leaseMs, take.map((t) => t.shard), take.map((t) => t.seenEpoch)],
+    );
+    if (rows.length === 0) return;
+    const validUntilMs = sentAtMs + this.o.leaseMs * (1 - LEASE_MARGIN_FRACTION);
+    const taken = rows.map((r) => r.shard);
+    for (const r of rows) {
+      // Anything still in memory of an earlier ownership of this shard goes first.
+      if (this.owned.has(r.shard)) this.o.drop([r.shard]);
+      this.owned.set(r.shard, { epoch: Number(r.epoch), validUntilMs, loaded: false, releasing: false });
+    }
+    const byReason = new Map<TakeReason, number>();
+    for (const t of take) if (taken.includes(t.shard)) byReason.set(t.reason, (byReason.get(t.reason) ?? 0) + 1);
+    for (const [reason, n] of byReason) this.o.observer?.taken(reason, n);
+    this.o.observer?.shardsOwned(this.owned.size);
+    try {
+      await this.o.adopt(taken);
+      for (const shard of taken) {
+        const owned = this.owned.get(shard);
+        if (owned) owned.loaded = true;
+      }
+    } catch (error) {
+      // Not loaded: let them go (another round, here or elsewhere, takes them again).
+      this.o.onError?.(error as Error, 'loading the transactions of shards taken over');
+      await this.release(taken.filter((shard) => this.owned.has(shard)));
+    }
+  }
+
+  /**
+   * Hands shards over: their transactions leave memory, what is queued is
+   * written (still under this instance's epoch), then the shards are freed,
+   * with a new epoch, so nothing written here after it counts.
+   */
+  private async release(shards: readonly number[]): Promise<void> {
+    const releasing = shards.filter((shard) => this.owned.has(shard));
+    if (releasing.length === 0) return;
+    for (const shard of releasing) (this.owned.get(shard) as OwnedShard).releasing = true;
+    this.o.drop(releasing);
+    try {
+      await this.o.flush();
+    } catch (error) {
+      this.o.onError?.(error as Error, 'writing what is queued before handing shards over');
+    }
+    const epochs = releasing.map((shard) => (this.owned.get(shard) as OwnedShard).epoch);
+    try {
+      await this.pool.query(
+        `UPDATE ${this.s}.shards s SET owner = NULL, epoch = s.epoch + 1, lease_until = '-infinity'
+         FROM unnest($2::int[], $3::bigint[]) AS f(shard, epoch)
+         WHERE s.shard = f.shard AND s.epoch = f.epoch AND s.owner = $1`,
+        [this.o.instanceId, releasing, epochs],
+      );
+    } finally {
+      // Handed over or not, this instance no longer acts on them (if the
+      // update failed, their leases run out and someone takes them).
+      for (const shard of releasing) this.owned.delete(shard);
+      this.o.observer?.released(releasing.length);
+      this.o.observer?.shardsOwned(this.owned.size);
+    }
+  }
+}

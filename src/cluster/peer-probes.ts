@@ -1,0 +1,99 @@
+// Is another instance still there? Asked of its advertised address, often:
+// the fast evidence that lets the others take over long before a lease runs
+// out. An address that refuses connections, or answers as another instance
+// (restarted on the same port), means gone at once; one that says nothing
+// for `silenceMs` (paused, overloaded past use, cut off) means gone too.
+// A partition from the store but not from the peers is what probes cannot
+// see: the lease is the backstop for that.
+
+import { Agent, request } from 'undici';
+
+export interface ProbeOptions {
+  readonly silenceMs: number;
+  /** Longest one probe waits for an answer. */
+  readonly timeoutMs: number;
+  readonly monotonicMs: () => number;
+  /** A peer was found gone: the member plans again at once. */
+  readonly gone: (instanceId: string, why: string) => void;
+}
+
+interface PeerState {
+  url: string;
+  lastAnswerMs: number;
+  inFlight: boolean;
+  gone: string | null;
+}
+
+/** Connection errors that mean nobody listens there (the process is gone). */
+const REFUSED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH']);
+/** The probes' own connections: few, short-lived, apart from calls forwarded to the peers. */
+const PROBE_CONNECTIONS_PER_PEER = 2;
+
+export class PeerProbes {
+  private readonly peers = new Map<string, PeerState>();
+  private readonly agent = new Agent({ connections: PROBE_CONNECTIONS_PER_PEER, pipelining: 0 });
+
+  constructor(private readonly o: ProbeOptions) {}
+
+  /** Probes each of these peers once (one probe in flight per peer); forgets the ones not listed. */
+  probe(peers: ReadonlyArray<{ readonly id: string; readonly url: string }>): void {
+    const now = this.o.monotonicMs();
+    const listed = new Set(peers.map((p) => p.id));
+    for (const id of this.peers.keys()) if (!listed.has(id)) this.peers.delete(id);
+    for (const { id, url } of peers) {
+      let state = this.peers.get(id);
+      if (state === undefined || state.url !== url) {
+        // First seen now: silence is counted from here.
+        state = { url, lastAnswerMs: now, inFlight: false, gone: null };
+        this.peers.set(id, state);
+      }
+      if (state.gone === null && now - state.lastAnswerMs >= this.o.silenceMs) {
+        this.markGone(id, state, `no answer for ${Math.round(now - state.lastAnswerMs)} ms`);
+      }
+      // Gone ones are probed too: one wrongly found gone (a long pause) is
+      // alive again once it answers as itself.
+      if (!state.inFlight) void this.probeOne(id, state);
+    }
+  }
+
+  /** Peers found gone, by id. */
+  gone(): Set<string> {
+    const gone = new Set<string>();
+    for (const [id, state] of this.peers) if (state.gone !== null) gone.add(id);
+    return gone;
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close().catch(() => {});
+  }
+
+  private async probeOne(id: string, state: PeerState): Promise<void> {
+    state.inFlight = true;
+    try {
+      const res = await request(new URL('/healthz', state.url), {
+        dispatcher: this.agent,
+        headersTimeout: this.o.timeoutMs,
+        bodyTimeout: this.o.timeoutMs,
+        signal: AbortSignal.timeout(this.o.timeoutMs),
+      });
+      const body = (await res.body.json().catch(() => null)) as { instance?: unknown } | null;
+      if (res.statusCode === 200 && body?.instance === id) {
+        state.lastAnswerMs = this.o.monotonicMs();
+        state.gone = null;
+      } else if (res.statusCode === 200)
+        this.markGone(id, state, `another instance (${String(body?.instance)}) answers there`);
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
+      if (REFUSED.has(code)) this.markGone(id, state, `its address refuses connections (${code})`);
+      // Otherwise (a timeout): silence, counted by the next round.
+    } finally {
+      state.inFlight = false;
+    }
+  }
+
+  private markGone(id: string, state: PeerState, why: string): void {
+    if (state.gone !== null) return;
+    state.gone = why;
+    this.o.gone(id, why);
+  }
+}

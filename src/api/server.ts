@@ -151,6 +151,12 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   installAccessControl(app, o.config, o.readiness);
+  // While stopping, every answer closes its connection: a kept-alive one
+  // (a client's pool, a peer's) would otherwise hold the server's close
+  // open until the grace period ends.
+  app.addHook('onSend', async (_request, reply) => {
+    if (o.readiness.stopping) reply.header('connection', 'close');
+  });
   if (server.rateLimitPerS > 0) await installRateLimit(app, server.rateLimitPerS);
   // With several instances, the instance's id: a peer probing this address
   // tells a restarted instance (another id) from the one it knew.

@@ -72,6 +72,10 @@ export class PeerProbes {
     try {
       const res = await request(new URL('/healthz', state.url), {
         dispatcher: this.agent,
+        // A new connection each time: a refused one is the evidence of a
+        // dead peer, and a kept-alive one would hold a stopping peer's
+        // server open (it waits for its connections to end).
+        reset: true,
         headersTimeout: this.o.timeoutMs,
         bodyTimeout: this.o.timeoutMs,
         signal: AbortSignal.timeout(this.o.timeoutMs),

@@ -136,11 +136,12 @@ async function start(): Promise<void> {
     }, config.server.shutdownGraceMs);
     force.unref();
     coordinator.stopAccepting();
+    // Handed over before anything else: the others take the shards at once
+    // (rather than when the leases would run out), and callers still waiting
+    // here hear 503 with Retry-After, which their retry takes to the new owner.
+    await member?.stop();
     await server.close();
     await orphans.stop();
-    // Handed over before anything else stops: the others take the shards at
-    // once, rather than when the leases would have run out.
-    await member?.stop();
     await coordinator.stop();
     await participants.close();
     await log.close();

@@ -242,9 +242,10 @@ t.test('SIGTERM hands the shards over at once; a newcomer takes its share', asyn
   await held.waitFor(() => held.count('commit', id) === 1);
 
   const stoppedAt = Date.now();
-  t.equal(await a.kill('SIGTERM'), 0, 'a clean stop');
+  const exited = a.kill('SIGTERM');
   await untilShards([b], [32], 'B to own every shard');
   t.comment(`handed over ${Date.now() - stoppedAt} ms after SIGTERM`);
+  t.equal(await exited, 0, 'a clean stop');
   await held.waitFor(() => held.states.get(id) === 'committed', SETTLE_MS);
 
   const c = await start(await freePort());

@@ -162,6 +162,18 @@ export class ClusterMember implements Placement {
     return url === undefined ? { at: 'nowhere' } : { at: 'peer', url };
   }
 
+  async confirmOwnership(txId: string): Promise<boolean> {
+    const shard = shardOfId(txId);
+    if (shard === null) return true;
+    const epoch = this.owned.get(shard)?.epoch;
+    if (epoch === undefined) return false;
+    const { rows } = await this.pool.query<{ owned: boolean }>(
+      `SELECT owner = $1 AND epoch = $2 AS owned FROM ${this.s}.shards WHERE shard = $3`,
+      [this.o.instanceId, epoch, shard],
+    );
+    return rows[0]?.owned === true;
+  }
+
   /** What the cluster looks like from here (GET /v1/cluster). */
   view(): {
     self: string;

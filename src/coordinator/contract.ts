@@ -73,6 +73,13 @@ export interface Placement {
   /** The shard a new transaction begun here goes in; null when this instance owns none now. */
   shardForNew(): number | null;
   whereIs(txId: string): Whereabouts;
+  /**
+   * Asks the store, now, whether this instance still owns the transaction's
+   * shard under the epoch it believes: what a presumed abort rests on. An
+   * instance that slept through a takeover still believes it owns what it
+   * had; the store knows better.
+   */
+  confirmOwnership(txId: string): Promise<boolean>;
 }
 
 export interface BeginRequest {

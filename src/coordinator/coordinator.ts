@@ -50,7 +50,11 @@ import { RecoveryPacer } from './recovery-pacer.js';
 export type { Answer, BeginRequest, CallContext, CoordinatorOptions, ListFilter, Placement, Stats, Whereabouts };
 
 /** One instance: every transaction is its own, and ids name no shard. */
-const ALONE: Placement = { shardForNew: () => null, whereIs: () => ({ at: 'here' }) };
+const ALONE: Placement = {
+  shardForNew: () => null,
+  whereIs: () => ({ at: 'here' }),
+  confirmOwnership: async () => true,
+};
 
 /** A call nobody in particular made (a one-shot's own commit, tests). */
 const NO_CALLER: CallContext = { by: null, operator: false };
@@ -382,9 +386,21 @@ export class Coordinator {
     // Undecided or unknown: only the owner may say. Another instance may
     // hold it in memory with prepares out and its begin not yet written.
     if (this.whereIs(id).at !== 'here') this.elsewhere(id);
-    // Here and unknown: never decided commit (presumed abort). Here, stored
-    // and not live: still being loaded after a takeover.
-    return stored ? 'pending' : 'abort';
+    // Here, stored and not live: still being loaded after a takeover.
+    if (stored) return 'pending';
+    // Unknown: never decided commit (presumed abort). With several
+    // instances, only if this one owns the shard now, by the store's word:
+    // then it was begun here (and would be live or stored) or under an
+    // earlier owner, whose writes no longer count. Begins are forced before
+    // any prepare leaves, so a prepared participant's transaction is in the
+    // store anyway; this keeps a presumed abort from resting on the belief
+    // of an instance that slept through a takeover, whatever changes later.
+    const owned = await readingLog(() => this.placement.confirmOwnership(id));
+    // Loaded meanwhile (a takeover's recovery): it says for itself.
+    const loaded = this.live.get(id);
+    if (loaded) return loaded.published?.outcome ?? 'pending';
+    if (!owned) this.elsewhere(id);
+    return 'abort';
   }
 
   async list(query: ListFilter): Promise<ListPage> {
@@ -526,9 +542,13 @@ export class Coordinator {
    * change it: only if it is this instance's (then it is finished, or
    * unknown); another instance's call goes there.
    */
-  private readHere(id: string): Promise<Transaction> {
+  private async readHere(id: string): Promise<Transaction> {
     if (!this.live.has(id) && this.whereIs(id).at !== 'here') this.elsewhere(id);
-    return this.read(id);
+    const tx = await this.read(id);
+    // Unfinished and not live: another instance drives it (this one slept
+    // through a takeover and only believes the shard is still its own).
+    if (tx.finishedAtMs === null && !this.live.has(id) && this.sharded) this.elsewhere(id);
+    return tx;
   }
 
   private elsewhere(id: string): never {

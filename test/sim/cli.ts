@@ -29,10 +29,12 @@ async function main(): Promise<void> {
   let failed = 0;
   let transactions = 0;
   let crashes = 0;
+  let takeovers = 0;
   for (let seed = from; seed < from + seeds; seed++) {
     const r = await simulate({ seed });
     transactions += r.transactions;
     crashes += r.coordinatorCrashes;
+    takeovers += r.takeovers;
     if (r.violations.length > 0) {
       failed++;
       const v = r.violations[0];
@@ -45,7 +47,7 @@ async function main(): Promise<void> {
   }
   const seconds = (performance.now() - started) / 1000;
   console.log(
-    `sim: seeds=${seeds} failed=${failed} transactions=${transactions} coordinator_crashes=${crashes} ` +
+    `sim: seeds=${seeds} failed=${failed} transactions=${transactions} coordinator_crashes=${crashes} takeovers=${takeovers} ` +
       `seconds=${seconds.toFixed(1)} seeds_per_second=${(seeds / seconds).toFixed(1)}`,
   );
   process.exitCode = failed > 0 ? 1 : 0;

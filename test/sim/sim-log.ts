@@ -4,24 +4,44 @@
 // not flushed, exactly what a process crash does to the real log. Flushes are
 // also where "a decision is never rewritten" and "commit only on unanimous
 // yes" are checked.
+//
+// Several instances (src/cluster): each coordinator writes through a handle
+// that carries the epoch it owns the transactions under. A takeover bumps
+// the log's epoch: from then on a flush refuses what an older epoch queued,
+// as the store's fence does (the write's own transaction checks the shard's
+// epoch), and tells that writer, as the real log tells its member.
 
-import type { DecisionLog, HeuristicResolution, ListPage, ListQuery } from '../../src/log/decision-log.js';
+import {
+  type DecisionLog,
+  type HeuristicResolution,
+  type ListPage,
+  type ListQuery,
+  WriteRefusedError,
+} from '../../src/log/decision-log.js';
 import type { HistoryEntry } from '../../src/protocol/history.js';
+import { shardOfId } from '../../src/protocol/transaction-ids.js';
 import type { Transaction } from '../../src/protocol/types.js';
 import type { Checks } from './checks.js';
 import type { World } from './world.js';
 
 interface Pending {
   tx: Transaction;
-  waiters: Array<() => void>;
+  /** The epoch of the writer that queued it. */
+  epoch: number;
+  waiters: Array<{ resolve: () => void; reject: (error: Error) => void }>;
   callbacks: Array<() => void>;
 }
+
+/** Told of each record of its epoch that a flush refused (fenced). */
+type Refused = (tx: Transaction) => void;
 
 export interface SimLogBugs {
   /** Planted bug: a forced write reports durable at once, before any flush. */
   readonly ackBeforeFlush?: boolean;
   /** Planted bug: compaction forgets decided transactions not yet acknowledged. */
   readonly forgetUnfinished?: boolean;
+  /** Planted bug: no fence: a stale instance's records are stored as the owner's are. */
+  readonly unfenced?: boolean;
 }
 
 export class SimLog implements DecisionLog {
@@ -32,9 +52,14 @@ export class SimLog implements DecisionLog {
   readonly keptKeys = new Map<string, Transaction>();
   /** History on disk and queued, by transaction (as the SQLite log's history table). */
   readonly durableHistory = new Map<string, HistoryEntry[]>();
+  /** Queued history by `epoch|txId`: a stale writer's goes nowhere. */
   private pendingHistory = new Map<string, HistoryEntry[]>();
+  /** The epoch the transactions are owned under now; a takeover bumps it. */
+  ownerEpoch = 0;
+  private readonly refusedHooks = new Map<number, Refused>();
   /** Contradicting heuristics on disk, by transaction and participant; resolved ones carry their resolution. */
   readonly heuristics = new Map<string, Map<string, HeuristicResolution | null>>();
+  /** Queued records by `epoch|txId`. */
   private pending = new Map<string, Pending>();
   private flushEpoch = 0;
   private flushScheduled = false;
@@ -51,25 +76,65 @@ export class SimLog implements DecisionLog {
   ) {}
 
   writeForced(tx: Transaction): Promise<void> {
-    return new Promise((resolve) => {
-      this.enqueue(tx).waiters.push(resolve);
+    return this.writeForcedAt(tx, this.ownerEpoch);
+  }
+
+  writeLazy(tx: Transaction, onWritten?: () => void): void {
+    this.writeLazyAt(tx, this.ownerEpoch, onWritten);
+  }
+
+  appendHistory(txId: string, entries: readonly HistoryEntry[]): void {
+    this.appendHistoryAt(txId, entries, this.ownerEpoch);
+  }
+
+  /** Another instance takes the transactions over: what older epochs write from now on is refused. */
+  takeover(): void {
+    this.ownerEpoch++;
+  }
+
+  /** The log as one instance sees it: its writes carry `epoch`; `refused` hears of those a flush refuses. */
+  handle(epoch: number, refused: Refused): DecisionLog {
+    this.refusedHooks.set(epoch, refused);
+    return {
+      writeForced: (tx) => this.writeForcedAt(tx, epoch),
+      writeLazy: (tx, onWritten) => this.writeLazyAt(tx, epoch, onWritten),
+      appendHistory: (txId, entries) => this.appendHistoryAt(txId, entries, epoch),
+      flush: () => this.flush(),
+      get: (id) => this.get(id),
+      findByIdempotencyKey: (key) => this.findByIdempotencyKey(key),
+      list: (query) => this.list(query),
+      history: (txId) => this.history(txId),
+      resolveHeuristics: (txId, participant, resolution) => this.resolveHeuristics(txId, participant, resolution),
+      resolutions: (txId) => this.resolutions(txId),
+      unresolvedHeuristics: () => this.unresolvedHeuristics(),
+      loadUnfinished: (shards) => this.loadUnfinished(shards),
+      compact: (a, b, n) => this.compact(a, b, n),
+      close: () => this.close(),
+    };
+  }
+
+  private writeForcedAt(tx: Transaction, epoch: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.enqueue(tx, epoch).waiters.push({ resolve, reject });
       if (this.bugs.ackBeforeFlush) resolve();
     });
   }
 
-  writeLazy(tx: Transaction, onWritten?: () => void): void {
-    const entry = this.enqueue(tx);
+  private writeLazyAt(tx: Transaction, epoch: number, onWritten?: () => void): void {
+    const entry = this.enqueue(tx, epoch);
     if (onWritten) entry.callbacks.push(onWritten);
   }
 
-  appendHistory(txId: string, entries: readonly HistoryEntry[]): void {
+  private appendHistoryAt(txId: string, entries: readonly HistoryEntry[], epoch: number): void {
     if (entries.length === 0) return;
-    this.pendingHistory.set(txId, [...(this.pendingHistory.get(txId) ?? []), ...entries]);
+    const key = `${epoch}|${txId}`;
+    this.pendingHistory.set(key, [...(this.pendingHistory.get(key) ?? []), ...entries]);
     this.scheduleFlush();
   }
 
   async history(txId: string): Promise<HistoryEntry[]> {
-    return [...(this.durableHistory.get(txId) ?? []), ...(this.pendingHistory.get(txId) ?? [])];
+    const queued = this.pendingHistory.get(`${this.ownerEpoch}|${txId}`) ?? [];
+    return [...(this.durableHistory.get(txId) ?? []), ...queued];
   }
 
   async resolveHeuristics(
@@ -100,12 +165,13 @@ export class SimLog implements DecisionLog {
     return [...(this.heuristics.get(txId)?.values() ?? [])].some((r) => r === null);
   }
 
-  private enqueue(tx: Transaction): Pending {
-    let entry = this.pending.get(tx.id);
+  private enqueue(tx: Transaction, epoch: number): Pending {
+    const key = `${epoch}|${tx.id}`;
+    let entry = this.pending.get(key);
     if (entry) entry.tx = tx;
     else {
-      entry = { tx, waiters: [], callbacks: [] };
-      this.pending.set(tx.id, entry);
+      entry = { tx, epoch, waiters: [], callbacks: [] };
+      this.pending.set(key, entry);
     }
     this.scheduleFlush();
     return entry;
@@ -127,28 +193,40 @@ export class SimLog implements DecisionLog {
 
   private flushNow(): void {
     this.flushScheduled = false;
-    const batch = [...this.pending.values()];
+    const queued = [...this.pending.values()];
     this.pending.clear();
+    // A stale writer's records are refused whole, as the store's fence does.
+    const fenced = (entry: Pending) => entry.epoch !== this.ownerEpoch && !this.bugs.unfenced;
+    const batch = queued.filter((entry) => !fenced(entry));
+    const refused = queued.filter(fenced);
     for (const { tx } of batch) this.store(tx);
-    for (const [txId, entries] of this.pendingHistory) {
+    for (const [key, entries] of this.pendingHistory) {
+      const [epoch, txId] = key.split('|') as [string, string];
       // As the SQLite log: history is kept only with its transaction.
-      if (!this.durable.has(txId)) continue;
+      if ((Number(epoch) !== this.ownerEpoch && !this.bugs.unfenced) || !this.durable.has(txId)) continue;
       this.durableHistory.set(txId, [...(this.durableHistory.get(txId) ?? []), ...entries]);
     }
     this.pendingHistory.clear();
     if (this.crashAfterFlush?.()) return; // durable, and nobody was told
     for (const entry of batch) {
-      for (const w of entry.waiters) w();
+      for (const w of entry.waiters) w.resolve();
       for (const cb of entry.callbacks) cb();
+    }
+    for (const entry of refused) {
+      for (const w of entry.waiters) w.reject(new WriteRefusedError(entry.tx.id, 'fenced'));
+      this.refusedHooks.get(entry.epoch)?.(entry.tx);
     }
   }
 
-  /** The process died: everything not flushed is gone. */
+  /** The owning process died: everything it had not flushed is gone (a stale instance's queue is its own). */
   crash(): void {
-    this.pending.clear();
-    this.pendingHistory.clear();
+    for (const [key, entry] of this.pending) if (entry.epoch === this.ownerEpoch) this.pending.delete(key);
+    for (const key of this.pendingHistory.keys()) {
+      if (key.startsWith(`${this.ownerEpoch}|`)) this.pendingHistory.delete(key);
+    }
     this.flushScheduled = false;
     this.flushEpoch++;
+    if (this.pending.size > 0 || this.pendingHistory.size > 0) this.scheduleFlush();
   }
 
   private store(tx: Transaction): void {
@@ -208,10 +286,10 @@ export class SimLog implements DecisionLog {
     return { transactions: page, next: all.length > query.limit ? (page.at(-1)?.id ?? null) : null };
   }
 
-  async loadUnfinished(): Promise<Transaction[]> {
+  async loadUnfinished(shards?: readonly number[]): Promise<Transaction[]> {
     // As the SQLite log: payloads only for active transactions.
     return [...this.durable.values()]
-      .filter((tx) => tx.finishedAtMs === null)
+      .filter((tx) => tx.finishedAtMs === null && (shards === undefined || shards.includes(shardOfId(tx.id) ?? -1)))
       .sort((a, b) => (a.id < b.id ? -1 : 1))
       .map((tx) =>
         tx.state === 'active' ? tx : { ...tx, participants: tx.participants.map((p) => ({ ...p, payloadJson: null })) },

@@ -15,6 +15,7 @@ t.test(`${SEEDS} seeds hold every invariant`, async (t) => {
   let committed = 0;
   let aborted = 0;
   let crashes = 0;
+  let takeovers = 0;
   const failed: string[] = [];
   for (let seed = 1; seed <= SEEDS; seed++) {
     const r = await simulate({ seed });
@@ -22,6 +23,7 @@ t.test(`${SEEDS} seeds hold every invariant`, async (t) => {
     committed += r.committed;
     aborted += r.aborted;
     crashes += r.coordinatorCrashes;
+    takeovers += r.takeovers;
     for (const v of r.violations)
       failed.push(`seed ${seed}: ${v.invariant}: ${v.detail} (npm run sim -- --seed ${seed})`);
   }
@@ -30,6 +32,7 @@ t.test(`${SEEDS} seeds hold every invariant`, async (t) => {
   t.ok(committed > SEEDS, `commits happened: ${committed}`);
   t.ok(aborted > SEEDS, `aborts happened: ${aborted}`);
   t.ok(crashes > SEEDS, `coordinator crashes happened: ${crashes}`);
+  t.ok(takeovers > SEEDS / 10, `takeovers with the old owner still running happened: ${takeovers}`);
   t.equal(committed + aborted, transactions, 'every begun transaction ended with an outcome');
 });
 
@@ -155,6 +158,20 @@ t.test('planted: a deadline abort is written lazily (a clock stepped back revive
       'what a client was told survives: an acknowledged outcome is the outcome',
     ] as Invariant[],
     200,
+  );
+  t.not(seed, null, `caught at seed ${seed}`);
+});
+
+t.test('planted: no fence (an instance that slept through a takeover still writes what counts)', async (t) => {
+  const seed = await firstCatch(
+    { logBugs: { unfenced: true } },
+    [
+      'an outcome, once decided, never changes',
+      'what a client was told survives: an acknowledged outcome is the outcome',
+      'commit goes only to participants that voted yes',
+      'TCConsistent: no participant commits while another aborts',
+    ],
+    100,
   );
   t.not(seed, null, `caught at seed ${seed}`);
 });

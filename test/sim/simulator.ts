@@ -15,6 +15,7 @@ import type { TimerHandle, Timers } from '../../src/timers.js';
 import { Checks, type Violation } from './checks.js';
 import { SimLog, type SimLogBugs } from './sim-log.js';
 import { type Faults, type Incarnation, SimClient, SimNetwork, SimParticipant } from './sim-participants.js';
+import { SimPlacement } from './sim-placement.js';
 import { Rng, World } from './world.js';
 
 export interface SimOptions {
@@ -48,6 +49,8 @@ export interface SimResult {
   readonly committed: number;
   readonly aborted: number;
   readonly coordinatorCrashes: number;
+  /** Takeovers by another instance while the owner still ran (it went on, stale, for a while). */
+  readonly takeovers: number;
   /** A line per transaction: its stored state and outcome, what its client was told, each participant's state. */
   readonly trace: readonly string[];
 }
@@ -59,6 +62,17 @@ const CLOCK_STEP_MS_MAX = 3000;
 /** How far behind the wall clock may be when the coordinator restarts: longer than any deadline here. */
 const BOOT_CLOCK_LAG_MS_MAX = 10_000;
 const HEAL_LIMIT_MS = 120_000;
+/** How long an instance that slept through a takeover goes on believing it owns what it had. */
+const STALE_BELIEF_MS_MAX = 1500;
+/** Of the calls and inquiries made while a stale instance runs, the share that reach it (a load balancer sends anywhere). */
+const STALE_TRAFFIC_SHARE = 0.3;
+
+/** One coordinator process: what it runs on, and what it believes it owns. */
+interface Instance {
+  readonly coordinator: Coordinator;
+  readonly incarnation: Incarnation;
+  readonly placement: SimPlacement;
+}
 
 export async function simulate(options: SimOptions): Promise<SimResult> {
   const simulation = new Simulation(options);
@@ -93,7 +107,16 @@ class Simulation {
   // --- the coordinator process, which crashes and restarts
   private incarnation: Incarnation = { alive: false };
   private coordinator: Coordinator | null = null;
+  private placement: SimPlacement | null = null;
   private crashes = 0;
+  /**
+   * Several instances: the one that owned everything before a takeover,
+   * still running and believing it does, until it learns otherwise.
+   */
+  private stale: Instance | null = null;
+  private takeovers = 0;
+  /** Draws of the takeover faults, from a stream of their own. */
+  private readonly clusterRng: Rng;
   /**
    * The wall clock the coordinator reads: simulated time plus an offset that
    * steps back and forward while it runs and across its restarts (a clock set
@@ -110,6 +133,7 @@ class Simulation {
     const rng = new Rng(options.seed);
     this.rng = rng;
     this.operatorRng = new Rng(options.seed + 0x0e7a7);
+    this.clusterRng = new Rng(options.seed + 0xc1a55);
     this.world = new World(rng);
     this.checks = new Checks(() => ({ atMs: this.world.now - START_MS, step: this.world.steps }));
     this.faultMs = options.faultMs ?? rng.int(1000, 4000);
@@ -195,8 +219,15 @@ class Simulation {
       // What it queued for a later flush is lost with it.
       if (faults.enabled && rng.chance(rate)) world.at(0, () => this.crash());
     };
+    const placement = new SimPlacement(this.log, this.log.ownerEpoch);
+    const owner: { coordinator: Coordinator | null } = { coordinator: null };
+    // Fenced records: the coordinator hands the transaction on, as the member does.
+    const log = this.log.handle(placement.epoch, (tx) => {
+      void owner.coordinator?.writeRefused(tx.id, 'fenced').catch(() => {});
+    });
     const coordinator = new Coordinator({
-      log: this.log,
+      log,
+      placement,
       participants: client,
       timers,
       random: () => rng.next(),
@@ -221,9 +252,11 @@ class Simulation {
       // seed, not the rng: every seed's other choices stay as they were.
       recoveryCallsMax: 1 + (options.seed % 4),
     });
+    owner.coordinator = coordinator;
     const recovered = coordinator.recover();
     this.incarnation = incarnation;
     this.coordinator = coordinator;
+    this.placement = placement;
     await recovered;
   }
 
@@ -241,6 +274,42 @@ class Simulation {
     this.world.at(this.rng.int(1, 300), () => void this.start());
   }
 
+  /**
+   * Another instance takes every transaction over while the owner still
+   * runs (it was paused past the probes' patience, or cut off): the log's
+   * epoch moves on, a new instance recovers everything, and the old one goes
+   * on, believing, answering calls and inquiries, and writing (refused),
+   * until it learns and lets go.
+   */
+  private takeover(): void {
+    if (!this.incarnation.alive || this.stale !== null || !this.coordinator || !this.placement) return;
+    const stale: Instance = { coordinator: this.coordinator, incarnation: this.incarnation, placement: this.placement };
+    this.stale = stale;
+    this.takeovers++;
+    this.log.takeover();
+    this.incarnation = { alive: false };
+    this.coordinator = null;
+    this.placement = null;
+    void this.start();
+    this.world.at(this.clusterRng.int(0, STALE_BELIEF_MS_MAX), () => this.retireStale());
+  }
+
+  /** The stale instance learns it no longer owns anything: it lets go of every transaction. */
+  private retireStale(): void {
+    const stale = this.stale;
+    if (!stale) return;
+    this.stale = null;
+    stale.placement.believes = false;
+    stale.coordinator.drop(Array.from({ length: 32 }, (_, shard) => shard));
+    stale.incarnation.alive = false;
+  }
+
+  /** Whom a call or an inquiry reaches: now and then the stale instance, while one runs. */
+  private reached(): Coordinator | null {
+    if (this.stale?.incarnation.alive && this.clusterRng.chance(STALE_TRAFFIC_SHARE)) return this.stale.coordinator;
+    return this.coordinator;
+  }
+
   private stepClock(): void {
     // NTP keeps a running clock within bounds of true time.
     const stepped = this.clockOffsetMs + this.rng.int(-CLOCK_STEP_MS_MAX, CLOCK_STEP_MS_MAX);
@@ -254,9 +323,14 @@ class Simulation {
         this.network.request(
           p,
           () => {
-            const c = this.coordinator;
+            const c = this.reached();
             if (!c) return;
-            void c.outcome(txId).then((outcome) => this.network.reply(p, () => answer(outcome)));
+            // An instance that cannot say (another one owns it) answers
+            // nothing the participant acts on: it asks again later.
+            c.outcome(txId).then(
+              (outcome) => this.network.reply(p, () => answer(outcome)),
+              () => {},
+            );
           },
           () => {},
         );
@@ -270,6 +344,8 @@ class Simulation {
     const coordinatorCrashes = rng.int(0, 4);
     for (let i = 0; i < coordinatorCrashes; i++) world.at(rng.int(0, faultMs), () => this.crash());
     for (let i = rng.int(0, 2); i > 0; i--) world.at(rng.int(0, faultMs), () => this.stepClock());
+    const cluster = this.clusterRng;
+    for (let i = cluster.pick([0, 0, 1, 2]); i > 0; i--) world.at(cluster.int(0, faultMs), () => this.takeover());
     for (const p of this.participants.values()) {
       for (let i = rng.int(0, 2); i > 0; i--) world.at(rng.int(0, faultMs), () => p.crashFor(rng.int(50, 800)));
       for (let i = rng.int(0, 2); i > 0; i--) {
@@ -379,7 +455,7 @@ class Simulation {
   /** One call to whichever coordinator runs now; a crash mid-call is a timeout, retried a few times. */
   private async attempt<T>(call: (c: Coordinator) => Promise<T>): Promise<T | null> {
     for (let i = 0; i < 4; i++) {
-      const c = this.coordinator;
+      const c = this.reached();
       if (c) {
         const result = await Promise.race([call(c).catch(() => null), this.sleep(3000).then(() => null)]);
         if (result !== null) return result;
@@ -424,6 +500,7 @@ class Simulation {
     const world = this.world;
     this.faults.enabled = false;
     for (const p of this.participants.values()) p.partitioned = false;
+    this.retireStale();
     // Awaited: until recovery has run, nothing of the new process is scheduled.
     if (!this.incarnation.alive) await this.start();
     const healDeadline = world.now + HEAL_LIMIT_MS;
@@ -519,6 +596,7 @@ class Simulation {
       committed,
       aborted,
       coordinatorCrashes: this.crashes,
+      takeovers: this.takeovers,
       trace,
     };
   }

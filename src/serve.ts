@@ -94,7 +94,13 @@ async function start(): Promise<void> {
   const address = typeof bound === 'object' && bound !== null ? `${bound.address}:${bound.port}` : String(bound);
   let recovered: number;
   if (member === null) {
-    recovered = await coordinator.recover();
+    try {
+      recovered = await coordinator.recover();
+    } catch (error) {
+      // The log cannot be read (a store gone during the start): as at open.
+      await log.close();
+      return exit(4, `commitd: cannot recover from the decision log: ${(error as Error).message}`);
+    }
   } else {
     // Several instances may share the store: this one recovers the shards
     // it takes (the member adopts them), not everything.
@@ -106,8 +112,8 @@ async function start(): Promise<void> {
         `commitd: configuration: listening on ${address}, commitd cannot tell how the other instances reach it: set COMMITD_ADVERTISE_URL`,
       );
     }
-    recovered = await coordinator.recover([]);
     try {
+      recovered = await coordinator.recover([]);
       await member.start(advertiseUrl);
     } catch (error) {
       await log.close();

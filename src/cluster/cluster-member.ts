@@ -150,6 +150,16 @@ export class ClusterMember implements Placement {
     return null;
   }
 
+  peerForNew(): string | null {
+    const gone = this.probes.gone();
+    const owners = new Set(this.shardsSeen.map((r) => r.owner));
+    const peers = this.instancesSeen.filter(
+      (i) => i.id !== this.o.instanceId && i.live && !gone.has(i.id) && owners.has(i.id),
+    );
+    if (peers.length === 0) return null;
+    return (peers[Math.floor(Math.random() * peers.length)] as InstanceRow).url;
+  }
+
   whereIs(txId: string): Whereabouts {
     const shard = shardOfId(txId);
     // Not an id: nobody has it; answered here (not found).
@@ -287,10 +297,17 @@ export class ClusterMember implements Placement {
          VALUES ($1, $2, now() + $3 * interval '1 millisecond')
          ON CONFLICT (id) DO UPDATE SET url = excluded.url, seen_until = excluded.seen_until
          RETURNING id
+       ), mine AS (
+         -- Shard rows are locked in shard order by every statement that
+         -- locks several: no two of them wait for each other in a circle.
+         SELECT s.shard FROM ${this.s}.shards s
+         JOIN unnest($4::int[], $5::bigint[]) AS f(shard, epoch) ON s.shard = f.shard AND s.epoch = f.epoch
+         WHERE s.owner = $1
+         ORDER BY s.shard
+         FOR UPDATE OF s
        ), renewed AS (
          UPDATE ${this.s}.shards s SET lease_until = now() + $3 * interval '1 millisecond'
-         FROM unnest($4::int[], $5::bigint[]) AS f(shard, epoch)
-         WHERE s.shard = f.shard AND s.epoch = f.epoch AND s.owner = $1
+         FROM mine WHERE s.shard = mine.shard
          RETURNING s.shard
        ), forgotten AS (
          -- Instances gone for an hour: their rows only clutter the view.
@@ -316,16 +333,22 @@ export class ClusterMember implements Placement {
   private async take(take: ReadonlyArray<{ shard: number; seenEpoch: number; reason: TakeReason }>): Promise<void> {
     const sentAtMs = this.monotonicMs();
     const { rows } = await this.pool.query<{ shard: number; epoch: string }>(
-      `UPDATE ${this.s}.shards s
+      `WITH seen AS (
+         SELECT s.shard FROM ${this.s}.shards s
+         JOIN unnest($3::int[], $4::bigint[]) AS f(shard, epoch) ON s.shard = f.shard AND s.epoch = f.epoch
+         ORDER BY s.shard
+         FOR UPDATE OF s
+       )
+       UPDATE ${this.s}.shards s
        SET owner = $1, epoch = s.epoch + 1, lease_until = now() + $2 * interval '1 millisecond'
-       FROM unnest($3::int[], $4::bigint[]) AS f(shard, epoch)
-       WHERE s.shard = f.shard AND s.epoch = f.epoch
+       FROM seen WHERE s.shard = seen.shard
        RETURNING s.shard, s.epoch`,
       [this.o.instanceId, this.o.leaseMs, take.map((t) => t.shard), take.map((t) => t.seenEpoch)],
     );
     if (rows.length === 0) return;
     const validUntilMs = sentAtMs + this.o.leaseMs * (1 - LEASE_MARGIN_FRACTION);
     const taken = rows.map((r) => r.shard);
+    const epochs = new Map(rows.map((r) => [r.shard, Number(r.epoch)]));
     for (const r of rows) {
       // Anything still in memory of an earlier ownership of this shard goes first.
       if (this.owned.has(r.shard)) this.o.drop([r.shard]);
@@ -337,10 +360,15 @@ export class ClusterMember implements Placement {
     this.o.observer?.shardsOwned(this.owned.size);
     try {
       await this.o.adopt(taken);
+      const gone: number[] = [];
       for (const shard of taken) {
         const owned = this.owned.get(shard);
-        if (owned) owned.loaded = true;
+        if (owned !== undefined && owned.epoch === epochs.get(shard)) owned.loaded = true;
+        else gone.push(shard);
       }
+      // Lost again while loading (its lease lapsed, a write was fenced): what
+      // the load brought into memory is not this instance's to drive.
+      if (gone.length > 0) this.o.drop(gone);
     } catch (error) {
       // Not loaded: let them go (another round, here or elsewhere, takes them again).
       this.o.onError?.(error as Error, 'loading the transactions of shards taken over');
@@ -354,28 +382,34 @@ export class ClusterMember implements Placement {
    * with a new epoch, so nothing written here after it counts.
    */
   private async release(shards: readonly number[]): Promise<void> {
-    const releasing = shards.filter((shard) => this.owned.has(shard));
-    if (releasing.length === 0) return;
-    for (const shard of releasing) (this.owned.get(shard) as OwnedShard).releasing = true;
-    this.o.drop(releasing);
+    const releasing = new Map<number, OwnedShard>();
+    for (const shard of shards) {
+      const owned = this.owned.get(shard);
+      if (owned) releasing.set(shard, owned);
+    }
+    if (releasing.size === 0) return;
+    for (const owned of releasing.values()) owned.releasing = true;
+    this.o.drop([...releasing.keys()]);
     try {
       await this.o.flush();
-    } catch (error) {
-      this.o.onError?.(error as Error, 'writing what is queued before handing shards over');
-    }
-    const epochs = releasing.map((shard) => (this.owned.get(shard) as OwnedShard).epoch);
-    try {
       await this.pool.query(
-        `UPDATE ${this.s}.shards s SET owner = NULL, epoch = s.epoch + 1, lease_until = '-infinity'
-         FROM unnest($2::int[], $3::bigint[]) AS f(shard, epoch)
-         WHERE s.shard = f.shard AND s.epoch = f.epoch AND s.owner = $1`,
-        [this.o.instanceId, releasing, epochs],
+        `WITH mine AS (
+           SELECT s.shard FROM ${this.s}.shards s
+           JOIN unnest($2::int[], $3::bigint[]) AS f(shard, epoch) ON s.shard = f.shard AND s.epoch = f.epoch
+           WHERE s.owner = $1
+           ORDER BY s.shard
+           FOR UPDATE OF s
+         )
+         UPDATE ${this.s}.shards s SET owner = NULL, epoch = s.epoch + 1, lease_until = '-infinity'
+         FROM mine WHERE s.shard = mine.shard`,
+        [this.o.instanceId, [...releasing.keys()], [...releasing.values()].map((o) => o.epoch)],
       );
     } finally {
       // Handed over or not, this instance no longer acts on them (if the
-      // update failed, their leases run out and someone takes them).
-      for (const shard of releasing) this.owned.delete(shard);
-      this.o.observer?.released(releasing.length);
+      // update failed, their leases run out and someone takes them). One
+      // lost meanwhile (and perhaps taken again) is not touched.
+      for (const [shard, owned] of releasing) if (this.owned.get(shard) === owned) this.owned.delete(shard);
+      this.o.observer?.released(releasing.size);
       this.o.observer?.shardsOwned(this.owned.size);
     }
   }

@@ -72,6 +72,8 @@ export type Whereabouts =
 export interface Placement {
   /** The shard a new transaction begun here goes in; null when this instance owns none now. */
   shardForNew(): number | null;
+  /** Another instance that can begin one, when this one cannot (it owns no shard yet); null when none is known. */
+  peerForNew(): string | null;
   whereIs(txId: string): Whereabouts;
   /**
    * Asks the store, now, whether this instance still owns the transaction's

@@ -52,6 +52,7 @@ export type { Answer, BeginRequest, CallContext, CoordinatorOptions, ListFilter,
 /** One instance: every transaction is its own, and ids name no shard. */
 const ALONE: Placement = {
   shardForNew: () => null,
+  peerForNew: () => null,
   whereIs: () => ({ at: 'here' }),
   confirmOwnership: async () => true,
 };
@@ -223,9 +224,9 @@ export class Coordinator {
     }
     this.reserveBytes(requestBytes(request.participants, request.metadataJson));
     const shard = this.placement.shardForNew();
-    if (this.sharded && shard === null) {
-      throw new UnavailableError('this instance owns no shard of transactions yet; another instance can begin it', 1);
-    }
+    // Owning no shard yet (a newcomer, before the others handed some over):
+    // an instance that owns some begins it.
+    if (this.sharded && shard === null) throw new ElsewhereError(null, this.placement.peerForNew());
     const nowMs = this.timers.now();
     // Before the transaction exists: begun without a traceparent while an
     // SDK traces, the transaction keeps this span's, so that what happens to

@@ -16,20 +16,22 @@ export class UnavailableError extends Error {
 }
 
 /**
- * The transaction is another instance's (several instances on one store):
- * the API forwards the call to `url`, or, when nobody is known to own it
- * right now (ownership moving), answers 503 with Retry-After.
+ * The transaction is another instance's (several instances on one store), or
+ * (`txId` null) this instance cannot begin one now, owning no shard: the API
+ * forwards the call to `url`, or, when nobody is known to take it right now
+ * (ownership moving), answers 503 with Retry-After.
  */
 export class ElsewhereError extends Error {
   override name = 'ElsewhereError';
   constructor(
-    readonly txId: string,
+    readonly txId: string | null,
     readonly url: string | null,
   ) {
+    const what = txId ?? 'a new transaction';
     super(
       url === null
-        ? `${txId} is moving to another instance of commitd; retry shortly`
-        : `${txId} is driven by the instance at ${url}`,
+        ? `${what} is moving to another instance of commitd; retry shortly`
+        : `${what} is driven by the instance at ${url}`,
     );
   }
 }

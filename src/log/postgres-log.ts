@@ -70,10 +70,10 @@ export interface Fence {
   refused(tx: Transaction, reason: 'fenced' | 'decided'): void;
 }
 
-/** What one batch's statement reports: the rows it wrote, and the shards whose fence held. */
+/** What one batch's statement reports: the rows it wrote, and the (shard, epoch) fences that held, as `shard:epoch`. */
 interface Written {
   readonly ids: ReadonlySet<string>;
-  readonly shardsHeld: ReadonlySet<number>;
+  readonly fencesHeld: ReadonlySet<string>;
 }
 
 /** A batch whose COMMIT may or may not have happened: the connection went while it was on its way. */
@@ -82,11 +82,10 @@ interface Unverified {
   readonly history: History;
   readonly token: string;
   readonly startedAt: number;
-  readonly epochs: ReadonlyMap<number, number>;
 }
 
-/** History entries by transaction, queued or in a batch. */
-type History = Map<string, HistoryEntry[]>;
+/** History entries by transaction, queued or in a batch, with the epoch they were queued under (as records). */
+type History = Map<string, { epoch: number | null; entries: HistoryEntry[] }>;
 
 const READ_CONNECTIONS_DEFAULT = 4;
 const CONNECT_TIMEOUT_MS_DEFAULT = 5_000;
@@ -228,7 +227,15 @@ export class PostgresLog implements DecisionLog {
 
   private enqueue(tx: Transaction, forced: boolean): Pending {
     if (this.closed) throw new LogUnusableError('the decision store is closed');
-    return this.queue.enqueue(tx, forced);
+    return this.queue.enqueue(tx, forced, this.epochOf(tx.id));
+  }
+
+  /** The epoch this instance owns the transaction's shard under now; null when it does not (or no fence). */
+  private epochOf(txId: string): number | null {
+    const fence = this.options.fence;
+    if (fence === undefined) return null;
+    const shard = shardOfId(txId);
+    return shard === null ? null : fence.epochOf(shard);
   }
 
   private schedule(when: 'soon' | 'later', delayMs = this.options.lazyFlushDelayMs): void {
@@ -260,9 +267,11 @@ export class PostgresLog implements DecisionLog {
   appendHistory(txId: string, entries: readonly HistoryEntry[]): void {
     if (entries.length === 0) return;
     if (this.closed) throw new LogUnusableError('the decision store is closed');
+    const epoch = this.epochOf(txId);
     const queued = this.pendingHistory.get(txId);
-    if (queued) queued.push(...entries);
-    else this.pendingHistory.set(txId, [...entries]);
+    // Entries queued under another ownership are that ownership's: they go.
+    if (queued && queued.epoch === epoch) queued.entries.push(...entries);
+    else this.pendingHistory.set(txId, { epoch, entries: [...entries] });
     this.schedule('later');
   }
 
@@ -272,7 +281,7 @@ export class PostgresLog implements DecisionLog {
       [txId],
     );
     const written = rows.flatMap((r) => JSON.parse(r.entries) as HistoryEntry[]);
-    return [...written, ...(this.pendingHistory.get(txId) ?? [])];
+    return [...written, ...(this.pendingHistory.get(txId)?.entries ?? [])];
   }
 
   async resolveHeuristics(
@@ -348,22 +357,21 @@ export class PostgresLog implements DecisionLog {
       this.notWritten(batch, unreachable(error, this.where()), true);
       throw unreachable(error, this.where());
     }
-    const epochs = new Map<number, number>();
-    const batch = this.ownedOnly(this.take(), epochs);
-    const history = this.ownedHistory(this.pendingHistory, epochs);
+    const batch = this.ownedOnly(this.take());
+    const history = this.ownedHistory(this.pendingHistory);
     this.pendingHistory = new Map();
     if (batch.length === 0 && history.size === 0) return;
     const token = `${this.writerId}:${++this.tokens}`;
     const startedAt = performance.now();
     try {
-      const written = await this.write(writer, batch, history, token, epochs);
-      this.settle(batch, written, epochs, startedAt);
+      const written = await this.write(writer, batch, history, token);
+      this.settle(batch, written, startedAt);
       return;
     } catch (error) {
       if (!(error instanceof pg.DatabaseError)) {
         // No answer from the server: the COMMIT may have happened. Nobody
         // hears until a new session has read the marker.
-        this.unverified = { batch, history, token, startedAt, epochs };
+        this.unverified = { batch, history, token, startedAt };
         this.dropWriter();
         throw unreachable(error, this.where());
       }
@@ -381,11 +389,11 @@ export class PostgresLog implements DecisionLog {
     for (const entry of batch) {
       const single = `${this.writerId}:${++this.tokens}`;
       try {
-        const written = await this.write(writer, [entry], new Map(), single, epochs);
-        this.settle([entry], written, epochs, performance.now());
+        const written = await this.write(writer, [entry], new Map(), single);
+        this.settle([entry], written, performance.now());
       } catch (error) {
         if (!(error instanceof pg.DatabaseError)) {
-          this.unverified = { batch: [entry], history: new Map(), token: single, startedAt, epochs };
+          this.unverified = { batch: [entry], history: new Map(), token: single, startedAt };
           this.dropWriter();
           // The others wait for the next batch, behind the unknown one.
           for (const rest of batch.slice(batch.indexOf(entry) + 1)) this.requeue(rest, true);
@@ -403,7 +411,15 @@ export class PostgresLog implements DecisionLog {
   }
 
   private requeueHistory(history: History): void {
-    for (const [txId, entries] of this.pendingHistory) history.set(txId, [...(history.get(txId) ?? []), ...entries]);
+    for (const [txId, queued] of this.pendingHistory) {
+      const earlier = history.get(txId);
+      history.set(
+        txId,
+        earlier && earlier.epoch === queued.epoch
+          ? { epoch: queued.epoch, entries: [...earlier.entries, ...queued.entries] }
+          : queued,
+      );
+    }
     this.pendingHistory = history;
   }
 
@@ -415,13 +431,7 @@ export class PostgresLog implements DecisionLog {
    * One statement, so one transaction and one COMMIT: the rows, their
    * payloads, contradicting heuristics, history chunks and the marker.
    */
-  private async write(
-    writer: pg.Client,
-    batch: Pending[],
-    history: History,
-    token: string,
-    epochs: ReadonlyMap<number, number>,
-  ): Promise<Written> {
+  private async write(writer: pg.Client, batch: Pending[], history: History, token: string): Promise<Written> {
     const c: unknown[][] = Array.from({ length: 13 }, () => []);
     const payloads: string[][] = [[], [], []];
     const heuristics: unknown[][] = [[], [], [], []];
@@ -461,6 +471,15 @@ export class PostgresLog implements DecisionLog {
     }
     const s = this.s;
     const fenced = this.options.fence !== undefined;
+    // The (shard, epoch) pairs this batch writes under.
+    const pairs = new Map<string, [number, number]>();
+    const note = (txId: string, epoch: number | null) => {
+      const shard = shardOfId(txId);
+      if (shard !== null && epoch !== null) pairs.set(`${shard}:${epoch}`, [shard, epoch]);
+    };
+    for (const e of batch) note(e.tx.id, e.epoch);
+    for (const [txId, h] of history) note(txId, h.epoch);
+    const fences = [...pairs.values()];
     const { rows } = await writer.query<{ marker: string }>(
       `WITH fence AS (
          -- The shards this batch writes into, locked (FOR SHARE) for as long as
@@ -468,20 +487,26 @@ export class PostgresLog implements DecisionLog {
          -- owns them by. A takeover (an UPDATE of the row) waits for the lock,
          -- so it sees this batch once it commits; after a takeover the epoch
          -- no longer matches and nothing of that shard is written.
-         SELECT sh.shard FROM ${s}.shards sh
+         -- Locked in shard order: every statement that locks shard rows does,
+         -- so two of them never wait for each other in a circle.
+         SELECT sh.shard, sh.epoch FROM ${s}.shards sh
          JOIN unnest($26::int[], $27::bigint[]) AS f(shard, epoch) ON sh.shard = f.shard AND sh.epoch = f.epoch
          WHERE sh.owner = $28
+         ORDER BY sh.shard
          FOR SHARE OF sh
        ), input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[],
-           $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[], $25::text[])
+           $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[], $25::text[],
+           $30::bigint[])
            AS i(id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
-             finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent)
-         WHERE NOT $29 OR ${SHARD_SQL('i.id')} IN (SELECT shard FROM fence)
+             finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, epoch)
+         -- Each record under the epoch it was queued under, and no other.
+         WHERE NOT $29 OR (${SHARD_SQL('i.id')}, i.epoch) IN (SELECT shard, epoch FROM fence)
        ), tx AS (
          INSERT INTO ${s}.transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
            decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent)
-         SELECT * FROM input
+         SELECT id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
+           finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent FROM input
          ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
            abort_reason = excluded.abort_reason, decided_at_ms = excluded.decided_at_ms,
            finished_at_ms = excluded.finished_at_ms, participants = excluded.participants
@@ -507,8 +532,8 @@ export class PostgresLog implements DecisionLog {
          -- behind for good.
          INSERT INTO ${s}.history (tx_id, seq, entries)
          SELECT h.tx_id, COALESCE((SELECT max(seq) FROM ${s}.history WHERE tx_id = h.tx_id), 0) + 1, h.entries
-         FROM unnest($23::text[], $24::text[]) AS h(tx_id, entries)
-         WHERE (NOT $29 OR ${SHARD_SQL('h.tx_id')} IN (SELECT shard FROM fence))
+         FROM unnest($23::text[], $24::text[], $31::bigint[]) AS h(tx_id, entries, epoch)
+         WHERE (NOT $29 OR (${SHARD_SQL('h.tx_id')}, h.epoch) IN (SELECT shard, epoch FROM fence))
            AND (h.tx_id = ANY($1::text[]) OR EXISTS (SELECT 1 FROM ${s}.transactions WHERE id = h.tx_id))
          RETURNING 1
        ), marker AS (
@@ -516,7 +541,7 @@ export class PostgresLog implements DecisionLog {
          -- lost mid-COMMIT, the marker says whether it committed and what it took.
          INSERT INTO ${s}.flush_markers (writer, token)
          VALUES ($17, $18 || '|' || COALESCE((SELECT string_agg(id, ',') FROM tx), '')
-           || '|' || COALESCE((SELECT string_agg(shard::text, ',') FROM fence), ''))
+           || '|' || COALESCE((SELECT string_agg(shard || ':' || epoch, ',') FROM fence), ''))
          ON CONFLICT (writer) DO UPDATE SET token = excluded.token
          RETURNING token
        )
@@ -528,69 +553,56 @@ export class PostgresLog implements DecisionLog {
         token,
         ...heuristics,
         [...history.keys()],
-        [...history.values()].map((entries) => JSON.stringify(entries)),
+        [...history.values()].map((h) => JSON.stringify(h.entries)),
         batch.map(({ tx }) => tx.traceParent),
-        [...epochs.keys()],
-        [...epochs.values()],
+        fences.map(([shard]) => shard),
+        fences.map(([, epoch]) => epoch),
         this.options.fence?.ownerId ?? null,
         fenced,
+        batch.map((e) => e.epoch),
+        [...history.values()].map((h) => h.epoch),
       ],
     );
-    return parseMarker(rows[0]?.marker ?? '', token) ?? { ids: new Set(), shardsHeld: new Set() };
+    return parseMarker(rows[0]?.marker ?? '', token) ?? { ids: new Set(), fencesHeld: new Set() };
   }
 
   /**
-   * Keeps the records of shards this instance owns, noting each one's epoch;
-   * the others are refused at once (their shard moved on: nothing of them
-   * may be written). Without a fence, everything.
+   * Keeps the records queued under an epoch (this instance owned their shard
+   * then); the others are refused at once: nothing of them may be written.
+   * Without a fence, everything.
    */
-  private ownedOnly(batch: Pending[], epochs: Map<number, number>): Pending[] {
-    const fence = this.options.fence;
-    if (fence === undefined) return batch;
+  private ownedOnly(batch: Pending[]): Pending[] {
+    if (this.options.fence === undefined) return batch;
     const owned: Pending[] = [];
     for (const entry of batch) {
-      const shard = shardOfId(entry.tx.id);
-      const epoch = shard === null ? null : fence.epochOf(shard);
-      if (shard === null || epoch === null) {
-        this.refuse(entry, 'fenced');
-        continue;
-      }
-      epochs.set(shard, epoch);
-      owned.push(entry);
+      if (entry.epoch === null) this.refuse(entry, 'fenced');
+      else owned.push(entry);
     }
     return owned;
   }
 
-  /** History of transactions in shards this instance owns; the rest is dropped with them. */
-  private ownedHistory(history: History, epochs: Map<number, number>): History {
-    const fence = this.options.fence;
-    if (fence === undefined) return history;
-    const owned: History = new Map();
-    for (const [txId, entries] of history) {
-      const shard = shardOfId(txId);
-      const epoch = shard === null ? null : fence.epochOf(shard);
-      if (shard === null || epoch === null) continue;
-      epochs.set(shard, epoch);
-      owned.set(txId, entries);
-    }
-    return owned;
+  /** History queued under an epoch; the rest goes with its transaction's ownership. */
+  private ownedHistory(history: History): History {
+    if (this.options.fence === undefined) return history;
+    return new Map([...history].filter(([, h]) => h.epoch !== null));
   }
 
   /** After a batch committed: its writers hear, except those whose record the store did not take. */
-  private settle(batch: Pending[], written: Written, epochs: ReadonlyMap<number, number>, startedAt: number): void {
+  private settle(batch: Pending[], written: Written, startedAt: number): void {
     const taken: Pending[] = [];
+    const lost = new Map<string, [number, number]>();
     for (const entry of batch) {
       if (written.ids.has(entry.tx.id)) {
         taken.push(entry);
         continue;
       }
       const shard = shardOfId(entry.tx.id) ?? -1;
-      const fenced = this.options.fence !== undefined && !written.shardsHeld.has(shard);
+      const fence = `${shard}:${entry.epoch}`;
+      const fenced = this.options.fence !== undefined && !written.fencesHeld.has(fence);
+      if (fenced && entry.epoch !== null) lost.set(fence, [shard, entry.epoch]);
       this.refuse(entry, fenced ? 'fenced' : 'decided');
     }
-    if (this.options.fence) {
-      for (const [shard, epoch] of epochs) if (!written.shardsHeld.has(shard)) this.options.fence.lost(shard, epoch);
-    }
+    for (const [shard, epoch] of lost.values()) this.options.fence?.lost(shard, epoch);
     this.written(taken, startedAt);
   }
 
@@ -623,7 +635,7 @@ export class PostgresLog implements DecisionLog {
     this.unverified = null;
     const written = parseMarker(rows[0]?.token ?? '', unverified.token);
     if (written !== null) {
-      this.settle(unverified.batch, written, unverified.epochs, unverified.startedAt);
+      this.settle(unverified.batch, written, unverified.startedAt);
       return;
     }
     this.requeueHistory(unverified.history);
@@ -821,16 +833,16 @@ function SHARD_SQL(idColumn: string): string {
 }
 
 /**
- * A flush marker `token|ids|shards` read back: null when it is not the
- * token's (that batch did not commit), else what it wrote and the shards
- * whose fence held.
+ * A flush marker `token|ids|shard:epoch,…` read back: null when it is not
+ * the token's (that batch did not commit), else what it wrote and the
+ * fences that held.
  */
 function parseMarker(marker: string, token: string): Written | null {
-  const [markerToken, ids = '', shards = ''] = marker.split('|');
+  const [markerToken, ids = '', fences = ''] = marker.split('|');
   if (markerToken !== token) return null;
   return {
     ids: new Set(ids === '' ? [] : ids.split(',')),
-    shardsHeld: new Set(shards === '' ? [] : shards.split(',').map(Number)),
+    fencesHeld: new Set(fences === '' ? [] : fences.split(',')),
   };
 }
 

@@ -8,6 +8,14 @@ import type { Transaction } from '../protocol/types.js';
 export interface Pending {
   tx: Transaction;
   forced: boolean;
+  /**
+   * With several instances: the epoch the writer owned the transaction's
+   * shard under when it queued this snapshot (null: it did not own it). The
+   * store takes the record only under that epoch, never a later one: a
+   * snapshot queued before a shard moved away and back is not the new
+   * ownership's to write.
+   */
+  epoch: number | null;
   waiters: Array<{ resolve: () => void; reject: (e: Error) => void }>;
   callbacks: Array<() => void>;
 }
@@ -20,16 +28,17 @@ export class WriteQueue {
   /** `due` runs once a scheduled batch is due. */
   constructor(private readonly due: () => void) {}
 
-  enqueue(tx: Transaction, forced: boolean): Pending {
+  enqueue(tx: Transaction, forced: boolean, epoch: number | null = null): Pending {
     const entry = this.pending.get(tx.id);
     if (entry) {
       // A newer snapshot replaces the queued one: it holds everything the
       // older one did, since a transaction's state only moves forward.
       entry.tx = tx;
       entry.forced ||= forced;
+      entry.epoch = epoch;
       return entry;
     }
-    const created: Pending = { tx, forced, waiters: [], callbacks: [] };
+    const created: Pending = { tx, forced, epoch, waiters: [], callbacks: [] };
     this.pending.set(tx.id, created);
     return created;
   }

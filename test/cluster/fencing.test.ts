@@ -59,7 +59,7 @@ function testFence(ownerId: string) {
 }
 
 let schemas = 0;
-async function twoInstances(t: Test) {
+async function twoInstances(t: Test, lazyFlushDelayMs = 5) {
   const schema = `fence_${++schemas}`;
   const open = async (ownerId: string) => {
     const f = testFence(ownerId);
@@ -67,7 +67,7 @@ async function twoInstances(t: Test) {
       url: cluster().url(),
       schema,
       batchRecordsMax: 100,
-      lazyFlushDelayMs: 5,
+      lazyFlushDelayMs,
       fence: f.fence,
     });
     t.teardown(() => log.close());
@@ -160,6 +160,32 @@ t.test('a write that comes while a takeover is in the database waits for it, the
 
   await t.rejects(writing, new WriteRefusedError(id, 'fenced'), 'the write rechecks the epoch once the lock is free');
   t.equal((await b.log.get(id))?.outcome, null, 'nothing of it reached the store');
+});
+
+t.test('a snapshot queued before the shard moved away and back is not written under the new epoch', async (t) => {
+  // Lazy records wait for an explicit flush here.
+  const { a, b, take } = await twoInstances(t, 60_000);
+  const id = idIn(SHARD, 5);
+  a.epochs.set(SHARD, await take('instance-a'));
+  // Decided commit at A, not yet delivered: A queues a snapshot of it.
+  const committing = committed(begin(id));
+  await a.log.writeForced(committing);
+  a.log.writeLazy(committing);
+
+  // B takes the shard and finishes the transaction (acknowledged everywhere).
+  b.epochs.set(SHARD, await take('instance-b'));
+  const finished = apply(committing, [{ type: 'acknowledged', participant: 'orders' }]);
+  t.not(finished.finishedAtMs, null, 'finished at B');
+  await b.log.writeForced(finished);
+  // A takes it back before its queued snapshot left: that snapshot is the
+  // old ownership's. Written under the new epoch, it would make the
+  // finished transaction unfinished again, with nobody driving it.
+  a.epochs.set(SHARD, await take('instance-a'));
+  await a.log.flush();
+  const stored = await a.log.get(id);
+  t.equal(stored?.outcome, 'commit');
+  t.not(stored?.finishedAtMs, null, 'the finished transaction stays finished');
+  t.same(a.refused, [[id, 'fenced']], 'the stale snapshot was refused');
 });
 
 t.test('a decision is an insert-if-absent for the owner too: the stored one stands', async (t) => {

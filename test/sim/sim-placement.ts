@@ -21,6 +21,10 @@ export class SimPlacement implements Placement {
     return this.believes ? 0 : null;
   }
 
+  peerForNew(): string | null {
+    return null;
+  }
+
   whereIs(): Whereabouts {
     return this.believes ? { at: 'here' } : { at: 'nowhere' };
   }

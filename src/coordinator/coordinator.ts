@@ -259,7 +259,7 @@ export class Coordinator {
     }
     this.observer.begun();
     const answer: Answer = request.commit
-      ? await origin.around(this.dispatchAndWait(live, { type: 'commit' }, commitCallMayAnswer))
+      ? await origin.around(this.dispatchAndWait(live, { type: 'commit', withBegin: true }, commitCallMayAnswer))
       : { tx: live.published as Transaction, refusal: null, created: true };
     if (!request.commit) origin.end(answer.tx, null);
     return answer;

@@ -131,9 +131,9 @@ function apply(tx: Transaction, event: Event, nowMs: number): Result {
     case 'enlist':
       return enlist(tx, event.participant);
     case 'prepare':
-      return prepare(tx, nowMs);
+      return prepare(tx, false, nowMs);
     case 'commit':
-      return commit(tx, nowMs);
+      return commit(tx, event.withBegin === true, nowMs);
     case 'abort':
       return requestedAbort(tx, event.byOperator === true ? 'operator' : 'client', nowMs);
     case 'retry':
@@ -169,7 +169,22 @@ function enlist(tx: Transaction, p: NewParticipant): Result {
   return ok({ ...tx, participants: [...tx.participants, newParticipant(p)] }, [FORCED]);
 }
 
-function prepare(tx: Transaction, nowMs: number): Result {
+/**
+ * A one-shot transaction is `active` in memory only between its begin and
+ * the commit that comes with it; it records no `preparing`. So a one-shot
+ * found `active` by any other prepare or commit was read back from disk
+ * (after a crash, or by another instance after a takeover) with its prepares
+ * possibly out, and the one that sent them may have heard a no and sent
+ * aborts it never wrote (a one-shot's abort is lazy). It is aborted, as its
+ * recovery step would (the step may not have run yet): phase one started
+ * again could reach commit while those aborts are still on their way.
+ */
+function reloadedOneShot(tx: Transaction, withBegin: boolean): boolean {
+  return tx.oneShot && tx.state === 'active' && !withBegin;
+}
+
+function prepare(tx: Transaction, withBegin: boolean, nowMs: number): Result {
+  if (reloadedOneShot(tx, withBegin)) return decideAbort(tx, 'recovery', nowMs, 'answers-lost');
   switch (tx.state) {
     case 'active':
       return startPhaseOne(tx, false, nowMs);
@@ -181,7 +196,8 @@ function prepare(tx: Transaction, nowMs: number): Result {
   }
 }
 
-function commit(tx: Transaction, nowMs: number): Result {
+function commit(tx: Transaction, withBegin: boolean, nowMs: number): Result {
+  if (reloadedOneShot(tx, withBegin)) return decideAbort(tx, 'recovery', nowMs, 'answers-lost');
   switch (tx.state) {
     case 'active':
       return startPhaseOne(tx, true, nowMs);

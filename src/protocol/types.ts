@@ -90,7 +90,11 @@ export interface NewTransaction {
 export type Event =
   | { readonly type: 'enlist'; readonly participant: NewParticipant }
   | { readonly type: 'prepare' }
-  | { readonly type: 'commit' }
+  /**
+   * `withBegin`: the commit a one-shot begin carries (the only one that may
+   * start its phase one: see transitions.ts, commit).
+   */
+  | { readonly type: 'commit'; readonly withBegin?: boolean }
   /** `byOperator`: an admin aborted it (recorded as the abort's reason). */
   | { readonly type: 'abort'; readonly byOperator?: boolean }
   /** An operator's "retry now": phase two resent at once to every participant waiting for a retry. */

@@ -85,6 +85,8 @@ const lost = (participant: string, reason = 'timeout'): Event => ({ type: 'vote-
 const ack = (participant: string): Event => ({ type: 'acknowledged', participant });
 const PREPARE: Event = { type: 'prepare' };
 const COMMIT: Event = { type: 'commit' };
+/** The commit a one-shot begin carries. */
+const BEGIN_COMMIT: Event = { type: 'commit', withBegin: true };
 const ABORT: Event = { type: 'abort' };
 const DEADLINE_EVENT: Event = { type: 'deadline' };
 const RECOVER: Event = { type: 'recover' };
@@ -92,7 +94,7 @@ const RECOVER: Event = { type: 'recover' };
 // Fixtures, built through the protocol itself so they are states it can reach.
 const active = (names: readonly string[], opts: BeginOptions = {}) => begin(names, opts).tx;
 const preparing = (names: readonly string[], opts: BeginOptions & { commit?: boolean } = {}) =>
-  drive(active(names, opts), opts.commit || opts.oneShot ? COMMIT : PREPARE);
+  drive(active(names, opts), opts.oneShot ? BEGIN_COMMIT : opts.commit ? COMMIT : PREPARE);
 const prepared = (votes: Record<string, Vote>) => {
   const names = Object.keys(votes);
   return drive(preparing(names), ...names.map((n) => vote(n, votes[n] as Vote)));
@@ -291,7 +293,7 @@ t.test('prepare', async (t) => {
   });
 
   t.test('a one-shot transaction sends its prepares without a persist', async (t) => {
-    const s = apply(active(['a', 'b'], { oneShot: true }), COMMIT);
+    const s = apply(active(['a', 'b'], { oneShot: true }), BEGIN_COMMIT);
     t.equal(s.refusal, null);
     t.equal(s.tx.state, 'preparing');
     t.equal(s.tx.commitRequested, true);
@@ -859,6 +861,30 @@ t.test('recover', async (t) => {
     t.equal(s.tx.decidedAtMs, LATER);
     t.same(s.effects, [LAZY, send('abort', 'a'), send('abort', 'b')]);
   });
+
+  t.test(
+    "a one-shot read back active aborts on any prepare or commit but its begin's, as recovery would",
+    async (t) => {
+      // Its prepares may be out, and whoever sent them may have sent aborts it
+      // never wrote. Until its recovery step runs, a client's retried commit or
+      // a prepare must not start phase one again.
+      for (const event of [COMMIT, PREPARE]) {
+        const s = apply(active(['a', 'b'], { oneShot: true }), event, LATER);
+        t.equal(s.tx.outcome, 'abort', `${event.type}: aborted`);
+        t.equal(s.tx.abortReason, 'recovery');
+        t.same(s.effects, [LAZY, send('abort', 'a'), send('abort', 'b')], "lazy, as recovery's own abort is");
+        t.equal(s.refusal, null);
+      }
+      const begun = apply(active(['a', 'b'], { oneShot: true }), BEGIN_COMMIT, LATER);
+      t.equal(begun.tx.state, 'preparing', 'the commit its begin carries starts phase one');
+      const explicit = apply(active(['a', 'b']), COMMIT, LATER);
+      t.equal(
+        explicit.tx.state,
+        'preparing',
+        'an explicit transaction read back active never sent a prepare: it goes on',
+      );
+    },
+  );
 
   t.test('a preparing transaction aborts; everyone who did not roll back hears it, null votes included', async (t) => {
     const tx = drive(preparing(['a', 'b', 'c', 'd', 'e']), vote('a', 'yes'), vote('b', 'read-only'));

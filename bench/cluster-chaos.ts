@@ -91,13 +91,13 @@ const PARTICIPANT_COUNT = 3;
 /** After the faults stop, how long the client loops may take to get their last answers. */
 const CLIENT_DRAIN_MS = CLIENT_GIVE_UP_MS + 30_000;
 const CHECK_CONNECTIONS = 16;
-/** Shards of the store (the contract: 64). */
-const SHARDS = 64;
 /** After settling, how long the instances may take to agree on who owns every shard. */
 const CLUSTER_VIEW_TIMEOUT_MS = 30_000;
 /** An instance's read of one transaction at the end: retried on 503 or no answer this many times. */
 const VIEW_ATTEMPTS = 20;
 const STORE_SCHEMA = 'chaos';
+/** A line of /metrics with a cluster counter: its kind, its label's value, its count. */
+const CLUSTER_COUNTER = /^commitd_cluster_(shard_changes|forwarded_calls)_total\{\w+="([^"]+)"\} (\d+)/gm;
 /** How often instances that stopped themselves are looked for. */
 const KEEPER_INTERVAL_MS = 250;
 const STORE_DATABASE = 'commitd';
@@ -189,16 +189,63 @@ function parseOptions(argv: string[]): Options {
 // ---------------------------------------------------------------------------
 // Faults
 
-/** SIGKILLs (then starts again) or pauses one instance at a time, never two at once. */
-async function instanceFaulter(o: Options, instances: Supervised[], faults: Faults): Promise<void> {
+/**
+ * SIGKILLs (then starts again) or pauses one instance at a time, never two
+ * at once. Before a kill, the victim's cluster counters are read (a restart
+ * starts them from zero).
+ */
+async function instanceFaulter(
+  o: Options,
+  instances: Supervised[],
+  counters: ClusterCounters,
+  faults: Faults,
+): Promise<void> {
   const rng = Rng.stream(o.seed, 1);
   const maxFaults = o.maxSeconds * 5;
   for (let n = 0; n < maxFaults && (await sleepUntilOrEnd(rng.between(o.instanceFaultMs), faults)); n++) {
-    const victim = rng.pick(instances);
+    const i = rng.int(0, instances.length - 1);
+    const victim = instances[i] as Supervised;
     await victim.exclusively(async () => {
-      if (rng.chance(o.killFraction)) await killAndRestart(victim, rng, o.restartPauseMs, 0.15);
-      else await victim.pause(rng.between(o.pauseMs));
+      if (rng.chance(o.killFraction)) {
+        await counters.add(i);
+        await killAndRestart(victim, rng, o.restartPauseMs, 0.15);
+      } else {
+        await victim.pause(rng.between(o.pauseMs));
+      }
     });
+  }
+}
+
+/**
+ * What the instances say they did as a cluster, summed over their lives:
+ * shards taken (by why), handed over and lost, calls forwarded (by result),
+ * from their /metrics. A lower bound: an instance that stopped itself takes
+ * its counts with it.
+ */
+class ClusterCounters {
+  readonly totals = new Map<string, number>();
+
+  constructor(private readonly gets: readonly Get[]) {}
+
+  /** Adds instance i's counters (read just before it is killed or stopped). */
+  async add(i: number): Promise<void> {
+    const reply = await (this.gets[i] as Get)('/metrics').catch(() => null);
+    if (reply?.status !== 200 || typeof reply.body !== 'string') return;
+    for (const m of reply.body.matchAll(CLUSTER_COUNTER)) {
+      const key = `${m[1]}.${m[2]}`;
+      this.totals.set(key, (this.totals.get(key) ?? 0) + Number(m[3]));
+    }
+  }
+
+  /** `shard_changes=owner-gone:3,… forwarded_calls=answered:120,…` */
+  summary(): string {
+    return ['shard_changes', 'forwarded_calls']
+      .map((kind) => {
+        const parts = [...this.totals].filter(([k]) => k.startsWith(`${kind}.`));
+        const text = parts.map(([k, n]) => `${k.slice(kind.length + 1)}:${n}`).join(',');
+        return `${kind}=${text || 'none'}`;
+      })
+      .join(' ');
   }
 }
 
@@ -364,12 +411,14 @@ async function viewsOf(get: Get, ids: readonly string[]): Promise<Map<string, Vi
 
 interface ClusterView {
   readonly self: string;
+  /** How many shards there are. */
+  readonly shards: number;
   readonly instances: { id: string; url: string; shards: number }[];
 }
 
 /**
  * Waits (bounded) until every instance's GET /v1/cluster has every shard
- * owned and names every instance's URL. Returns what is still wrong, or
+ * owned by an instance it lists, and lists every instance's URL. Returns what is still wrong, or
  * null; 'no cluster API' when instances answer 404 (a commitd without the
  * multi-instance mode).
  */
@@ -389,7 +438,9 @@ async function clusterAgreement(gets: readonly Get[], urls: readonly string[]): 
       const owned = view.instances.reduce((n, x) => n + x.shards, 0);
       const listed = new Set(view.instances.map((x) => x.url));
       const absent = urls.filter((u) => !listed.has(u));
-      if (owned !== SHARDS) problems.push(`instance ${i} (${view.self}): ${owned} of ${SHARDS} shards owned`);
+      if (owned !== view.shards) {
+        problems.push(`instance ${i} (${view.self}): ${owned} of ${view.shards} shards owned by instances it lists`);
+      }
       if (absent.length > 0) problems.push(`instance ${i} (${view.self}): does not list ${absent.join(', ')}`);
     }
     wrong = problems.length === 0 ? null : problems.join('; ');
@@ -458,6 +509,7 @@ async function main(): Promise<number> {
     const records: ClientRecord[] = [];
     const stats = newLoadStats();
     const counts = { pgRestarts: 0 };
+    const counters = new ClusterCounters(checkPools.map(getFrom));
     const sum = (of: (x: Supervised) => number, xs: Supervised[]) => xs.reduce((n, x) => n + of(x), 0);
     const kills = () => sum((x) => x.kills, instances);
     const pauses = () => sum((x) => x.pauses, instances);
@@ -484,7 +536,7 @@ async function main(): Promise<number> {
     };
     const faultsEnd = endFaults('cluster-chaos', o, end, missing);
     const faulters = [
-      instanceFaulter(o, instances, faults),
+      instanceFaulter(o, instances, counters, faults),
       instanceKeeper(instances, faults),
       postgresRestarter(o, cluster, faults, counts),
       participantKiller(o, participants.processes, faults),
@@ -535,6 +587,7 @@ async function main(): Promise<number> {
     }
 
     // Stop cleanly; the files are complete once the participants are gone.
+    for (const i of instances.keys()) await counters.add(i);
     for (const [i, x] of instances.entries()) {
       const code = await x.kill('SIGTERM');
       if (code !== 0) {
@@ -557,7 +610,7 @@ async function main(): Promise<number> {
       `cluster-chaos: seconds=${o.seconds} fault_seconds=${faultSeconds.toFixed(0)} minimums=${unreached === null ? 'reached' : 'missed'} ` +
         `instances=${o.instances} transactions=${result.transactions} committed=${result.committed} aborted=${result.aborted} ` +
         `instance_kills=${kills()} instance_pauses=${pauses()} pg_restarts=${counts.pgRestarts} participant_kills=${participantKills()} ` +
-        `store_exits=${storeExits()} violations=${violations.length} in_doubt=${inDoubt.size} seed=${o.seed} clients=${o.clients} lease_ms=${o.leaseMs} ` +
+        `store_exits=${storeExits()} ${counters.summary()} violations=${violations.length} in_doubt=${inDoubt.size} seed=${o.seed} clients=${o.clients} lease_ms=${o.leaseMs} ` +
         `logical=${records.length} told_commit=${told('commit')} told_abort=${told('abort')} gave_up=${told(null)} flows=${flows} ` +
         `refused_reset_or_timeout=${stats.networkErrors} unavailable=${stats.unavailable} ` +
         `unknown_id_aborts=${replays.reduce((n, r) => n + r.unknownAborts, 0)} wall=${elapsed()}`,

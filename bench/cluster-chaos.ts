@@ -624,8 +624,16 @@ async function main(): Promise<number> {
   } finally {
     killAllChildren();
     for (const pool of [...pools, ...checkPools]) await pool.destroy().catch(() => {});
+    if (keepWork) {
+      // PostgreSQL's own log (startPostgres keeps it next to its data directory), before it goes.
+      const pgLog = path.join(path.dirname(cluster.dataDir), 'postgres.log');
+      if (fs.existsSync(pgLog)) fs.copyFileSync(pgLog, path.join(work, 'postgres.log'));
+    }
     cluster.destroy();
-    if (keepWork) console.error(`cluster-chaos: work directory kept: ${work} (instance-N.log: each instance's output)`);
+    if (keepWork)
+      console.error(
+        `cluster-chaos: work directory kept: ${work} (instance-N.log: each instance's output; postgres.log)`,
+      );
     else fs.rmSync(work, { recursive: true, force: true });
   }
 }

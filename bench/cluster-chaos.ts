@@ -17,7 +17,8 @@
 // --no-fraction F (share of prepares a participant votes no on, default
 // 0.05), --instance-fault-ms MIN,MAX (pause between instance faults, default
 // 1000,6000), --kill-fraction F (share of instance faults that are SIGKILLs,
-// the rest are pauses; default 0.5), --pause-ms MIN,MAX (how long an instance
+// the rest are pauses; default 0.5), --concurrent-instance-faults N (that many
+// instance faulters at once, default 1), --pause-ms MIN,MAX (how long an instance
 // stays stopped; default 2000,4500, the minimum must pass --lease-ms),
 // --pg-restart-ms MIN,MAX (pause between PostgreSQL restarts, default
 // 8000,20000), --participant-kill-ms MIN,MAX (default 3000,10000),
@@ -120,6 +121,7 @@ interface Options {
   noFraction: number;
   instanceFaultMs: [number, number];
   killFraction: number;
+  concurrentInstanceFaults: number;
   pauseMs: [number, number];
   pgRestartMs: [number, number];
   participantKillMs: [number, number];
@@ -145,6 +147,7 @@ function parseOptions(argv: string[]): Options {
     'no-fraction': num(0, 1, 0.05),
     'instance-fault-ms': range(3_600_000, [1000, 6000]),
     'kill-fraction': num(0, 1, 0.5),
+    'concurrent-instance-faults': int(1, MAX_INSTANCES, 1),
     'pause-ms': range(3_600_000, [2000, 4500]),
     'pg-restart-ms': range(3_600_000, [8000, 20_000]),
     'participant-kill-ms': range(3_600_000, [3000, 10_000]),
@@ -171,6 +174,7 @@ function parseOptions(argv: string[]): Options {
     noFraction: v['no-fraction'],
     instanceFaultMs: v['instance-fault-ms'],
     killFraction: v['kill-fraction'],
+    concurrentInstanceFaults: v['concurrent-instance-faults'],
     pauseMs: v['pause-ms'],
     pgRestartMs: v['pg-restart-ms'],
     participantKillMs: v['participant-kill-ms'],
@@ -190,17 +194,20 @@ function parseOptions(argv: string[]): Options {
 // Faults
 
 /**
- * SIGKILLs (then starts again) or pauses one instance at a time, never two
- * at once. Before a kill, the victim's cluster counters are read (a restart
+ * SIGKILLs (then starts again) or pauses an instance, one at a time; with
+ * --concurrent-instance-faults N, N of these run, each on its own stream, and
+ * two instances may be down or stopped at once (never the same twice at
+ * once: exclusively). Before a kill, the victim's cluster counters are read (a restart
  * starts them from zero).
  */
 async function instanceFaulter(
   o: Options,
+  stream: number,
   instances: Supervised[],
   counters: ClusterCounters,
   faults: Faults,
 ): Promise<void> {
-  const rng = Rng.stream(o.seed, 1);
+  const rng = Rng.stream(o.seed, stream);
   const maxFaults = o.maxSeconds * 5;
   for (let n = 0; n < maxFaults && (await sleepUntilOrEnd(rng.between(o.instanceFaultMs), faults)); n++) {
     const i = rng.int(0, instances.length - 1);
@@ -536,7 +543,10 @@ async function main(): Promise<number> {
     };
     const faultsEnd = endFaults('cluster-chaos', o, end, missing);
     const faulters = [
-      instanceFaulter(o, instances, counters, faults),
+      // The first on stream 1, as with one faulter, so a seed's schedule stays.
+      ...Array.from({ length: o.concurrentInstanceFaults }, (_, k) =>
+        instanceFaulter(o, k === 0 ? 1 : 10 + k, instances, counters, faults),
+      ),
       instanceKeeper(instances, faults),
       postgresRestarter(o, cluster, faults, counts),
       participantKiller(o, participants.processes, faults),

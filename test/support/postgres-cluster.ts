@@ -4,7 +4,7 @@
 // a teardown (stopAll() stops every cluster this process started, for an exit
 // on failure).
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -64,6 +64,18 @@ function asPostgres(command: string, args: string[]): void {
   }
 }
 
+/** asPostgres without blocking this process meanwhile: its timers and sockets go on during a restart. */
+function asPostgresAsync(command: string, args: string[]): Promise<void> {
+  const binary = path.join(POSTGRES_BIN, command);
+  const [file, argv] = process.getuid?.() === 0 ? ['runuser', ['-u', USER, '--', binary, ...args]] : [binary, args];
+  return new Promise((resolve, reject) => {
+    execFile(file, argv, { encoding: 'utf8' }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args.join(' ')} failed (${error.code}): ${stderr}${stdout}`));
+      else resolve();
+    });
+  });
+}
+
 export async function startPostgres(settings: Record<string, string> = {}): Promise<PostgresCluster> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-pg-'));
   const dataDir = path.join(root, 'data');
@@ -90,8 +102,8 @@ export async function startPostgres(settings: Record<string, string> = {}): Prom
       .join(''),
   );
   const logFile = path.join(root, 'postgres.log');
-  const pgCtl = (action: string, extra: string[] = []) =>
-    asPostgres('pg_ctl', [action, '-D', dataDir, '-w', '-t', '30', ...extra]);
+  const pgCtlArgs = (action: string, extra: string[] = []) => [action, '-D', dataDir, '-w', '-t', '30', ...extra];
+  const pgCtl = (action: string, extra: string[] = []) => asPostgres('pg_ctl', pgCtlArgs(action, extra));
   const url = (database = 'postgres') => `postgres://${USER}@127.0.0.1:${port}/${database}`;
   const cluster: PostgresCluster = {
     port,
@@ -112,8 +124,8 @@ export async function startPostgres(settings: Record<string, string> = {}): Prom
     start: () => pgCtl('start', ['-l', logFile]),
     stop: () => pgCtl('stop', ['-m', 'fast']),
     async restart() {
-      cluster.stop();
-      cluster.start();
+      await asPostgresAsync('pg_ctl', pgCtlArgs('stop', ['-m', 'fast']));
+      await asPostgresAsync('pg_ctl', pgCtlArgs('start', ['-l', logFile]));
     },
     destroy() {
       running.delete(cluster);

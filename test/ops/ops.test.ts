@@ -123,7 +123,7 @@ t.test(
     t.comment(promtool.stdout.split('\n')[0] ?? '');
     const rules = runPromtool(['check', 'rules', RULES]);
     t.equal(rules.status, 0, 'promtool check rules', { output: rules.output });
-    t.match(rules.output, /SUCCESS: 9 rules found/);
+    t.match(rules.output, /SUCCESS: 10 rules found/);
     const unit = runPromtool(['test', 'rules', RULE_TESTS]);
     t.equal(unit.status, 0, 'promtool test rules', { output: unit.output });
     t.match(unit.output, /SUCCESS/);

@@ -17,7 +17,7 @@ import pg from 'pg';
 import type { Placement, Whereabouts } from '../coordinator/contract.js';
 import { quoted } from '../log/postgres-schema.js';
 import { ID_SHARDS, shardOfId } from '../protocol/transaction-ids.js';
-import { PeerProbes } from './peer-probes.js';
+import { type GoneKind, PeerProbes } from './peer-probes.js';
 import { type InstanceRow, planShards, type ShardRow, type TakeReason } from './shard-plan.js';
 
 export interface ClusterMemberOptions {
@@ -58,6 +58,27 @@ interface OwnedShard {
   releasing: boolean;
 }
 
+/**
+ * Which instances count as gone: one whose address refuses connections (or
+ * answers as another instance), at once; one silent to the probes only if
+ * the store agrees it has not renewed its heartbeat for as long (paused, or
+ * cut off from everything). One silent to its peers but still renewing is
+ * partitioned from them, not gone: taking its shards would only have it
+ * take them back, round after round.
+ */
+export function deadPeers(
+  gone: ReadonlyMap<string, GoneKind>,
+  instances: readonly InstanceRow[],
+  silenceMs: number,
+): Set<string> {
+  const dead = new Set<string>();
+  for (const [id, kind] of gone) {
+    const quietMs = instances.find((i) => i.id === id)?.quietMs ?? Number.POSITIVE_INFINITY;
+    if (kind === 'refused' || quietMs >= silenceMs) dead.add(id);
+  }
+  return dead;
+}
+
 /** Of the lease, the part kept in hand: stop acting this much before it can have run out. */
 const LEASE_MARGIN_FRACTION = 0.25;
 
@@ -68,6 +89,8 @@ export class ClusterMember implements Placement {
   private readonly monotonicMs: () => number;
   private readonly owned = new Map<number, OwnedShard>();
   private shardsSeen: readonly ShardRow[] = [];
+  /** Instances taken to be gone as of the last round (see deadPeers). */
+  private dead: ReadonlySet<string> = new Set();
   private instancesSeen: readonly InstanceRow[] = [];
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
@@ -151,10 +174,9 @@ export class ClusterMember implements Placement {
   }
 
   peerForNew(): string | null {
-    const gone = this.probes.gone();
     const owners = new Set(this.shardsSeen.map((r) => r.owner));
     const peers = this.instancesSeen.filter(
-      (i) => i.id !== this.o.instanceId && i.live && !gone.has(i.id) && owners.has(i.id),
+      (i) => i.id !== this.o.instanceId && i.live && !this.dead.has(i.id) && owners.has(i.id),
     );
     if (peers.length === 0) return null;
     return (peers[Math.floor(Math.random() * peers.length)] as InstanceRow).url;
@@ -167,7 +189,7 @@ export class ClusterMember implements Placement {
     const owned = this.owned.get(shard);
     if (owned) return owned.loaded && !owned.releasing ? { at: 'here' } : { at: 'nowhere' };
     const owner = this.shardsSeen.find((r) => r.shard === shard)?.owner ?? null;
-    if (owner === null || owner === this.o.instanceId || this.probes.gone().has(owner)) return { at: 'nowhere' };
+    if (owner === null || owner === this.o.instanceId || this.dead.has(owner)) return { at: 'nowhere' };
     const url = this.instancesSeen.find((i) => i.id === owner && i.live)?.url;
     return url === undefined ? { at: 'nowhere' } : { at: 'peer', url };
   }
@@ -193,12 +215,11 @@ export class ClusterMember implements Placement {
     const counts = new Map<string, number>();
     for (const r of this.shardsSeen) if (r.owner !== null) counts.set(r.owner, (counts.get(r.owner) ?? 0) + 1);
     counts.set(this.o.instanceId, this.owned.size);
-    const gone = this.probes.gone();
     return {
       self: this.o.instanceId,
       shards: ID_SHARDS,
       instances: this.instancesSeen
-        .filter((i) => (i.live && !gone.has(i.id)) || i.id === this.o.instanceId)
+        .filter((i) => (i.live && !this.dead.has(i.id)) || i.id === this.o.instanceId)
         .map((i) => ({ id: i.id, url: i.url, shards: counts.get(i.id) ?? 0, self: i.id === this.o.instanceId }))
         .sort((a, b) => (a.id < b.id ? -1 : 1)),
     };
@@ -264,11 +285,12 @@ export class ClusterMember implements Placement {
     this.instancesSeen = looked.instances;
     if (this.stopped) return;
     this.probes.probe(looked.instances.filter((i) => i.id !== this.o.instanceId && i.live));
+    this.dead = deadPeers(this.probes.gone(), looked.instances, this.o.peerSilenceMs);
     const plan = planShards({
       self: this.o.instanceId,
       shards: looked.shards,
       instances: looked.instances,
-      dead: this.probes.gone(),
+      dead: this.dead,
       owned: new Set(this.owned.keys()),
     });
     if (plan.take.length > 0) await this.take(plan.take);
@@ -293,9 +315,9 @@ export class ClusterMember implements Placement {
   private async renewAndLook(owned: Array<[number, number]>) {
     const { rows } = await this.pool.query<{ renewed: number[] | null; shards: ShardRow[]; instances: InstanceRow[] }>(
       `WITH me AS (
-         INSERT INTO ${this.s}.instances (id, url, seen_until)
-         VALUES ($1, $2, now() + $3 * interval '1 millisecond')
-         ON CONFLICT (id) DO UPDATE SET url = excluded.url, seen_until = excluded.seen_until
+         INSERT INTO ${this.s}.instances (id, url, seen_at, seen_until)
+         VALUES ($1, $2, now(), now() + $3 * interval '1 millisecond')
+         ON CONFLICT (id) DO UPDATE SET url = excluded.url, seen_at = excluded.seen_at, seen_until = excluded.seen_until
          RETURNING id
        ), mine AS (
          -- Shard rows are locked in shard order by every statement that
@@ -316,7 +338,8 @@ export class ClusterMember implements Placement {
        SELECT (SELECT array_agg(shard) FROM renewed) AS renewed,
          (SELECT json_agg(json_build_object('shard', shard, 'owner', owner, 'epoch', epoch,
             'expired', lease_until < now()) ORDER BY shard) FROM ${this.s}.shards) AS shards,
-         (SELECT json_agg(json_build_object('id', id, 'url', url, 'live', id = $1 OR seen_until > now()))
+         (SELECT json_agg(json_build_object('id', id, 'url', url, 'live', id = $1 OR seen_until > now(),
+            'quietMs', CASE WHEN id = $1 THEN 0 ELSE floor(extract(epoch FROM now() - seen_at) * 1000) END))
             FROM ${this.s}.instances) AS instances`,
       [this.o.instanceId, this.advertiseUrl, this.o.leaseMs, owned.map(([s]) => s), owned.map(([, e]) => e)],
     );

@@ -4,7 +4,10 @@
 // (restarted on the same port), means gone at once; one that says nothing
 // for `silenceMs` (paused, overloaded past use, cut off) means gone too.
 // A partition from the store but not from the peers is what probes cannot
-// see: the lease is the backstop for that.
+// see: the lease is the backstop for that. Silence alone is weaker evidence
+// than a refused connection (a partition between instances looks the same
+// from each side): the member also asks the store whether the silent one
+// still renews its heartbeat (cluster-member.ts).
 
 import { Agent, request } from 'undici';
 
@@ -17,11 +20,14 @@ export interface ProbeOptions {
   readonly gone: (instanceId: string, why: string) => void;
 }
 
+/** How a peer was found gone: nobody listens at its address (or another instance does), or it said nothing for too long. */
+export type GoneKind = 'refused' | 'silent';
+
 interface PeerState {
   url: string;
   lastAnswerMs: number;
   inFlight: boolean;
-  gone: string | null;
+  gone: GoneKind | null;
 }
 
 /** Connection errors that mean nobody listens there (the process is gone). */
@@ -48,7 +54,7 @@ export class PeerProbes {
         this.peers.set(id, state);
       }
       if (state.gone === null && now - state.lastAnswerMs >= this.o.silenceMs) {
-        this.markGone(id, state, `no answer for ${Math.round(now - state.lastAnswerMs)} ms`);
+        this.markGone(id, state, 'silent', `no answer for ${Math.round(now - state.lastAnswerMs)} ms`);
       }
       // Gone ones are probed too: one wrongly found gone (a long pause) is
       // alive again once it answers as itself.
@@ -56,10 +62,10 @@ export class PeerProbes {
     }
   }
 
-  /** Peers found gone, by id. */
-  gone(): Set<string> {
-    const gone = new Set<string>();
-    for (const [id, state] of this.peers) if (state.gone !== null) gone.add(id);
+  /** Peers found gone, by id, with how. */
+  gone(): Map<string, GoneKind> {
+    const gone = new Map<string, GoneKind>();
+    for (const [id, state] of this.peers) if (state.gone !== null) gone.set(id, state.gone);
     return gone;
   }
 
@@ -84,20 +90,21 @@ export class PeerProbes {
       if (res.statusCode === 200 && body?.instance === id) {
         state.lastAnswerMs = this.o.monotonicMs();
         state.gone = null;
-      } else if (res.statusCode === 200)
-        this.markGone(id, state, `another instance (${String(body?.instance)}) answers there`);
+      } else if (res.statusCode === 200) {
+        this.markGone(id, state, 'refused', `another instance (${String(body?.instance)}) answers there`);
+      }
     } catch (error) {
       const code = (error as { code?: string }).code ?? '';
-      if (REFUSED.has(code)) this.markGone(id, state, `its address refuses connections (${code})`);
+      if (REFUSED.has(code)) this.markGone(id, state, 'refused', `its address refuses connections (${code})`);
       // Otherwise (a timeout): silence, counted by the next round.
     } finally {
       state.inFlight = false;
     }
   }
 
-  private markGone(id: string, state: PeerState, why: string): void {
-    if (state.gone !== null) return;
-    state.gone = why;
+  private markGone(id: string, state: PeerState, kind: GoneKind, why: string): void {
+    if (state.gone === 'refused' || state.gone === kind) return;
+    state.gone = kind;
     this.o.gone(id, why);
   }
 }

@@ -21,6 +21,8 @@ export interface InstanceRow {
   readonly url: string;
   /** Its heartbeat is within its lease, by the store's clock. */
   readonly live: boolean;
+  /** Milliseconds since its last heartbeat, by the store's clock. */
+  readonly quietMs: number;
 }
 
 export interface PlanInput {

@@ -96,6 +96,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     id         text PRIMARY KEY,
     url        text NOT NULL,
     started_at timestamptz NOT NULL DEFAULT now(),
+    -- its last heartbeat, and until when it counts (the lease), on this clock
+    seen_at    timestamptz NOT NULL DEFAULT now(),
     seen_until timestamptz NOT NULL
   );
   CREATE TABLE $S.shards (

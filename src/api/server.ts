@@ -154,8 +154,11 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   // While stopping, every answer closes its connection: a kept-alive one
   // (a client's pool, a peer's) would otherwise hold the server's close
   // open until the grace period ends.
-  app.addHook('onSend', async (_request, reply) => {
+  // A callback rather than an async hook: no promise per answer for a flag
+  // that is false until shutdown.
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (o.readiness.stopping) reply.header('connection', 'close');
+    done(null, payload);
   });
   if (server.rateLimitPerS > 0) await installRateLimit(app, server.rateLimitPerS);
   // With several instances, the instance's id: a peer probing this address

@@ -13,11 +13,17 @@ const root = path.resolve(here, '..', '..');
 
 const CLOCK_TICKS_PER_S = 100;
 
-/** CPU seconds (user + system) a process has used, from /proc. */
-export function cpuSeconds(pid: number): number {
+/**
+ * CPU seconds (user + system) a process has used, from /proc; with
+ * reapedChildren, plus what its children that have exited and been waited
+ * for used (cutime + cstime).
+ */
+export function cpuSeconds(pid: number, options: { reapedChildren?: boolean } = {}): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+  const own = Number(fields[11]) + Number(fields[12]);
+  const reaped = options.reapedChildren ? Number(fields[13]) + Number(fields[14]) : 0;
+  return (own + reaped) / CLOCK_TICKS_PER_S;
 }
 
 /** Peak resident memory of a process so far, in MB. */

@@ -13,7 +13,14 @@
 // --profile DIR (write a V8 CPU profile of the coordinator to DIR),
 // --postgres (a second commitd on the PostgreSQL decision store, on a private
 // PostgreSQL cluster this command starts, measured in the same rounds: SQLite
-// and PostgreSQL side by side on the same machine and participants).
+// and PostgreSQL side by side on the same machine and participants),
+// --instances N (with --postgres implied: also N commitd instances sharing
+// one schema of that PostgreSQL cluster (issue #13), the load spread over
+// them round-robin, measured in the same rounds: SQLite, PostgreSQL with one
+// instance and PostgreSQL with N, interleaved). Each run says where the time
+// goes: CPU per transaction of each commitd process, of PostgreSQL (every
+// process of the private cluster), of the participants and of this load
+// generator.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { int, num, on, parseFlags, str } from '../src/cli/args.js';
 import { type PostgresCluster, startPostgres } from '../test/support/postgres-cluster.js';
+import { type CommitdCluster, postgresCpuSeconds, startCommitdCluster, untilBalanced } from './cluster.js';
 import { cpuSeconds, loadResult, peakRssMb, scrape, startCoordinator, startParticipants } from './processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -37,11 +45,17 @@ interface Options {
   write: boolean;
   profileDir: string | null;
   postgres: boolean;
+  /** commitd instances on one PostgreSQL schema measured as a cluster; 1: none. */
+  instances: number;
 }
 
 interface Run {
-  /** coordinated: commitd on the SQLite log; postgres: commitd on the PostgreSQL store. */
-  kind: 'coordinated' | 'postgres' | 'baseline';
+  /**
+   * coordinated: commitd on the SQLite log; postgres: commitd on the
+   * PostgreSQL store; postgres-cluster: several commitd instances on one
+   * PostgreSQL schema, the load spread round-robin.
+   */
+  kind: 'coordinated' | 'postgres' | 'postgres-cluster' | 'baseline';
   clients: number;
   seconds: number;
   transactions: number;
@@ -50,8 +64,14 @@ interface Run {
   p50Ms: number;
   p99Ms: number;
   p999Ms: number;
-  /** Coordinator CPU (user + system) per committed transaction. */
+  /** Coordinator CPU (user + system) per committed transaction: every commitd process of the run together. */
   coordinatorCpuUsPerTx: number | null;
+  /** Each commitd process's share of it (one entry but for a cluster). */
+  instanceCpuUsPerTx: number[] | null;
+  /** PostgreSQL's CPU per transaction (every process of the private cluster); null without --postgres. */
+  storeCpuUsPerTx: number | null;
+  /** This process's CPU (the load generator, HTTP client side) per transaction. */
+  loadCpuUsPerTx: number;
   /** Participant process CPU per transaction: the same work in both kinds of run. */
   participantCpuUsPerTx: number;
   fsyncsPerTx: number | null;
@@ -68,6 +88,7 @@ function parseOptions(argv: string[]): Options {
     'no-write': on(),
     profile: str(),
     postgres: on(),
+    instances: int(1, 8, 1),
   });
   return {
     seconds: v.seconds,
@@ -78,7 +99,8 @@ function parseOptions(argv: string[]): Options {
     out: v.out,
     write: !v['no-write'],
     profileDir: v.profile === undefined ? null : path.resolve(v.profile),
-    postgres: v.postgres,
+    postgres: v.postgres || v.instances > 1,
+    instances: v.instances,
   };
 }
 
@@ -126,17 +148,31 @@ async function main(): Promise<void> {
     // Finished transactions are forgotten soon, as in a long-running deployment.
     env: { COMMITD_RETENTION_MS: '10000' },
   });
-  const cluster: PostgresCluster | null = o.postgres ? await startPostgres() : null;
+  // Room for the connections of every instance (each has a writer and a few readers).
+  const cluster: PostgresCluster | null = o.postgres ? await startPostgres({ max_connections: '100' }) : null;
   const pgCoordinator =
     cluster === null
       ? null
       : await startCoordinator(path.join(work, 'data-pg'), {
           env: { COMMITD_RETENTION_MS: '10000', COMMITD_STORE_URL: cluster.url() },
         });
+  const pgCluster: CommitdCluster | null =
+    cluster === null || o.instances < 2
+      ? null
+      : await startCommitdCluster(cluster, {
+          count: o.instances,
+          schema: 'bench_cluster',
+          env: { COMMITD_RETENTION_MS: '10000' },
+        });
+  // Every instance with its share of the shards before any is measured.
+  if (pgCluster) await untilBalanced(pgCluster.instances, 30_000);
   const pid = coordinator.child.pid as number;
   const participantsPid = participants.child.pid as number;
   const coordinatorPool = new Pool(coordinator.url, { connections: o.clients, pipelining: 1 });
   const pgPool = pgCoordinator === null ? null : new Pool(pgCoordinator.url, { connections: o.clients, pipelining: 1 });
+  const clusterPools = (pgCluster?.instances ?? []).map(
+    (i) => new Pool(i.url, { connections: Math.ceil(o.clients / o.instances), pipelining: 1 }),
+  );
   const participantPools = participants.urls.map((u) => new Pool(new URL(u).origin, { connections: o.clients }));
   const oneShot = JSON.stringify({
     participants: participants.urls.map((url, i) => ({ name: `p${i}`, url })),
@@ -159,6 +195,10 @@ async function main(): Promise<void> {
     o.explicit ? explicitOn(pool) : async () => (await post(pool, '/v1/transactions', oneShot)) === 200;
   const coordinated = transactionOn(coordinatorPool);
   const onPostgres = pgPool === null ? null : transactionOn(pgPool);
+  // Round-robin over the instances: transaction i goes to instance i mod N.
+  const onInstances = clusterPools.map(transactionOn);
+  const onCluster =
+    onInstances.length === 0 ? null : (i: number) => (onInstances[i % onInstances.length] as () => Promise<boolean>)();
   let baselineSeq = 0;
   const baseline = async () => {
     const id = `bench_${process.pid}_${baselineSeq++}`;
@@ -170,18 +210,36 @@ async function main(): Promise<void> {
   };
 
   const measure = async (kind: Run['kind'], clients: number): Promise<Run> => {
-    const target = kind === 'postgres' && pgCoordinator !== null ? pgCoordinator : coordinator;
-    const targetPid = target.child.pid as number;
-    const before = await scrape(target.url);
-    const cpu0 = cpuSeconds(targetPid);
+    const targets =
+      kind === 'postgres' && pgCoordinator !== null
+        ? [{ url: pgCoordinator.url, pid: pgCoordinator.child.pid as number }]
+        : kind === 'postgres-cluster' && pgCluster !== null
+          ? pgCluster.instances.map((i) => ({ url: i.url, pid: i.pid() }))
+          : [{ url: coordinator.url, pid }];
+    const scrapeAll = async () => Promise.all(targets.map((t) => scrape(t.url)));
+    const before = await scrapeAll();
+    const cpu0 = targets.map((t) => cpuSeconds(t.pid));
     const pcpu0 = cpuSeconds(participantsPid);
-    const once = kind === 'coordinated' ? coordinated : kind === 'postgres' && onPostgres ? onPostgres : baseline;
+    const scpu0 = cluster === null ? 0 : postgresCpuSeconds(cluster);
+    const lcpu0 = process.cpuUsage();
+    const once =
+      kind === 'coordinated'
+        ? coordinated
+        : kind === 'postgres' && onPostgres
+          ? onPostgres
+          : kind === 'postgres-cluster' && onCluster
+            ? onCluster
+            : baseline;
     const r = await load(clients, o.seconds, once);
-    const cpu1 = cpuSeconds(targetPid);
+    const lcpu = process.cpuUsage(lcpu0);
+    const cpu1 = targets.map((t) => cpuSeconds(t.pid));
     const pcpu1 = cpuSeconds(participantsPid);
-    const after = await scrape(target.url);
-    const delta = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
+    const scpu1 = cluster === null ? 0 : postgresCpuSeconds(cluster);
+    const after = await scrapeAll();
+    const delta = (k: string) => after.reduce((sum, a, i) => sum + (a.get(k) ?? 0) - (before[i]?.get(k) ?? 0), 0);
     const committed = delta('commitd_transactions_finished_total{outcome="commit"}');
+    const perTx = (seconds: number) => (seconds * 1e6) / Math.max(1, r.ok);
+    const instanceCpu = kind !== 'baseline' ? cpu1.map((c, i) => perTx(c - (cpu0[i] as number))) : null;
     const run: Run = {
       kind,
       clients,
@@ -192,9 +250,13 @@ async function main(): Promise<void> {
       p50Ms: percentile(r.sorted, 0.5),
       p99Ms: percentile(r.sorted, 0.99),
       p999Ms: percentile(r.sorted, 0.999),
-      // commitd's own CPU; PostgreSQL's is not counted (it runs as other processes).
-      coordinatorCpuUsPerTx: kind !== 'baseline' ? ((cpu1 - cpu0) * 1e6) / Math.max(1, r.ok) : null,
-      participantCpuUsPerTx: ((pcpu1 - pcpu0) * 1e6) / Math.max(1, r.ok),
+      // commitd's own CPU, every instance of the run together; PostgreSQL's apart.
+      coordinatorCpuUsPerTx: instanceCpu === null ? null : instanceCpu.reduce((a, b) => a + b, 0),
+      instanceCpuUsPerTx: instanceCpu,
+      // Every run is charged what PostgreSQL did meanwhile, idle instances' leases included.
+      storeCpuUsPerTx: cluster === null ? null : perTx(scpu1 - scpu0),
+      participantCpuUsPerTx: perTx(pcpu1 - pcpu0),
+      loadCpuUsPerTx: perTx((lcpu.user + lcpu.system) / 1e6),
       // commitd fsyncs only its SQLite log; PostgreSQL flushes its WAL itself.
       fsyncsPerTx: kind === 'coordinated' ? delta('commitd_log_fsyncs_total') / Math.max(1, committed) : null,
     };
@@ -203,21 +265,24 @@ async function main(): Promise<void> {
   };
 
   console.log(
-    `commitd bench: ${o.rounds} rounds of ${o.seconds} s, ${o.clients} clients, participants ${o.durable ? 'durable' : 'in-memory'}, ${o.explicit ? 'explicit begin + commit' : 'one-shot commits'}${o.postgres ? ', SQLite and PostgreSQL stores' : ''}`,
+    `commitd bench: ${o.rounds} rounds of ${o.seconds} s, ${o.clients} clients, participants ${o.durable ? 'durable' : 'in-memory'}, ${o.explicit ? 'explicit begin + commit' : 'one-shot commits'}${o.postgres ? ', SQLite and PostgreSQL stores' : ''}${pgCluster ? `, PostgreSQL with ${o.instances} instances (round-robin)` : ''}`,
   );
   console.log('warm-up…');
   await load(o.clients, 2, coordinated);
   if (onPostgres) await load(o.clients, 2, onPostgres);
+  if (onCluster) await load(o.clients, 2, onCluster);
   await load(o.clients, 1, baseline);
 
   const runs: Run[] = [];
   for (let round = 0; round < o.rounds; round++) {
     runs.push(await measure('coordinated', o.clients));
     if (onPostgres) runs.push(await measure('postgres', o.clients));
+    if (onCluster) runs.push(await measure('postgres-cluster', o.clients));
     runs.push(await measure('baseline', o.clients));
   }
   const single = [await measure('coordinated', 1), await measure('baseline', 1)];
   if (onPostgres) single.push(await measure('postgres', 1));
+  if (onCluster) single.push(await measure('postgres-cluster', 1));
   const peakRss = peakRssMb(pid);
 
   const median = (kind: Run['kind'], f: (r: Run) => number) => {
@@ -230,6 +295,7 @@ async function main(): Promise<void> {
   const coordTps = median('coordinated', (r) => r.tps);
   const baseTps = median('baseline', (r) => r.tps);
   const postgresTps = onPostgres ? median('postgres', (r) => r.tps) : null;
+  const clusterTps = onCluster ? median('postgres-cluster', (r) => r.tps) : null;
   const summary = {
     date: new Date().toISOString(),
     command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
@@ -237,6 +303,8 @@ async function main(): Promise<void> {
     participants: o.durable ? 'durable (fsync per message)' : 'in-memory',
     coordinatedTps: coordTps,
     postgresTps,
+    clusterTps,
+    instances: o.instances,
     baselineTps: baseTps,
     ratio: coordTps / baseTps,
     fsyncsPerTx: median('coordinated', (r) => r.fsyncsPerTx ?? 0),
@@ -255,12 +323,37 @@ async function main(): Promise<void> {
         `1 client on PostgreSQL: p50 ${single[2]?.p50Ms.toFixed(2)} ms, p99 ${single[2]?.p99Ms.toFixed(2)} ms`,
     );
   }
+  if (clusterTps !== null && postgresTps !== null) {
+    const oneClient = single.find((r) => r.kind === 'postgres-cluster');
+    console.log(
+      `cluster: PostgreSQL ${o.instances} instances ${clusterTps.toFixed(0)} tx/s (ratio to 1 instance ${(clusterTps / postgresTps).toFixed(2)}); ` +
+        `1 client: p50 ${oneClient?.p50Ms.toFixed(2)} ms, p99 ${oneClient?.p99Ms.toFixed(2)} ms`,
+    );
+  }
+  console.log('\nwhere the time goes (medians over the rounds, CPU µs per transaction):');
+  for (const kind of ['coordinated', 'postgres', 'postgres-cluster', 'baseline'] as const) {
+    if (!runs.some((r) => r.kind === kind)) continue;
+    const instances = runs.find((r) => r.kind === kind)?.instanceCpuUsPerTx?.length ?? 0;
+    const each = Array.from({ length: instances }, (_, i) => median(kind, (r) => r.instanceCpuUsPerTx?.[i] ?? 0));
+    const store = median(kind, (r) => r.storeCpuUsPerTx ?? 0);
+    console.log(
+      `${kind.padEnd(16)} ${median(kind, (r) => r.tps)
+        .toFixed(0)
+        .padStart(
+          6,
+        )} tx/s, p50 ${median(kind, (r) => r.p50Ms).toFixed(2)} ms, p99 ${median(kind, (r) => r.p99Ms).toFixed(2)} ms; ` +
+        `commitd ${instances === 0 ? '–' : each.map((x) => x.toFixed(0)).join(' + ')}` +
+        `${cluster === null ? '' : `, PostgreSQL ${store.toFixed(0)}`}, participants ${median(kind, (r) => r.participantCpuUsPerTx).toFixed(0)}, ` +
+        `load generator ${median(kind, (r) => r.loadCpuUsPerTx).toFixed(0)}`,
+    );
+  }
   console.log(
     `1 client: p50 ${single[0]?.p50Ms.toFixed(2)} ms, p99 ${single[0]?.p99Ms.toFixed(2)} ms (baseline p50 ${single[1]?.p50Ms.toFixed(2)} ms, p99 ${single[1]?.p99Ms.toFixed(2)} ms)`,
   );
 
   await coordinatorPool.close();
   await pgPool?.close();
+  for (const p of clusterPools) await p.close();
   for (const p of participantPools) await p.close();
   for (const c of [coordinator, pgCoordinator]) c?.child.kill('SIGTERM');
   participants.child.kill('SIGTERM');
@@ -268,6 +361,7 @@ async function main(): Promise<void> {
   if (pgCoordinator && pgCoordinator.child.exitCode === null) {
     await new Promise((r) => pgCoordinator.child.once('exit', r));
   }
+  await pgCluster?.close();
   cluster?.destroy();
   fs.rmSync(work, { recursive: true, force: true });
 
@@ -280,11 +374,17 @@ async function main(): Promise<void> {
 }
 
 function format(r: Run): string {
-  const cpu = r.coordinatorCpuUsPerTx === null ? '' : `, coordinator CPU ${r.coordinatorCpuUsPerTx.toFixed(0)} µs/tx`;
+  const each =
+    r.instanceCpuUsPerTx && r.instanceCpuUsPerTx.length > 1
+      ? ` (${r.instanceCpuUsPerTx.map((x) => x.toFixed(0)).join(' + ')})`
+      : '';
+  const cpu =
+    r.coordinatorCpuUsPerTx === null ? '' : `, coordinator CPU ${r.coordinatorCpuUsPerTx.toFixed(0)}${each} µs/tx`;
+  const store = r.storeCpuUsPerTx === null ? '' : `, PostgreSQL CPU ${r.storeCpuUsPerTx.toFixed(0)} µs/tx`;
   const fsyncs = r.fsyncsPerTx === null ? '' : `, fsyncs/tx ${r.fsyncsPerTx.toFixed(3)}`;
   return (
-    `${r.kind.padEnd(11)} ${String(r.clients).padStart(3)} clients: ${r.tps.toFixed(0).padStart(6)} tx/s ` +
-    `(failed ${r.failed}), p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, p999 ${r.p999Ms.toFixed(2)} ms${fsyncs}${cpu}`
+    `${r.kind.padEnd(16)} ${String(r.clients).padStart(3)} clients: ${r.tps.toFixed(0).padStart(6)} tx/s ` +
+    `(failed ${r.failed}), p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, p999 ${r.p999Ms.toFixed(2)} ms${fsyncs}${cpu}${store}, participants CPU ${r.participantCpuUsPerTx.toFixed(0)} µs/tx`
   );
 }
 
@@ -295,6 +395,8 @@ function markdown(s: {
   participants: string;
   coordinatedTps: number;
   postgresTps: number | null;
+  clusterTps: number | null;
+  instances: number;
   baselineTps: number;
   ratio: number;
   fsyncsPerTx: number;
@@ -304,7 +406,7 @@ function markdown(s: {
   runs: Run[];
 }): string {
   const row = (r: Run) =>
-    `| ${r.kind} | ${r.clients} | ${r.tps.toFixed(0)} | ${r.failed} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.p999Ms.toFixed(2)} | ${r.fsyncsPerTx?.toFixed(3) ?? '–'} | ${r.coordinatorCpuUsPerTx?.toFixed(0) ?? '–'} | ${r.participantCpuUsPerTx.toFixed(0)} |`;
+    `| ${r.kind} | ${r.clients} | ${r.tps.toFixed(0)} | ${r.failed} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.p999Ms.toFixed(2)} | ${r.fsyncsPerTx?.toFixed(3) ?? '–'} | ${r.coordinatorCpuUsPerTx?.toFixed(0) ?? '–'} | ${r.storeCpuUsPerTx?.toFixed(0) ?? '–'} | ${r.participantCpuUsPerTx.toFixed(0)} |`;
   return `# Benchmarks
 
 Written by \`npm run bench\`; rerun it to reproduce. Everything runs on one
@@ -325,7 +427,7 @@ nothing. Coordinated and baseline runs alternate; the figures are medians.
 | figure | value |
 | --- | --- |
 | coordinated throughput | ${s.coordinatedTps.toFixed(0)} tx/s |
-${s.postgresTps === null ? '' : `| coordinated throughput, PostgreSQL store | ${s.postgresTps.toFixed(0)} tx/s |\n`}| baseline throughput | ${s.baselineTps.toFixed(0)} tx/s |
+${s.postgresTps === null ? '' : `| coordinated throughput, PostgreSQL store | ${s.postgresTps.toFixed(0)} tx/s |\n`}${s.clusterTps === null ? '' : `| coordinated throughput, PostgreSQL store, ${s.instances} instances | ${s.clusterTps.toFixed(0)} tx/s |\n`}| baseline throughput | ${s.baselineTps.toFixed(0)} tx/s |
 | ratio coordinated / baseline | ${s.ratio.toFixed(2)} |
 | fsyncs per committed transaction | ${s.fsyncsPerTx.toFixed(3)} |
 | coordinator CPU per transaction | ${s.coordinatorCpuUsPerTx.toFixed(0)} µs |
@@ -335,8 +437,8 @@ ${s.postgresTps === null ? '' : `| coordinated throughput, PostgreSQL store | ${
 
 ## Every run
 
-| run | clients | tx/s | failed | p50 ms | p99 ms | p999 ms | fsyncs/tx | coordinator CPU µs/tx | participants CPU µs/tx |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| run | clients | tx/s | failed | p50 ms | p99 ms | p999 ms | fsyncs/tx | coordinator CPU µs/tx | PostgreSQL CPU µs/tx | participants CPU µs/tx |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${[...s.runs, ...s.singleClient].map(row).join('\n')}
 ${otherResults()}`;
 }

@@ -1,0 +1,267 @@
+// One round of bench:takeover: the owner (the instance that receives the
+// begins) is made to leave transactions in doubt at the participants, then
+// it is failed (SIGKILL, or SIGSTOP), and the round measures how long until
+// every one of them is resolved at every participant, with the right outcome,
+// by the instance that takes its shards over. Then the failed instance is
+// brought back (started again, or SIGCONT) and the round waits until the
+// cluster has settled again, and checks nothing contrary arrived meanwhile.
+
+import { type Instance, untilBalanced } from './cluster.js';
+import type { DoubtKind, InDoubtParticipant, Outcome } from './in-doubt-participant.js';
+
+export type FailureKind = 'kill' | 'pause';
+
+export interface RoundSettings {
+  readonly decided: number;
+  readonly undecided: number;
+  /** A round whose transactions are not all resolved within this is a failure. */
+  readonly deadlineMs: number;
+  /** How long the in-doubt state may take to set up, and the cluster to settle after the round. */
+  readonly setupTimeoutMs: number;
+  readonly settleTimeoutMs: number;
+}
+
+export interface RoundResult {
+  readonly round: number;
+  readonly kind: FailureKind;
+  readonly victim: string;
+  readonly transactions: number;
+  /** From the failure until every transaction was resolved at every participant; null if not reached. */
+  readonly resolvedMs: number | null;
+  readonly decidedMs: number | null;
+  readonly undecidedMs: number | null;
+  /** From the failure until the first outcome message reached a participant (the takeover's first sign). */
+  readonly firstMessageMs: number | null;
+  /** How long the failed instance took to be back with shards (restart or SIGCONT, then the cluster settled). */
+  readonly rejoinMs: number | null;
+  /** What went wrong: empty for a good round. */
+  readonly problems: readonly string[];
+}
+
+interface Doubt {
+  readonly tag: string;
+  readonly kind: DoubtKind;
+  id: string | null;
+}
+
+const POLL_MS = 5;
+const expected = (kind: DoubtKind): Outcome => (kind === 'decided' ? 'commit' : 'abort');
+const contrary = (o: Outcome): Outcome => (o === 'commit' ? 'abort' : 'commit');
+
+export async function takeoverRound(options: {
+  round: number;
+  kind: FailureKind;
+  victim: Instance;
+  instances: readonly Instance[];
+  steady: InDoubtParticipant;
+  holder: InDoubtParticipant;
+  settings: RoundSettings;
+}): Promise<RoundResult> {
+  const { round, kind, victim, instances, steady, holder, settings } = options;
+  const survivors = instances.filter((i) => i !== victim);
+  const problems: string[] = [];
+  const participants = [steady, holder];
+  for (const p of participants) p.failedAt = null;
+
+  // The in-doubt state: one-shot commits begun at the victim, so it owns them.
+  const doubts: Doubt[] = [
+    ...Array.from({ length: settings.decided }, (_, i) => ({
+      tag: `${round}-${kind}-d${i}`,
+      kind: 'decided' as const,
+      id: null,
+    })),
+    ...Array.from({ length: settings.undecided }, (_, i) => ({
+      tag: `${round}-${kind}-u${i}`,
+      kind: 'undecided' as const,
+      id: null,
+    })),
+  ];
+  const begins = new AbortController();
+  const early: string[] = [];
+  for (const d of doubts) {
+    fetch(`${victim.url}/v1/transactions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        participants: participants.map((p) => ({ name: p.name, url: p.url, payload: { kind: d.kind, tag: d.tag } })),
+        commit: true,
+      }),
+      signal: begins.signal,
+    })
+      .then(async (res) => {
+        const text = await res.text();
+        // An answer before the failure: the begin did not stay in doubt as intended.
+        if (participants[0]?.failedAt === null) early.push(`${d.tag}: ${res.status} ${text.slice(0, 200)}`);
+      })
+      .catch(() => {
+        // the victim failed under it, or the round ended: expected
+      });
+  }
+  const ready = () => {
+    for (const d of doubts) {
+      d.id ??= steady.taggedIds.get(d.tag) ?? null;
+      if (d.id === null || early.length > 0) return false;
+      if (!holder.prepared.has(d.id)) return false;
+      if (d.kind === 'decided' && !holder.deliveries.get(d.id)?.some((x) => x.outcome === 'commit')) return false;
+    }
+    return true;
+  };
+  const setupDeadline = performance.now() + settings.setupTimeoutMs;
+  while (!ready() && performance.now() < setupDeadline && early.length === 0) await sleep(POLL_MS);
+  if (!ready()) {
+    begins.abort();
+    problems.push(
+      `setup: the in-doubt state was not reached within ${settings.setupTimeoutMs} ms (${doubts.filter((d) => d.id !== null).length}/${doubts.length} begun; early answers: ${early.join('; ') || 'none'})`,
+    );
+    return { ...empty(round, kind, victim, doubts.length), problems };
+  }
+  const ids = doubts.map((d) => d.id as string);
+  // While the owner lives, another instance must not presume an abort of what
+  // the owner may still commit: a reader answers from the store (contract).
+  for (const instance of survivors) {
+    for (const d of doubts) {
+      const said = await inquiry(instance.url, d.id as string);
+      const right = d.kind === 'decided' ? 'commit' : 'pending';
+      if (said !== right) {
+        problems.push(
+          `inquiry before the failure: ${instance.name} says ${said} for ${d.id} (${d.kind}, owner ${victim.name} alive: expected ${right})`,
+        );
+      }
+    }
+  }
+
+  // The failure. The participants answer from this instant: whatever reaches
+  // them now comes from the instance that took the shards over.
+  const failedAt = performance.now();
+  for (const p of participants) p.failedAt = failedAt;
+  victim.process.child.kill(kind === 'kill' ? 'SIGKILL' : 'SIGSTOP');
+
+  const resolvedAt = (d: Doubt, p: InDoubtParticipant) => p.resolvedAt(d.id as string, expected(d.kind));
+  const allResolved = () => doubts.every((d) => participants.every((p) => resolvedAt(d, p) !== null));
+  const deadline = failedAt + settings.deadlineMs;
+  while (!allResolved() && performance.now() < deadline) await sleep(POLL_MS);
+  const since = (at: number | null) => (at === null ? null : Math.max(0, at - failedAt));
+  const latest = (which: DoubtKind | null) => {
+    let worst = 0;
+    for (const d of doubts) {
+      if (which !== null && d.kind !== which) continue;
+      for (const p of participants) {
+        const at = resolvedAt(d, p);
+        if (at === null) return null;
+        worst = Math.max(worst, at - failedAt);
+      }
+    }
+    return worst;
+  };
+  const resolvedMs = latest(null);
+  const decidedMs = latest('decided');
+  const undecidedMs = latest('undecided');
+  let first: number | null = null;
+  for (const id of ids) {
+    for (const p of participants) {
+      for (const x of p.deliveries.get(id) ?? []) {
+        if (x.atMs >= failedAt && (first === null || x.atMs < first)) first = x.atMs;
+      }
+    }
+  }
+  if (resolvedMs === null) {
+    const missing = doubts.flatMap((d) =>
+      participants.filter((p) => resolvedAt(d, p) === null).map((p) => `${d.id} (${d.kind}) at ${p.name}`),
+    );
+    problems.push(
+      `not resolved within ${settings.deadlineMs} ms: ${missing.length} of ${doubts.length * participants.length} (transaction, participant): ${missing.slice(0, 6).join(', ')}`,
+    );
+  }
+
+  // Back: the victim restarted or woken, and the cluster settled.
+  const backFrom = performance.now();
+  let rejoinMs: number | null = null;
+  try {
+    if (kind === 'kill') {
+      await victim.process.exited;
+      await victim.start();
+    } else {
+      victim.process.child.kill('SIGCONT');
+    }
+    await untilBalanced(instances, settings.settleTimeoutMs);
+    rejoinMs = performance.now() - backFrom;
+  } catch (error) {
+    problems.push(`rejoin: ${error instanceof Error ? error.message.slice(0, 600) : String(error)}`);
+  }
+  begins.abort();
+  holder.releaseHeld();
+
+  // Nothing contrary at any participant, then or since (a woken owner is fenced).
+  for (const d of doubts) {
+    for (const p of participants) {
+      const wrong = p.deliveries.get(d.id as string)?.filter((x) => x.outcome === contrary(expected(d.kind))) ?? [];
+      if (wrong.length > 0) {
+        problems.push(
+          `wrong outcome: ${d.id} (${d.kind}, expected ${expected(d.kind)}) got ${wrong.length} × ${wrong[0]?.outcome} at ${p.name}, ${Math.round((wrong[0]?.atMs ?? 0) - failedAt)} ms after the failure`,
+        );
+      }
+    }
+  }
+  // And what the store says, asked of every instance answering (the survivors at least).
+  for (const instance of [...survivors, ...(rejoinMs === null ? [] : [victim])]) {
+    for (const d of doubts) {
+      const said = await inquiry(instance.url, d.id as string);
+      if (said !== expected(d.kind)) {
+        problems.push(`inquiry: ${instance.name} says ${said} for ${d.id} (${d.kind}, expected ${expected(d.kind)})`);
+      }
+    }
+  }
+  return {
+    round,
+    kind,
+    victim: victim.name,
+    transactions: doubts.length,
+    resolvedMs,
+    decidedMs,
+    undecidedMs,
+    firstMessageMs: since(first),
+    rejoinMs,
+    problems,
+  };
+}
+
+function empty(
+  round: number,
+  kind: FailureKind,
+  victim: Instance,
+  transactions: number,
+): Omit<RoundResult, 'problems'> {
+  return {
+    round,
+    kind,
+    victim: victim.name,
+    transactions,
+    resolvedMs: null,
+    decidedMs: null,
+    undecidedMs: null,
+    firstMessageMs: null,
+    rejoinMs: null,
+  };
+}
+
+/** GET /v1/transactions/{id}/outcome, retried through 503 (ownership moving) for a while; the answer or what went wrong. */
+async function inquiry(url: string, id: string): Promise<string> {
+  let last = '';
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      const res = await fetch(`${url}/v1/transactions/${id}/outcome`, { signal: AbortSignal.timeout(2_000) });
+      const body = (await res.json().catch(() => null)) as { outcome?: string } | null;
+      if (res.status === 200 && body?.outcome) return body.outcome;
+      last = `HTTP ${res.status}`;
+      if (res.status !== 503) return last;
+    } catch (error) {
+      last = error instanceof Error ? error.message : String(error);
+    }
+    await sleep(100);
+  }
+  return last;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -22,6 +22,7 @@ export interface ClusterView {
 
 const CLUSTER_REQUEST_TIMEOUT_MS = 1_000;
 const POLL_MS = 20;
+const STABLE_FOR_MS = 300;
 
 export interface Instance {
   readonly name: string;
@@ -134,24 +135,30 @@ export async function ownShards(url: string): Promise<number | null> {
 }
 
 /**
- * Waits until every instance answers, each says it owns shards, and their
- * own counts add up to all the shards: the cluster is settled. Returns the
- * last views, or throws after timeoutMs with them.
+ * Waits until every instance answers, each says it owns shards, their own
+ * counts add up to all the shards, and the counts stay so for
+ * STABLE_FOR_MS: the cluster has settled (a share still moving would hand
+ * transactions over during the next measurement). Returns the last views,
+ * or throws after timeoutMs with them.
  */
 export async function untilBalanced(instances: readonly Instance[], timeoutMs: number): Promise<ClusterView[]> {
   const deadline = performance.now() + timeoutMs;
   let views: (ClusterView | null)[] = [];
+  let settled: { counts: string; since: number } | null = null;
   while (performance.now() < deadline) {
     views = await Promise.all(instances.map((i) => clusterView(i.url)));
     const owned = views.map((v) => v?.instances.find((i) => i.self)?.shards ?? 0);
     const total = views[0]?.shards;
-    if (views.every((v) => v !== null) && owned.every((n) => n > 0) && owned.reduce((a, b) => a + b, 0) === total) {
-      return views as ClusterView[];
-    }
+    const balanced =
+      views.every((v) => v !== null) && owned.every((n) => n > 0) && owned.reduce((a, b) => a + b, 0) === total;
+    const counts = owned.join(',');
+    if (!balanced) settled = null;
+    else if (settled === null || settled.counts !== counts) settled = { counts, since: performance.now() };
+    else if (performance.now() - settled.since >= STABLE_FOR_MS) return views as ClusterView[];
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
   throw new Error(
-    `the cluster did not settle within ${timeoutMs} ms (every instance owning shards, all shards owned): ${JSON.stringify(views)}`,
+    `the cluster did not settle within ${timeoutMs} ms (every instance owning shards, all shards owned, for ${STABLE_FOR_MS} ms): ${JSON.stringify(views)}`,
   );
 }
 

@@ -42,6 +42,13 @@ export interface InDoubtParticipant {
   readonly deliveries: Map<string, Delivery[]>;
   /** The first answered delivery of `outcome` for the transaction, if any. */
   resolvedAt(txId: string, outcome: Outcome): number | null;
+  /**
+   * Answers every held request now: prepares yes, commits and aborts done.
+   * Sent to an owner that was paused while they were held, these are the
+   * votes and acknowledgements it reads when it wakes up. What was recorded
+   * stays as it was (held).
+   */
+  answerHeld(): number;
   /** Ends every held request (their connections), forgetting nothing recorded. */
   releaseHeld(): void;
   close(): Promise<void>;
@@ -50,9 +57,10 @@ export interface InDoubtParticipant {
 const BODY_MAX_BYTES = 64 * 1024;
 
 export async function startInDoubtParticipant(name: string, holder: boolean): Promise<InDoubtParticipant> {
-  const held = new Set<http.ServerResponse>();
-  const hold = (res: http.ServerResponse) => {
-    held.add(res);
+  /** Held requests, each with what answering it would say. */
+  const held = new Map<http.ServerResponse, unknown>();
+  const hold = (res: http.ServerResponse, answer: unknown) => {
+    held.set(res, answer);
     res.on('close', () => held.delete(res));
   };
   const answer = (res: http.ServerResponse, body: unknown, status = 200) => {
@@ -83,7 +91,7 @@ export async function startInDoubtParticipant(name: string, holder: boolean): Pr
         if (participant.deliveries.get(id)?.some((d) => d.answered && d.outcome === 'abort')) {
           answer(res, { vote: 'no', reason: 'already aborted' });
         } else if (holder && kind === 'undecided') {
-          hold(res);
+          hold(res, { vote: 'yes' });
         } else {
           answer(res, { vote: 'yes' });
         }
@@ -98,7 +106,7 @@ export async function startInDoubtParticipant(name: string, holder: boolean): Pr
       list.push({ outcome: action, atMs, answered });
       participant.deliveries.set(id, list);
       if (answered) answer(res, {});
-      else hold(res);
+      else hold(res, {});
     });
   });
   server.keepAliveTimeout = 60_000;
@@ -114,8 +122,14 @@ export async function startInDoubtParticipant(name: string, holder: boolean): Pr
     resolvedAt(txId, outcome) {
       return participant.deliveries.get(txId)?.find((d) => d.answered && d.outcome === outcome)?.atMs ?? null;
     },
+    answerHeld() {
+      const n = held.size;
+      for (const [res, body] of held) answer(res, body);
+      held.clear();
+      return n;
+    },
     releaseHeld() {
-      for (const res of held) res.destroy();
+      for (const res of held.keys()) res.destroy();
       held.clear();
     },
     async close() {

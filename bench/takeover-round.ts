@@ -34,6 +34,8 @@ export interface RoundResult {
   readonly firstMessageMs: number | null;
   /** How long the failed instance took to be back with shards (restart or SIGCONT, then the cluster settled). */
   readonly rejoinMs: number | null;
+  /** Pause rounds: held prepares (answered yes) and deliveries answered just before SIGCONT. */
+  readonly lateAnswers: number;
   /** What went wrong: empty for a good round. */
   readonly problems: readonly string[];
 }
@@ -45,6 +47,7 @@ interface Doubt {
 }
 
 const POLL_MS = 5;
+const AFTER_REJOIN_MS = 500;
 const expected = (kind: DoubtKind): Outcome => (kind === 'decided' ? 'commit' : 'abort');
 const contrary = (o: Outcome): Outcome => (o === 'commit' ? 'abort' : 'commit');
 
@@ -176,11 +179,16 @@ export async function takeoverRound(options: {
   // Back: the victim restarted or woken, and the cluster settled.
   const backFrom = performance.now();
   let rejoinMs: number | null = null;
+  let lateAnswers = 0;
   try {
     if (kind === 'kill') {
       await victim.process.exited;
       await victim.start();
     } else {
+      // The votes and acknowledgements held so far reach the owner as it
+      // wakes: it now has a yes from everyone for transactions the taker
+      // has aborted, and must not commit them (its writes are fenced).
+      lateAnswers = holder.answerHeld();
       victim.process.child.kill('SIGCONT');
     }
     await untilBalanced(instances, settings.settleTimeoutMs);
@@ -188,6 +196,8 @@ export async function takeoverRound(options: {
   } catch (error) {
     problems.push(`rejoin: ${error instanceof Error ? error.message.slice(0, 600) : String(error)}`);
   }
+  // Time for a woken owner to act on what it read (it must be fenced) before the checks.
+  await sleep(AFTER_REJOIN_MS);
   begins.abort();
   holder.releaseHeld();
 
@@ -221,6 +231,7 @@ export async function takeoverRound(options: {
     undecidedMs,
     firstMessageMs: since(first),
     rejoinMs,
+    lateAnswers,
     problems,
   };
 }
@@ -241,6 +252,7 @@ function empty(
     undecidedMs: null,
     firstMessageMs: null,
     rejoinMs: null,
+    lateAnswers: 0,
   };
 }
 

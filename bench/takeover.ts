@@ -10,7 +10,11 @@
 // until every one is resolved at every participant with the right outcome
 // (commit for the decided, abort for the undecided). The failed instance is
 // then started again or woken (SIGCONT) and the round waits until it owns
-// shards again. Failure kinds alternate, and so do the victims.
+// shards again. Failure kinds alternate, and so do the victims. Before a
+// paused owner is woken, the prepares and deliveries held for it are
+// answered (a yes from everyone for transactions the taker has aborted):
+// fenced, it must not commit them, and nothing contrary may reach a
+// participant then either.
 //
 // A round with a wrong outcome, or one not reached within --deadline-ms
 // (10 s), or a cluster that does not settle again, is a failure: the command
@@ -84,6 +88,9 @@ async function main(): Promise<void> {
     `settings: COMMITD_LEASE_MS ${o['lease-ms'] ?? '3000 (default)'}, COMMITD_PEER_PROBE_INTERVAL_MS ${o['probe-interval-ms'] ?? '250 (default)'}, ` +
       `COMMITD_PREPARE_TIMEOUT_MS 60000, other settings commitd's defaults; a round fails if not resolved within ${o['deadline-ms']} ms`,
   );
+  console.log(
+    'pause rounds: just before SIGCONT the held prepares are answered yes (and held deliveries answered): the woken owner reads a yes from everyone for transactions the taker aborted and must not commit them',
+  );
 
   const store = await startPostgres({ max_connections: '100' });
   const cluster = await startCommitdCluster(store, {
@@ -115,6 +122,7 @@ async function main(): Promise<void> {
         console.log(
           `round ${String(round + 1).padStart(3)} ${kind.padEnd(5)} ${r.victim}: resolved ${ms(r.resolvedMs).padStart(5)} ms ` +
             `(decided ${ms(r.decidedMs)}, undecided ${ms(r.undecidedMs)}, first message ${ms(r.firstMessageMs)}), back with shards after ${ms(r.rejoinMs)} ms` +
+            (r.kind === 'pause' ? `; ${r.lateAnswers} held answers released to it before SIGCONT` : '') +
             (r.problems.length > 0 ? `\n  FAILED: ${r.problems.join('\n  FAILED: ')}` : ''),
         );
       }

@@ -24,6 +24,7 @@
 // --undecided N (transactions per round, default 4 each), --lease-ms N
 // (COMMITD_LEASE_MS, default: commitd's own, 3000), --probe-interval-ms N
 // (COMMITD_PEER_PROBE_INTERVAL_MS, default: commitd's own, 250),
+// --peer-silence-ms N (COMMITD_PEER_SILENCE_MS, default: commitd's own, 1500),
 // --deadline-ms N (default 10000), --summary FILE (the summary as JSON),
 // --no-write (no bench/results/takeover.json), --quiet (no instance output).
 
@@ -47,6 +48,7 @@ function parseOptions(argv: string[]) {
     undecided: int(0, 1_000, 4),
     'lease-ms': int(100, 600_000),
     'probe-interval-ms': int(10, 60_000),
+    'peer-silence-ms': int(50, 600_000),
     'deadline-ms': int(100, 600_000, 10_000),
     summary: str(),
     'no-write': on(),
@@ -72,6 +74,7 @@ async function main(): Promise<void> {
     COMMITD_PREPARE_TIMEOUT_MS: '60000',
     ...(o['lease-ms'] === undefined ? {} : { COMMITD_LEASE_MS: String(o['lease-ms']) }),
     ...(o['probe-interval-ms'] === undefined ? {} : { COMMITD_PEER_PROBE_INTERVAL_MS: String(o['probe-interval-ms']) }),
+    ...(o['peer-silence-ms'] === undefined ? {} : { COMMITD_PEER_SILENCE_MS: String(o['peer-silence-ms']) }),
   };
   const settings = {
     decided: o.decided,
@@ -86,6 +89,7 @@ async function main(): Promise<void> {
   );
   console.log(
     `settings: COMMITD_LEASE_MS ${o['lease-ms'] ?? '3000 (default)'}, COMMITD_PEER_PROBE_INTERVAL_MS ${o['probe-interval-ms'] ?? '250 (default)'}, ` +
+      `COMMITD_PEER_SILENCE_MS ${o['peer-silence-ms'] ?? '1500 (default)'}, ` +
       `COMMITD_PREPARE_TIMEOUT_MS 60000, other settings commitd's defaults; a round fails if not resolved within ${o['deadline-ms']} ms`,
   );
   console.log(
@@ -165,6 +169,7 @@ async function main(): Promise<void> {
       ...settings,
       rounds: o.rounds,
       leaseMs: o['lease-ms'] ?? null,
+      peerSilenceMs: o['peer-silence-ms'] ?? null,
       probeIntervalMs: o['probe-interval-ms'] ?? null,
     },
     summary,

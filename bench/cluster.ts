@@ -194,3 +194,13 @@ export function postgresCpuSeconds(store: PostgresCluster): number {
   }
   return total;
 }
+
+/**
+ * Deadlocks PostgreSQL has detected so far, every database together
+ * (pg_stat_database; a backend reports them within a second or so). Each one
+ * cost a statement deadlock_timeout (1 s) of waiting, then an error.
+ */
+export async function postgresDeadlocks(store: PostgresCluster): Promise<number> {
+  const rows = await store.query<{ n: string | null }>('SELECT sum(deadlocks) AS n FROM pg_stat_database');
+  return Number(rows[0]?.n ?? 0);
+}

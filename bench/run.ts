@@ -29,7 +29,13 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { int, num, on, parseFlags, str } from '../src/cli/args.js';
 import { type PostgresCluster, startPostgres } from '../test/support/postgres-cluster.js';
-import { type CommitdCluster, postgresCpuSeconds, startCommitdCluster, untilBalanced } from './cluster.js';
+import {
+  type CommitdCluster,
+  postgresCpuSeconds,
+  postgresDeadlocks,
+  startCommitdCluster,
+  untilBalanced,
+} from './cluster.js';
 import { cpuSeconds, loadResult, peakRssMb, scrape, startCoordinator, startParticipants } from './processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -75,6 +81,8 @@ interface Run {
   /** Participant process CPU per transaction: the same work in both kinds of run. */
   participantCpuUsPerTx: number;
   fsyncsPerTx: number | null;
+  /** Deadlocks PostgreSQL detected during the run (every database); null without --postgres. */
+  deadlocks: number | null;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -221,6 +229,7 @@ async function main(): Promise<void> {
     const cpu0 = targets.map((t) => cpuSeconds(t.pid));
     const pcpu0 = cpuSeconds(participantsPid);
     const scpu0 = cluster === null ? 0 : postgresCpuSeconds(cluster);
+    const deadlocks0 = cluster === null ? 0 : await postgresDeadlocks(cluster);
     const lcpu0 = process.cpuUsage();
     const once =
       kind === 'coordinated'
@@ -236,6 +245,7 @@ async function main(): Promise<void> {
     const pcpu1 = cpuSeconds(participantsPid);
     const scpu1 = cluster === null ? 0 : postgresCpuSeconds(cluster);
     const after = await scrapeAll();
+    const deadlocks1 = cluster === null ? 0 : await postgresDeadlocks(cluster);
     const delta = (k: string) => after.reduce((sum, a, i) => sum + (a.get(k) ?? 0) - (before[i]?.get(k) ?? 0), 0);
     const committed = delta('commitd_transactions_finished_total{outcome="commit"}');
     const perTx = (seconds: number) => (seconds * 1e6) / Math.max(1, r.ok);
@@ -259,6 +269,7 @@ async function main(): Promise<void> {
       loadCpuUsPerTx: perTx((lcpu.user + lcpu.system) / 1e6),
       // commitd fsyncs only its SQLite log; PostgreSQL flushes its WAL itself.
       fsyncsPerTx: kind === 'coordinated' ? delta('commitd_log_fsyncs_total') / Math.max(1, committed) : null,
+      deadlocks: cluster === null ? null : deadlocks1 - deadlocks0,
     };
     console.log(format(run));
     return run;
@@ -347,6 +358,17 @@ async function main(): Promise<void> {
         `load generator ${median(kind, (r) => r.loadCpuUsPerTx).toFixed(0)}`,
     );
   }
+  if (cluster !== null) {
+    const all = [...runs, ...single];
+    console.log(
+      `PostgreSQL deadlocks detected: ${all.reduce((n, r) => n + (r.deadlocks ?? 0), 0)} over the measured runs (${
+        all
+          .filter((r) => r.deadlocks)
+          .map((r) => `${r.kind} ${r.clients} clients: ${r.deadlocks}`)
+          .join(', ') || 'none'
+      }); ${await postgresDeadlocks(cluster)} since the start, warm-up included`,
+    );
+  }
   console.log(
     `1 client: p50 ${single[0]?.p50Ms.toFixed(2)} ms, p99 ${single[0]?.p99Ms.toFixed(2)} ms (baseline p50 ${single[1]?.p50Ms.toFixed(2)} ms, p99 ${single[1]?.p99Ms.toFixed(2)} ms)`,
   );
@@ -380,7 +402,10 @@ function format(r: Run): string {
       : '';
   const cpu =
     r.coordinatorCpuUsPerTx === null ? '' : `, coordinator CPU ${r.coordinatorCpuUsPerTx.toFixed(0)}${each} µs/tx`;
-  const store = r.storeCpuUsPerTx === null ? '' : `, PostgreSQL CPU ${r.storeCpuUsPerTx.toFixed(0)} µs/tx`;
+  const store =
+    r.storeCpuUsPerTx === null
+      ? ''
+      : `, PostgreSQL CPU ${r.storeCpuUsPerTx.toFixed(0)} µs/tx${r.deadlocks ? `, PostgreSQL deadlocks ${r.deadlocks}` : ''}`;
   const fsyncs = r.fsyncsPerTx === null ? '' : `, fsyncs/tx ${r.fsyncsPerTx.toFixed(3)}`;
   return (
     `${r.kind.padEnd(16)} ${String(r.clients).padStart(3)} clients: ${r.tps.toFixed(0).padStart(6)} tx/s ` +

@@ -83,6 +83,12 @@ interface Run {
   fsyncsPerTx: number | null;
   /** Deadlocks PostgreSQL detected during the run (every database); null without --postgres. */
   deadlocks: number | null;
+  /**
+   * Shards the run's instances took, handed over or lost during it, by kind
+   * (commitd_cluster_shard_changes_total): under a steady load, none is
+   * expected; a shard that moves is a takeover the load caused.
+   */
+  shardChanges: Record<string, number>;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -270,6 +276,7 @@ async function main(): Promise<void> {
       // commitd fsyncs only its SQLite log; PostgreSQL flushes its WAL itself.
       fsyncsPerTx: kind === 'coordinated' ? delta('commitd_log_fsyncs_total') / Math.max(1, committed) : null,
       deadlocks: cluster === null ? null : deadlocks1 - deadlocks0,
+      shardChanges: changesOf(after, before),
     };
     console.log(format(run));
     return run;
@@ -283,6 +290,24 @@ async function main(): Promise<void> {
   if (onPostgres) await load(o.clients, 2, onPostgres);
   if (onCluster) await load(o.clients, 2, onCluster);
   await load(o.clients, 1, baseline);
+
+  // What each process costs with no load at all: the fixed part of the
+  // per-transaction figures (probes, lease renewals, sweeps), charged to
+  // whichever run is measuring meanwhile.
+  const idle = await measureIdle(
+    [
+      { name: 'commitd SQLite', pid },
+      ...(pgCoordinator ? [{ name: 'commitd PostgreSQL', pid: pgCoordinator.child.pid as number }] : []),
+      ...(pgCluster?.instances ?? []).map((i) => ({ name: `commitd cluster ${i.name}`, pid: i.pid() })),
+      { name: 'participants', pid: participantsPid },
+    ],
+    cluster,
+  );
+  console.log(
+    `idle, CPU ms per second: ${Object.entries(idle)
+      .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+      .join(', ')}`,
+  );
 
   const runs: Run[] = [];
   for (let round = 0; round < o.rounds; round++) {
@@ -322,6 +347,7 @@ async function main(): Promise<void> {
     coordinatorCpuUsPerTx: median('coordinated', (r) => r.coordinatorCpuUsPerTx ?? 0),
     coordinatorPeakRssMb: peakRss,
     singleClient: single,
+    idleCpuMsPerS: idle,
     runs,
   };
   console.log(
@@ -395,6 +421,38 @@ async function main(): Promise<void> {
   }
 }
 
+const IDLE_MEASURE_S = 3;
+
+/** CPU milliseconds per second of each process (and of PostgreSQL) over a few seconds with no load. */
+async function measureIdle(
+  processes: { name: string; pid: number }[],
+  store: PostgresCluster | null,
+): Promise<Record<string, number>> {
+  const before = processes.map((p) => cpuSeconds(p.pid));
+  const storeBefore = store === null ? 0 : postgresCpuSeconds(store);
+  await new Promise((r) => setTimeout(r, IDLE_MEASURE_S * 1000));
+  const idle: Record<string, number> = {};
+  for (const [i, p] of processes.entries()) {
+    idle[p.name] = ((cpuSeconds(p.pid) - (before[i] as number)) * 1000) / IDLE_MEASURE_S;
+  }
+  if (store !== null) idle.PostgreSQL = ((postgresCpuSeconds(store) - storeBefore) * 1000) / IDLE_MEASURE_S;
+  return idle;
+}
+
+/** The shard changes (commitd_cluster_shard_changes_total{change=…}) between two scrapes of each instance, summed. */
+function changesOf(after: Map<string, number>[], before: Map<string, number>[]): Record<string, number> {
+  const changes: Record<string, number> = {};
+  for (const [i, a] of after.entries()) {
+    for (const [key, value] of a) {
+      const change = /^commitd_cluster_shard_changes_total\{change="([^"]+)"\}$/.exec(key)?.[1];
+      if (change === undefined) continue;
+      const d = value - (before[i]?.get(key) ?? 0);
+      if (d !== 0) changes[change] = (changes[change] ?? 0) + d;
+    }
+  }
+  return changes;
+}
+
 function format(r: Run): string {
   const each =
     r.instanceCpuUsPerTx && r.instanceCpuUsPerTx.length > 1
@@ -406,10 +464,13 @@ function format(r: Run): string {
     r.storeCpuUsPerTx === null
       ? ''
       : `, PostgreSQL CPU ${r.storeCpuUsPerTx.toFixed(0)} µs/tx${r.deadlocks ? `, PostgreSQL deadlocks ${r.deadlocks}` : ''}`;
+  const moved = Object.entries(r.shardChanges)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
   const fsyncs = r.fsyncsPerTx === null ? '' : `, fsyncs/tx ${r.fsyncsPerTx.toFixed(3)}`;
   return (
     `${r.kind.padEnd(16)} ${String(r.clients).padStart(3)} clients: ${r.tps.toFixed(0).padStart(6)} tx/s ` +
-    `(failed ${r.failed}), p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, p999 ${r.p999Ms.toFixed(2)} ms${fsyncs}${cpu}${store}, participants CPU ${r.participantCpuUsPerTx.toFixed(0)} µs/tx`
+    `(failed ${r.failed}), p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, p999 ${r.p999Ms.toFixed(2)} ms${fsyncs}${cpu}${store}, participants CPU ${r.participantCpuUsPerTx.toFixed(0)} µs/tx${moved ? `, SHARDS MOVED: ${moved}` : ''}`
   );
 }
 

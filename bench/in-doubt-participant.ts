@@ -18,8 +18,12 @@ import type { AddressInfo } from 'node:net';
 
 export type Outcome = 'commit' | 'abort';
 
-/** How the bench left a transaction: decided commit with phase two unfinished, or undecided. */
-export type DoubtKind = 'decided' | 'undecided';
+/**
+ * How the bench left a transaction: decided commit with phase two
+ * unfinished, or undecided; or `fresh`, begun at a woken owner and answered
+ * normally (its outcome is whatever the store says).
+ */
+export type DoubtKind = 'decided' | 'undecided' | 'fresh';
 
 export interface Delivery {
   readonly outcome: Outcome;
@@ -36,6 +40,8 @@ export interface InDoubtParticipant {
   failedAt: number | null;
   /** Prepares received per transaction: the kind its payload said. */
   readonly prepared: Map<string, DoubtKind>;
+  /** Transactions this participant voted yes to (at once, or late: answerHeld). */
+  readonly votedYes: Set<string>;
   /** The transaction id of each payload tag (the bench tags its begins: their ids come back only with the prepares). */
   readonly taggedIds: Map<string, string>;
   /** Every commit/abort received, per transaction, in order. */
@@ -57,10 +63,10 @@ export interface InDoubtParticipant {
 const BODY_MAX_BYTES = 64 * 1024;
 
 export async function startInDoubtParticipant(name: string, holder: boolean): Promise<InDoubtParticipant> {
-  /** Held requests, each with what answering it would say. */
-  const held = new Map<http.ServerResponse, unknown>();
-  const hold = (res: http.ServerResponse, answer: unknown) => {
-    held.set(res, answer);
+  /** Held requests, each with what answering it would say, and the prepare's transaction. */
+  const held = new Map<http.ServerResponse, { body: unknown; prepareOf: string | null }>();
+  const hold = (res: http.ServerResponse, body: unknown, prepareOf: string | null = null) => {
+    held.set(res, { body, prepareOf });
     res.on('close', () => held.delete(res));
   };
   const answer = (res: http.ServerResponse, body: unknown, status = 200) => {
@@ -91,8 +97,9 @@ export async function startInDoubtParticipant(name: string, holder: boolean): Pr
         if (participant.deliveries.get(id)?.some((d) => d.answered && d.outcome === 'abort')) {
           answer(res, { vote: 'no', reason: 'already aborted' });
         } else if (holder && kind === 'undecided') {
-          hold(res, { vote: 'yes' });
+          hold(res, { vote: 'yes' }, id);
         } else {
+          participant.votedYes.add(id);
           answer(res, { vote: 'yes' });
         }
         return;
@@ -118,13 +125,17 @@ export async function startInDoubtParticipant(name: string, holder: boolean): Pr
     failedAt: null,
     prepared: new Map(),
     taggedIds: new Map(),
+    votedYes: new Set(),
     deliveries: new Map(),
     resolvedAt(txId, outcome) {
       return participant.deliveries.get(txId)?.find((d) => d.answered && d.outcome === outcome)?.atMs ?? null;
     },
     answerHeld() {
       const n = held.size;
-      for (const [res, body] of held) answer(res, body);
+      for (const [res, { body, prepareOf }] of held) {
+        if (prepareOf !== null) participant.votedYes.add(prepareOf);
+        answer(res, body);
+      }
       held.clear();
       return n;
     },

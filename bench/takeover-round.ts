@@ -7,7 +7,7 @@
 // cluster has settled again, and checks nothing contrary arrived meanwhile.
 
 import { type Instance, untilBalanced } from './cluster.js';
-import type { DoubtKind, InDoubtParticipant, Outcome } from './in-doubt-participant.js';
+import type { InDoubtParticipant, Outcome } from './in-doubt-participant.js';
 
 export type FailureKind = 'kill' | 'pause';
 
@@ -36,19 +36,24 @@ export interface RoundResult {
   readonly rejoinMs: number | null;
   /** Pause rounds: held prepares (answered yes) and deliveries answered just before SIGCONT. */
   readonly lateAnswers: number;
+  /** Pause rounds: how the woken owner answered the one-shot commits sent to it as it woke (HTTP statuses). */
+  readonly freshAnswers: string | null;
   /** What went wrong: empty for a good round. */
   readonly problems: readonly string[];
 }
 
 interface Doubt {
   readonly tag: string;
-  readonly kind: DoubtKind;
+  readonly kind: 'decided' | 'undecided';
   id: string | null;
 }
 
+/** Fresh one-shot commits sent to a paused owner the moment it is woken. */
+const FRESH_BEGINS = 4;
+
 const POLL_MS = 5;
 const AFTER_REJOIN_MS = 500;
-const expected = (kind: DoubtKind): Outcome => (kind === 'decided' ? 'commit' : 'abort');
+const expected = (kind: 'decided' | 'undecided'): Outcome => (kind === 'decided' ? 'commit' : 'abort');
 const contrary = (o: Outcome): Outcome => (o === 'commit' ? 'abort' : 'commit');
 
 export async function takeoverRound(options: {
@@ -144,7 +149,7 @@ export async function takeoverRound(options: {
   const deadline = failedAt + settings.deadlineMs;
   while (!allResolved() && performance.now() < deadline) await sleep(POLL_MS);
   const since = (at: number | null) => (at === null ? null : Math.max(0, at - failedAt));
-  const latest = (which: DoubtKind | null) => {
+  const latest = (which: Doubt['kind'] | null) => {
     let worst = 0;
     for (const d of doubts) {
       if (which !== null && d.kind !== which) continue;
@@ -180,6 +185,7 @@ export async function takeoverRound(options: {
   const backFrom = performance.now();
   let rejoinMs: number | null = null;
   let lateAnswers = 0;
+  let fresh: Promise<FreshBegin[]> | null = null;
   try {
     if (kind === 'kill') {
       await victim.process.exited;
@@ -190,6 +196,9 @@ export async function takeoverRound(options: {
       // has aborted, and must not commit them (its writes are fenced).
       lateAnswers = holder.answerHeld();
       victim.process.child.kill('SIGCONT');
+      // And new work for it at once, before it can have noticed it lost its
+      // shards: whatever it does with them must be what the store says.
+      fresh = freshBegins(round, victim, participants);
     }
     await untilBalanced(instances, settings.settleTimeoutMs);
     rejoinMs = performance.now() - backFrom;
@@ -212,6 +221,14 @@ export async function takeoverRound(options: {
       }
     }
   }
+  let freshAnswers: string | null = null;
+  if (fresh !== null) {
+    const answered = await fresh;
+    const counts = new Map<string, number>();
+    for (const b of answered) counts.set(b.answer, (counts.get(b.answer) ?? 0) + 1);
+    freshAnswers = [...counts].map(([a, n]) => `${n} × ${a}`).join(', ');
+    problems.push(...(await checkFresh(answered, [...survivors, victim], participants, settings)));
+  }
   // And what the store says, asked of every instance answering (the survivors at least).
   for (const instance of [...survivors, ...(rejoinMs === null ? [] : [victim])]) {
     for (const d of doubts) {
@@ -232,6 +249,7 @@ export async function takeoverRound(options: {
     firstMessageMs: since(first),
     rejoinMs,
     lateAnswers,
+    freshAnswers,
     problems,
   };
 }
@@ -253,7 +271,91 @@ function empty(
     firstMessageMs: null,
     rejoinMs: null,
     lateAnswers: 0,
+    freshAnswers: null,
   };
+}
+
+interface FreshBegin {
+  readonly tag: string;
+  /** The HTTP status and the outcome it said, or what went wrong. */
+  readonly answer: string;
+  readonly saidOutcome: Outcome | null;
+}
+
+/** One-shot commits sent to `victim` now, answered normally by both participants; resolves with the answers. */
+function freshBegins(round: number, victim: Instance, participants: InDoubtParticipant[]): Promise<FreshBegin[]> {
+  return Promise.all(
+    Array.from({ length: FRESH_BEGINS }, async (_, i): Promise<FreshBegin> => {
+      const tag = `${round}-pause-w${i}`;
+      try {
+        const res = await fetch(`${victim.url}/v1/transactions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            participants: participants.map((p) => ({ name: p.name, url: p.url, payload: { kind: 'fresh', tag } })),
+            commit: true,
+          }),
+          signal: AbortSignal.timeout(20_000),
+        });
+        const body = (await res.json().catch(() => null)) as {
+          outcome?: string;
+          transaction?: { outcome?: string };
+        } | null;
+        const said = body?.outcome ?? body?.transaction?.outcome ?? null;
+        return {
+          tag,
+          answer: `${res.status}`,
+          saidOutcome: said === 'commit' || said === 'abort' ? said : null,
+        };
+      } catch (error) {
+        return { tag, answer: error instanceof Error ? error.message : String(error), saidOutcome: null };
+      }
+    }),
+  );
+}
+
+/**
+ * The fresh begins a woken owner received: any that reached a participant
+ * must end with the store's outcome at every participant that voted, nothing
+ * contrary anywhere, and an answer that named an outcome must be the store's.
+ */
+async function checkFresh(
+  begun: FreshBegin[],
+  instances: Instance[],
+  participants: InDoubtParticipant[],
+  settings: RoundSettings,
+): Promise<string[]> {
+  const problems: string[] = [];
+  for (const b of begun) {
+    const id = participants.map((p) => p.taggedIds.get(b.tag)).find((x) => x !== undefined);
+    if (id === undefined) {
+      if (b.saidOutcome === 'commit')
+        problems.push(`fresh ${b.tag}: answered commit, yet no participant was asked to prepare`);
+      continue;
+    }
+    const stored = await inquiry(instances[0]?.url ?? '', id);
+    if (stored !== 'commit' && stored !== 'abort') {
+      problems.push(`fresh ${id}: the store has no outcome (${stored}) after the cluster settled (answer ${b.answer})`);
+      continue;
+    }
+    if (b.saidOutcome !== null && b.saidOutcome !== stored) {
+      problems.push(`fresh ${id}: answered ${b.saidOutcome} (HTTP ${b.answer}), the store says ${stored}`);
+    }
+    // Who voted yes must hear the outcome; a no (a prepare after the abort) need not.
+    const voted = participants.filter((p) => p.votedYes.has(id));
+    const reached = () => voted.every((p) => p.resolvedAt(id, stored) !== null);
+    const deadline = performance.now() + settings.deadlineMs;
+    while (!reached() && performance.now() < deadline) await sleep(POLL_MS);
+    for (const p of participants) {
+      const wrong = p.deliveries.get(id)?.filter((x) => x.outcome !== stored) ?? [];
+      if (wrong.length > 0)
+        problems.push(`wrong outcome: fresh ${id} (store: ${stored}) got ${wrong[0]?.outcome} at ${p.name}`);
+      else if (voted.includes(p) && p.resolvedAt(id, stored) === null) {
+        problems.push(`fresh ${id}: ${stored} not reached at ${p.name} within ${settings.deadlineMs} ms`);
+      }
+    }
+  }
+  return problems;
 }
 
 /** GET /v1/transactions/{id}/outcome, retried through 503 (ownership moving) for a while; the answer or what went wrong. */

@@ -93,7 +93,8 @@ async function main(): Promise<void> {
       `COMMITD_PREPARE_TIMEOUT_MS 60000, other settings commitd's defaults; a round fails if not resolved within ${o['deadline-ms']} ms`,
   );
   console.log(
-    'pause rounds: just before SIGCONT the held prepares are answered yes (and held deliveries answered): the woken owner reads a yes from everyone for transactions the taker aborted and must not commit them',
+    'pause rounds: just before SIGCONT the held prepares are answered yes (and held deliveries answered): the woken owner reads a yes from everyone for transactions the taker aborted and must not commit them; ' +
+      '4 one-shot commits are sent to it as it wakes: each must end as the store says at every participant that voted',
   );
 
   const store = await startPostgres({ max_connections: '100' });
@@ -126,7 +127,9 @@ async function main(): Promise<void> {
         console.log(
           `round ${String(round + 1).padStart(3)} ${kind.padEnd(5)} ${r.victim}: resolved ${ms(r.resolvedMs).padStart(5)} ms ` +
             `(decided ${ms(r.decidedMs)}, undecided ${ms(r.undecidedMs)}, first message ${ms(r.firstMessageMs)}), back with shards after ${ms(r.rejoinMs)} ms` +
-            (r.kind === 'pause' ? `; ${r.lateAnswers} held answers released to it before SIGCONT` : '') +
+            (r.kind === 'pause'
+              ? `; ${r.lateAnswers} held answers released to it before SIGCONT, begins sent as it woke: ${r.freshAnswers}`
+              : '') +
             (r.problems.length > 0 ? `\n  FAILED: ${r.problems.join('\n  FAILED: ')}` : ''),
         );
       }

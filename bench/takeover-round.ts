@@ -8,6 +8,7 @@
 
 import { type Instance, untilBalanced } from './cluster.js';
 import type { InDoubtParticipant, Outcome } from './in-doubt-participant.js';
+import { scrape } from './processes.js';
 
 export type FailureKind = 'kill' | 'pause';
 
@@ -38,6 +39,13 @@ export interface RoundResult {
   readonly lateAnswers: number;
   /** Pause rounds: how the woken owner answered the one-shot commits sent to it as it woke (HTTP statuses). */
   readonly freshAnswers: string | null;
+  /**
+   * Shards taken (by why), handed over or lost from just before the failure
+   * until the cluster settled, per instance (commitd_cluster_shard_changes_total).
+   * After a pause, `<victim> owner-gone` is the woken instance taking shards
+   * from a healthy peer.
+   */
+  readonly shardMoves: Record<string, number>;
   /** What went wrong: empty for a good round. */
   readonly problems: readonly string[];
 }
@@ -138,6 +146,7 @@ export async function takeoverRound(options: {
     }
   }
 
+  const changesBefore = await shardChanges(instances);
   // The failure. The participants answer from this instant: whatever reaches
   // them now comes from the instance that took the shards over.
   const failedAt = performance.now();
@@ -207,6 +216,15 @@ export async function takeoverRound(options: {
   }
   // Time for a woken owner to act on what it read (it must be fenced) before the checks.
   await sleep(AFTER_REJOIN_MS);
+  const changesAfter = await shardChanges(instances);
+  // What moved, by instance and why; of a killed instance only what its successor did.
+  const moves: Record<string, number> = {};
+  for (const [i, instance] of instances.entries()) {
+    for (const [change, n] of changesAfter[i] ?? new Map<string, number>()) {
+      const before = kind === 'kill' && instance === victim ? 0 : (changesBefore[i]?.get(change) ?? 0);
+      if (n - before !== 0) moves[`${instance.name} ${change}`] = n - before;
+    }
+  }
   begins.abort();
   holder.releaseHeld();
 
@@ -250,6 +268,7 @@ export async function takeoverRound(options: {
     rejoinMs,
     lateAnswers,
     freshAnswers,
+    shardMoves: moves,
     problems,
   };
 }
@@ -272,6 +291,7 @@ function empty(
     rejoinMs: null,
     lateAnswers: 0,
     freshAnswers: null,
+    shardMoves: {},
   };
 }
 
@@ -374,6 +394,24 @@ async function inquiry(url: string, id: string): Promise<string> {
     await sleep(100);
   }
   return last;
+}
+
+/** Each instance's commitd_cluster_shard_changes_total by change (empty for one that does not answer). */
+async function shardChanges(instances: readonly Instance[]): Promise<Map<string, number>[]> {
+  return Promise.all(
+    instances.map(async (instance) => {
+      const changes = new Map<string, number>();
+      try {
+        for (const [key, value] of await scrape(instance.url)) {
+          const change = /^commitd_cluster_shard_changes_total\{change="([^"]+)"\}$/.exec(key)?.[1];
+          if (change !== undefined) changes.set(change, value);
+        }
+      } catch {
+        // not answering: nothing known
+      }
+      return changes;
+    }),
+  );
 }
 
 function sleep(ms: number): Promise<void> {

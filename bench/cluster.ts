@@ -63,7 +63,8 @@ export async function startCommitdCluster(
     // A data directory of its own: what matters is in the store.
     const dataDir = path.join(work, `instance-${name}`);
     const env = {
-      COMMITD_LOG_LEVEL: 'warn',
+      // Quiet unless the caller's environment asks for more.
+      COMMITD_LOG_LEVEL: process.env.COMMITD_LOG_LEVEL ?? 'warn',
       COMMITD_STORE_URL: store.url(),
       COMMITD_STORE_SCHEMA: options.schema,
       COMMITD_ADVERTISE_URL: url,

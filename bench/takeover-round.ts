@@ -39,6 +39,8 @@ export interface RoundResult {
   readonly lateAnswers: number;
   /** Pause rounds: how the woken owner answered the one-shot commits sent to it as it woke (HTTP statuses). */
   readonly freshAnswers: string | null;
+  /** Of those, the begins not answered at all (20 s), with what the participants and the store say of them. */
+  readonly freshUnanswered: readonly string[];
   /**
    * Shards taken (by why), handed over or lost from just before the failure
    * until the cluster settled, per instance (commitd_cluster_shard_changes_total).
@@ -240,12 +242,26 @@ export async function takeoverRound(options: {
     }
   }
   let freshAnswers: string | null = null;
+  const freshUnanswered: string[] = [];
   if (fresh !== null) {
     const answered = await fresh;
     const counts = new Map<string, number>();
     for (const b of answered) counts.set(b.answer, (counts.get(b.answer) ?? 0) + 1);
     freshAnswers = [...counts].map(([a, n]) => `${n} × ${a}`).join(', ');
     problems.push(...(await checkFresh(answered, [...survivors, victim], participants, settings)));
+    // A begin not answered at all: what became of it.
+    for (const b of answered.filter((x) => !/^\d+$/.test(x.answer))) {
+      const id = participants.map((p) => p.taggedIds.get(b.tag)).find((x) => x !== undefined);
+      const seen = participants
+        .map(
+          (p) =>
+            `${p.name}: ${id === undefined ? '-' : `${p.votedYes.has(id) ? 'yes' : 'no vote'} ${(p.deliveries.get(id) ?? []).map((d) => d.outcome).join('+') || 'no outcome'}`}`,
+        )
+        .join(', ');
+      freshUnanswered.push(
+        `${b.tag} ${id ?? '(no prepare reached a participant)'}: ${b.answer}; ${seen}; store ${id === undefined ? '-' : await inquiry(survivors[0]?.url ?? victim.url, id)}`,
+      );
+    }
   }
   // And what the store says, asked of every instance answering (the survivors at least).
   for (const instance of [...survivors, ...(rejoinMs === null ? [] : [victim])]) {
@@ -268,6 +284,7 @@ export async function takeoverRound(options: {
     rejoinMs,
     lateAnswers,
     freshAnswers,
+    freshUnanswered,
     shardMoves: moves,
     problems,
   };
@@ -291,6 +308,7 @@ function empty(
     rejoinMs: null,
     lateAnswers: 0,
     freshAnswers: null,
+    freshUnanswered: [],
     shardMoves: {},
   };
 }

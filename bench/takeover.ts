@@ -135,6 +135,9 @@ async function main(): Promise<void> {
                 .map(([k, v]) => `${k} ${v}`)
                 .join(', ') || 'none'
             }` +
+            (r.freshUnanswered.length > 0
+              ? `\n  UNANSWERED BEGIN: ${r.freshUnanswered.join('\n  UNANSWERED BEGIN: ')}`
+              : '') +
             (r.problems.length > 0 ? `\n  FAILED: ${r.problems.join('\n  FAILED: ')}` : ''),
         );
       }
@@ -174,6 +177,12 @@ async function main(): Promise<void> {
     console.log(
       `NOTE: in ${blamed.length} of ${results.filter((r) => r.kind === 'pause').length} pause rounds the woken instance took shards from the healthy one as if it were gone ` +
         `(${blamed.map((r) => `round ${r.round + 1}: ${r.shardMoves[`${r.victim} owner-gone`]}`).join(', ')})`,
+    );
+  }
+  const unanswered = results.flatMap((r) => r.freshUnanswered);
+  if (unanswered.length > 0) {
+    console.log(
+      `NOTE: ${unanswered.length} one-shot commits sent to a woken instance had no answer within 20 s (outcomes checked: see the rounds)`,
     );
   }
   const failures = results.filter((r) => r.problems.length > 0);

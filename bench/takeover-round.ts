@@ -39,7 +39,7 @@ export interface RoundResult {
   readonly lateAnswers: number;
   /** Pause rounds: how the woken owner answered the one-shot commits sent to it as it woke (HTTP statuses). */
   readonly freshAnswers: string | null;
-  /** Of those, the begins not answered at all (20 s), with what the participants and the store say of them. */
+  /** Of those, the begins not answered at all (FRESH_ANSWER_TIMEOUT_MS), with what the participants and the store say of them. */
   readonly freshUnanswered: readonly string[];
   /**
    * Shards taken (by why), handed over or lost from just before the failure
@@ -60,6 +60,8 @@ interface Doubt {
 
 /** Fresh one-shot commits sent to a paused owner the moment it is woken. */
 const FRESH_BEGINS = 4;
+/** A fresh begin not answered within this is listed (not a failure: its outcome is checked like the others'). */
+export const FRESH_ANSWER_TIMEOUT_MS = 10_000;
 
 const POLL_MS = 5;
 const AFTER_REJOIN_MS = 500;
@@ -333,7 +335,7 @@ function freshBegins(round: number, victim: Instance, participants: InDoubtParti
             participants: participants.map((p) => ({ name: p.name, url: p.url, payload: { kind: 'fresh', tag } })),
             commit: true,
           }),
-          signal: AbortSignal.timeout(20_000),
+          signal: AbortSignal.timeout(FRESH_ANSWER_TIMEOUT_MS),
         });
         const body = (await res.json().catch(() => null)) as {
           outcome?: string;

@@ -34,7 +34,7 @@ import { postgresAvailable, startPostgres } from '../test/support/postgres-clust
 import { startCommitdCluster, untilBalanced } from './cluster.js';
 import { startInDoubtParticipant } from './in-doubt-participant.js';
 import { saveResult } from './processes.js';
-import { type FailureKind, type RoundResult, takeoverRound } from './takeover-round.js';
+import { type FailureKind, FRESH_ANSWER_TIMEOUT_MS, type RoundResult, takeoverRound } from './takeover-round.js';
 
 const GOALS_MS: Record<FailureKind, number> = { kill: 1_000, pause: 3_000 };
 const NEVER_ABOVE_MS = 5_000;
@@ -182,7 +182,7 @@ async function main(): Promise<void> {
   const unanswered = results.flatMap((r) => r.freshUnanswered);
   if (unanswered.length > 0) {
     console.log(
-      `NOTE: ${unanswered.length} one-shot commits sent to a woken instance had no answer within 20 s (outcomes checked: see the rounds)`,
+      `NOTE: ${unanswered.length} one-shot commits sent to a woken instance had no answer within ${FRESH_ANSWER_TIMEOUT_MS / 1000} s (outcomes checked: see the rounds)`,
     );
   }
   const failures = results.filter((r) => r.problems.length > 0);

@@ -22,7 +22,7 @@ export interface ClusterView {
 
 const CLUSTER_REQUEST_TIMEOUT_MS = 1_000;
 const POLL_MS = 20;
-const STABLE_FOR_MS = 300;
+const STABLE_FOR_MS = 1_000;
 
 export interface Instance {
   readonly name: string;

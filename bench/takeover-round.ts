@@ -39,6 +39,8 @@ export interface RoundResult {
   readonly lateAnswers: number;
   /** Pause rounds: how the woken owner answered the one-shot commits sent to it as it woke (HTTP statuses). */
   readonly freshAnswers: string | null;
+  /** Begins of the in-doubt set answered 503 (ownership moving) before the failure and sent again. */
+  readonly beginsRetried: number;
   /** Of those, the begins not answered at all (FRESH_ANSWER_TIMEOUT_MS), with what the participants and the store say of them. */
   readonly freshUnanswered: readonly string[];
   /**
@@ -53,7 +55,8 @@ export interface RoundResult {
 }
 
 interface Doubt {
-  readonly tag: string;
+  /** The payload tag of its begin: a new one for each attempt. */
+  tag: string;
   readonly kind: 'decided' | 'undecided';
   id: string | null;
 }
@@ -65,6 +68,8 @@ export const FRESH_ANSWER_TIMEOUT_MS = 10_000;
 
 const POLL_MS = 5;
 const AFTER_REJOIN_MS = 500;
+/** A begin answered 503 (ownership moving) before the failure is sent again, up to this many times in all. */
+const BEGIN_ATTEMPTS = 5;
 const expected = (kind: 'decided' | 'undecided'): Outcome => (kind === 'decided' ? 'commit' : 'abort');
 const contrary = (o: Outcome): Outcome => (o === 'commit' ? 'abort' : 'commit');
 
@@ -98,7 +103,10 @@ export async function takeoverRound(options: {
   ];
   const begins = new AbortController();
   const early: string[] = [];
-  for (const d of doubts) {
+  let retried = 0;
+  const begin = (d: Doubt, attempt: number): void => {
+    d.tag = `${d.tag.split('#')[0]}#${attempt}`;
+    d.id = null;
     fetch(`${victim.url}/v1/transactions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -110,13 +118,23 @@ export async function takeoverRound(options: {
     })
       .then(async (res) => {
         const text = await res.text();
-        // An answer before the failure: the begin did not stay in doubt as intended.
-        if (participants[0]?.failedAt === null) early.push(`${d.tag}: ${res.status} ${text.slice(0, 200)}`);
+        if (participants[0]?.failedAt !== null) return;
+        // Ownership moving under the begin (the contract's 503): begun again,
+        // at the victim still, a few times; its first attempt is the store's
+        // to finish, whoever owns it now.
+        if (res.status === 503 && attempt < BEGIN_ATTEMPTS) {
+          retried++;
+          setTimeout(() => begin(d, attempt + 1), 100);
+          return;
+        }
+        // Any other answer before the failure: the begin did not stay in doubt as intended.
+        early.push(`${d.tag}: ${res.status} ${text.slice(0, 200)}`);
       })
       .catch(() => {
         // the victim failed under it, or the round ended: expected
       });
-  }
+  };
+  for (const d of doubts) begin(d, 1);
   const ready = () => {
     for (const d of doubts) {
       d.id ??= steady.taggedIds.get(d.tag) ?? null;
@@ -133,7 +151,7 @@ export async function takeoverRound(options: {
     problems.push(
       `setup: the in-doubt state was not reached within ${settings.setupTimeoutMs} ms (${doubts.filter((d) => d.id !== null).length}/${doubts.length} begun; early answers: ${early.join('; ') || 'none'})`,
     );
-    return { ...empty(round, kind, victim, doubts.length), problems };
+    return { ...empty(round, kind, victim, doubts.length), beginsRetried: retried, problems };
   }
   const ids = doubts.map((d) => d.id as string);
   // While the owner lives, another instance must not presume an abort of what
@@ -287,6 +305,7 @@ export async function takeoverRound(options: {
     lateAnswers,
     freshAnswers,
     freshUnanswered,
+    beginsRetried: retried,
     shardMoves: moves,
     problems,
   };
@@ -311,6 +330,7 @@ function empty(
     lateAnswers: 0,
     freshAnswers: null,
     freshUnanswered: [],
+    beginsRetried: 0,
     shardMoves: {},
   };
 }

@@ -130,6 +130,9 @@ async function main(): Promise<void> {
             (r.kind === 'pause'
               ? `; ${r.lateAnswers} held answers released to it before SIGCONT, begins sent as it woke: ${r.freshAnswers}`
               : '') +
+            (r.beginsRetried > 0
+              ? `; ${r.beginsRetried} begins retried after a 503 (ownership moving) before the failure`
+              : '') +
             `; shard moves: ${
               Object.entries(r.shardMoves)
                 .map(([k, v]) => `${k} ${v}`)

@@ -620,6 +620,10 @@ export class Coordinator {
 
   private fail(error: unknown, context: string, about?: AboutTransaction): void {
     if (error instanceof InvariantError) this.violated(error);
+    // Another instance drives it now (a refused write handed it on): expected
+    // with several instances, not a failure. So is whatever a sweep still
+    // running meets once stop() let go of the log.
+    if (error instanceof ElsewhereError || this.stopped) return;
     this.options.onError?.(error as Error, context, about);
   }
 }

@@ -8,7 +8,7 @@ import type { Readiness } from './api/server.js';
 import { ClusterMember, type ClusterObserver } from './cluster/cluster-member.js';
 import type { Config } from './config.js';
 import { Coordinator } from './coordinator/coordinator.js';
-import { ElsewhereError } from './coordinator/errors.js';
+import { ElsewhereError, NotFoundError } from './coordinator/errors.js';
 import type { AboutTransaction, CoordinatorObserver } from './coordinator/observer.js';
 import type { DecisionLog, FlushStats } from './log/decision-log.js';
 import { type Fence, PostgresLog } from './log/postgres-log.js';
@@ -257,8 +257,12 @@ async function orphanVerdict(
   let tx: Awaited<ReturnType<Coordinator['get']>>;
   try {
     tx = await coordinator.get(txId);
-  } catch {
-    return 'orphan'; // unknown: presumed abort
+  } catch (error) {
+    if (error instanceof NotFoundError) return 'orphan'; // unknown: presumed abort
+    // Driven by another instance, which finishes it.
+    if (error instanceof ElsewhereError) return 'leave';
+    // The log cannot be read now: never a reason to roll anything back.
+    throw error;
   }
   const p = tx.participants.find((q) => q.name === participant);
   if (p === undefined || p.database === null || p.acknowledged) return 'orphan';

@@ -370,8 +370,16 @@ export class Coordinator {
     };
   }
 
-  get(id: string): Promise<Transaction> {
-    return this.read(id);
+  async get(id: string): Promise<Transaction> {
+    const tx = await this.read(id);
+    // Unfinished and driven by another instance: its memory is ahead of the
+    // store (votes, and the end, are written lazily), so the read goes there:
+    // a caller that just heard "committed" from it reads committed here too.
+    if (this.sharded && tx.finishedAtMs === null && !this.live.has(id)) {
+      const where = this.whereIs(id);
+      if (where.at === 'peer') throw new ElsewhereError(id, where.url);
+    }
+    return tx;
   }
 
   /**

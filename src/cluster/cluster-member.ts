@@ -17,8 +17,8 @@ import pg from 'pg';
 import type { Placement, Whereabouts } from '../coordinator/contract.js';
 import { quoted } from '../log/postgres-schema.js';
 import { ID_SHARDS, shardOfId } from '../protocol/transaction-ids.js';
-import { type GoneKind, PeerProbes } from './peer-probes.js';
-import { type InstanceRow, planShards, type ShardRow, type TakeReason } from './shard-plan.js';
+import { PeerProbes } from './peer-probes.js';
+import { deadPeers, type InstanceRow, planShards, type ShardRow, type TakeReason } from './shard-plan.js';
 
 export interface ClusterMemberOptions {
   readonly url: string;
@@ -56,27 +56,6 @@ interface OwnedShard {
   loaded: boolean;
   /** Being handed over: no new transactions in it. */
   releasing: boolean;
-}
-
-/**
- * Which instances count as gone: one whose address refuses connections (or
- * answers as another instance), at once; one silent to the probes only if
- * the store agrees it has not renewed its heartbeat for as long (paused, or
- * cut off from everything). One silent to its peers but still renewing is
- * partitioned from them, not gone: taking its shards would only have it
- * take them back, round after round.
- */
-export function deadPeers(
-  gone: ReadonlyMap<string, GoneKind>,
-  instances: readonly InstanceRow[],
-  silenceMs: number,
-): Set<string> {
-  const dead = new Set<string>();
-  for (const [id, kind] of gone) {
-    const quietMs = instances.find((i) => i.id === id)?.quietMs ?? Number.POSITIVE_INFINITY;
-    if (kind === 'refused' || quietMs >= silenceMs) dead.add(id);
-  }
-  return dead;
 }
 
 /** Of the lease, the part kept in hand: stop acting this much before it can have run out. */

@@ -8,6 +8,8 @@
 // plan is about speed: take what a dead owner left at once, on evidence,
 // without waiting for its lease; and share the shards evenly.
 
+import type { GoneKind } from './peer-probes.js';
+
 export interface ShardRow {
   readonly shard: number;
   readonly owner: string | null;
@@ -98,4 +100,25 @@ export function planShards(input: PlanInput): Plan {
     release.push(...[...input.owned].sort((a, b) => b - a).slice(0, input.owned.size - target));
   }
   return { take, release, target };
+}
+
+/**
+ * Which instances count as gone: one whose address refuses connections (or
+ * answers as another instance), at once; one silent to the probes only if
+ * the store agrees it has not renewed its heartbeat for as long (paused, or
+ * cut off from everything). One silent to its peers but still renewing is
+ * partitioned from them, not gone: taking its shards would only have it
+ * take them back, round after round.
+ */
+export function deadPeers(
+  gone: ReadonlyMap<string, GoneKind>,
+  instances: readonly InstanceRow[],
+  silenceMs: number,
+): Set<string> {
+  const dead = new Set<string>();
+  for (const [id, kind] of gone) {
+    const quietMs = instances.find((i) => i.id === id)?.quietMs ?? Number.POSITIVE_INFINITY;
+    if (kind === 'refused' || quietMs >= silenceMs) dead.add(id);
+  }
+  return dead;
 }

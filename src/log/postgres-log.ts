@@ -118,7 +118,7 @@ export class PostgresLog implements DecisionLog {
   private readonly writerId = `${process.pid}-${Math.random().toString(36).slice(2, 12)}`;
   private writer: pg.Client | null = null;
   private connecting: Promise<pg.Client> | null = null;
-  private readonly queue = new WriteQueue(() => this.flushScheduledBatch());
+  private readonly queue: WriteQueue;
   private unverified: Unverified | null = null;
   /** History entries not yet written, by transaction: they ride along with the next batch. */
   private pendingHistory: History = new Map();
@@ -143,6 +143,15 @@ export class PostgresLog implements DecisionLog {
   }
 
   private constructor(private readonly options: PostgresLogOptions) {
+    this.queue = new WriteQueue({
+      due: () => this.flushScheduledBatch(),
+      admit: (tx) => {
+        if (this.closed) throw new LogUnusableError('the decision store is closed');
+        return this.epochOf(tx.id);
+      },
+      lazyFlushDelayMs: options.lazyFlushDelayMs,
+      batchRecordsMax: options.batchRecordsMax,
+    });
     this.s = quoted(options.schema);
     this.pool = new pg.Pool({
       ...this.connectionConfig('commitd-reader'),
@@ -212,22 +221,11 @@ export class PostgresLog implements DecisionLog {
   }
 
   writeForced(tx: Transaction): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const entry = this.enqueue(tx, true);
-      entry.waiters.push({ resolve, reject });
-      this.schedule('soon');
-    });
+    return this.queue.writeForced(tx);
   }
 
   writeLazy(tx: Transaction, onWritten?: () => void): void {
-    const entry = this.enqueue(tx, false);
-    if (onWritten) entry.callbacks.push(onWritten);
-    this.schedule(this.queue.pending.size >= this.options.batchRecordsMax ? 'soon' : 'later');
-  }
-
-  private enqueue(tx: Transaction, forced: boolean): Pending {
-    if (this.closed) throw new LogUnusableError('the decision store is closed');
-    return this.queue.enqueue(tx, forced, this.epochOf(tx.id));
+    this.queue.writeLazy(tx, onWritten);
   }
 
   /** The epoch this instance owns the transaction's shard under now; null when it does not (or no fence). */
@@ -238,7 +236,7 @@ export class PostgresLog implements DecisionLog {
     return shard === null ? null : fence.epochOf(shard);
   }
 
-  private schedule(when: 'soon' | 'later', delayMs = this.options.lazyFlushDelayMs): void {
+  private schedule(when: 'soon' | 'later', delayMs?: number): void {
     this.queue.schedule(when, delayMs);
   }
 

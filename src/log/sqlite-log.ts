@@ -60,12 +60,21 @@ export class SqliteLog implements DecisionLog {
   private readonly db: Database.Database;
   private readonly wal: WalSync;
   private readonly statements;
-  private readonly queue = new WriteQueue(() => this.flushScheduledBatch());
+  private readonly queue: WriteQueue;
   /** History entries not yet written, by transaction: they ride along with the next flush. */
   private pendingHistory = new Map<string, HistoryEntry[]>();
   private closed = false;
 
   constructor(private readonly options: SqliteLogOptions) {
+    this.queue = new WriteQueue({
+      due: () => this.flushScheduledBatch(),
+      admit: () => {
+        this.assertOpen();
+        return null;
+      },
+      lazyFlushDelayMs: options.lazyFlushDelayMs,
+      batchRecordsMax: options.batchRecordsMax,
+    });
     this.db = open(options.dataDir);
     try {
       this.wal = new WalSync(path.join(options.dataDir, `${LOG_FILE}-wal`), {
@@ -136,17 +145,11 @@ export class SqliteLog implements DecisionLog {
   }
 
   writeForced(tx: Transaction): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const entry = this.enqueue(tx, true);
-      entry.waiters.push({ resolve, reject });
-      this.schedule('soon');
-    });
+    return this.queue.writeForced(tx);
   }
 
   writeLazy(tx: Transaction, onWritten?: () => void): void {
-    const entry = this.enqueue(tx, false);
-    if (onWritten) entry.callbacks.push(onWritten);
-    this.schedule(this.queue.pending.size >= this.options.batchRecordsMax ? 'soon' : 'later');
+    this.queue.writeLazy(tx, onWritten);
   }
 
   appendHistory(txId: string, entries: readonly HistoryEntry[]): void {
@@ -199,13 +202,8 @@ export class SqliteLog implements DecisionLog {
     return (this.statements.unresolvedHeuristics.get() as { n: number }).n;
   }
 
-  private enqueue(tx: Transaction, forced: boolean): Pending {
-    this.assertOpen();
-    return this.queue.enqueue(tx, forced);
-  }
-
   private schedule(when: 'soon' | 'later'): void {
-    this.queue.schedule(when, this.options.lazyFlushDelayMs);
+    this.queue.schedule(when);
   }
 
   private flushScheduledBatch(): void {

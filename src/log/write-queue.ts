@@ -20,15 +20,45 @@ export interface Pending {
   callbacks: Array<() => void>;
 }
 
+export interface WriteQueueOptions {
+  /** Runs once a scheduled batch is due. */
+  readonly due: () => void;
+  /**
+   * Called for every record before it is queued: throws when the log takes
+   * no more writes (closed, failed); returns the record's epoch (null
+   * without a fence).
+   */
+  readonly admit: (tx: Transaction) => number | null;
+  /** How long lazy records may wait for a forced one to ride along with. */
+  readonly lazyFlushDelayMs: number;
+  /** Most records one batch carries: a full batch is due at once. */
+  readonly batchRecordsMax: number;
+}
+
 export class WriteQueue {
   readonly pending = new Map<string, Pending>();
   private scheduled: 'none' | 'soon' | 'later' = 'none';
   private laterTimer: NodeJS.Timeout | null = null;
 
-  /** `due` runs once a scheduled batch is due. */
-  constructor(private readonly due: () => void) {}
+  constructor(private readonly o: WriteQueueOptions) {}
 
-  enqueue(tx: Transaction, forced: boolean, epoch: number | null = null): Pending {
+  /** DecisionLog.writeForced: resolves once the record is durable; the batch is due at the end of this turn. */
+  writeForced(tx: Transaction): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.enqueue(tx, true).waiters.push({ resolve, reject });
+      this.schedule('soon');
+    });
+  }
+
+  /** DecisionLog.writeLazy: rides along with the next batch; `onWritten` runs once it is written. */
+  writeLazy(tx: Transaction, onWritten?: () => void): void {
+    const entry = this.enqueue(tx, false);
+    if (onWritten) entry.callbacks.push(onWritten);
+    this.schedule(this.pending.size >= this.o.batchRecordsMax ? 'soon' : 'later');
+  }
+
+  private enqueue(tx: Transaction, forced: boolean): Pending {
+    const epoch = this.o.admit(tx);
     const entry = this.pending.get(tx.id);
     if (entry) {
       // A newer snapshot replaces the queued one: it holds everything the
@@ -59,7 +89,7 @@ export class WriteQueue {
     return batch;
   }
 
-  schedule(when: 'soon' | 'later', laterDelayMs: number): void {
+  schedule(when: 'soon' | 'later', laterDelayMs = this.o.lazyFlushDelayMs): void {
     if (this.scheduled === 'soon') return;
     if (when === 'soon') {
       this.cancel();
@@ -84,6 +114,6 @@ export class WriteQueue {
   private fire(): void {
     this.scheduled = 'none';
     this.laterTimer = null;
-    this.due();
+    this.o.due();
   }
 }

@@ -1,10 +1,8 @@
-// The pure rules of the cluster, from frozen inputs: which shards an
-// instance takes and hands over (shard-plan.ts), and which peers count as
-// gone (cluster-member.ts, deadPeers).
+// The pure rules of the cluster (shard-plan.ts), from frozen inputs: which
+// shards an instance takes and hands over, and which peers count as gone.
 
 import t from 'tap';
-import { deadPeers } from '../../src/cluster/cluster-member.js';
-import { type InstanceRow, planShards, type ShardRow } from '../../src/cluster/shard-plan.js';
+import { deadPeers, type InstanceRow, planShards, type ShardRow } from '../../src/cluster/shard-plan.js';
 
 const SHARDS = 32;
 

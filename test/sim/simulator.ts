@@ -9,6 +9,7 @@
 import { Coordinator } from '../../src/coordinator/coordinator.js';
 import { CallLimiter } from '../../src/participants/call-limiter.js';
 import { answerWaitMsMax, commitAnswer, prepareAnswer } from '../../src/protocol/answers.js';
+import { ID_SHARDS } from '../../src/protocol/transaction-ids.js';
 import { step as realStep } from '../../src/protocol/transitions.js';
 import type { Outcome, Transaction } from '../../src/protocol/types.js';
 import type { TimerHandle, Timers } from '../../src/timers.js';
@@ -300,7 +301,7 @@ class Simulation {
     if (!stale) return;
     this.stale = null;
     stale.placement.believes = false;
-    stale.coordinator.drop(Array.from({ length: 32 }, (_, shard) => shard));
+    stale.coordinator.drop(Array.from({ length: ID_SHARDS }, (_, shard) => shard));
     stale.incarnation.alive = false;
   }
 

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# npm run bench:ab -- A B [PAIRS] [BENCH ARGS...]: is commit B faster than
-# commit A? Builds both in temporary worktrees (sharing this checkout's
-# node_modules) and runs `npm run bench`'s one-round benchmark alternately,
-# A then B, PAIRS times (default 3): on a shared, noisy machine only runs
-# interleaved like this compare. Prints each run's summary line.
-# Example: npm run bench:ab -- HEAD~1 HEAD 3 --seconds 5
+# npm run bench:ab -- A B [PAIRS] [FLAGS...]: is commit B slower than commit
+# A? Builds both in temporary worktrees (sharing this checkout's
+# node_modules) and runs this checkout's bench/ab.ts on the two builds: both
+# services side by side, every measurement taken of A and B back to back,
+# the order alternating, PAIRS times (default 6). On a shared, noisy machine
+# only runs interleaved like this compare. FLAGS go to bench/ab.ts
+# (--seconds, --clients, --rate, --explicit, --pin).
+# Example: npm run bench:ab -- HEAD~1 HEAD 6 --seconds 5 --pin
 set -euo pipefail
 
 a=${1:?usage: ab.sh COMMIT_A COMMIT_B [PAIRS] [BENCH ARGS...]}
 b=${2:?usage: ab.sh COMMIT_A COMMIT_B [PAIRS] [BENCH ARGS...]}
 shift 2
-pairs=3
+pairs=6
 if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
   pairs=$1
   shift
@@ -33,9 +35,4 @@ for side in a b; do
   echo "$side = $(git -C "$root" rev-parse --short "$commit") $(git -C "$root" log -1 --format=%s "$commit" | cut -c1-70)"
 done
 
-for ((i = 1; i <= pairs; i++)); do
-  for side in a b; do
-    line=$(cd "$work/$side" && node dist/bench/run.js --rounds 1 --no-write "$@" 2>&1 | grep -E '^(median|1 client)' | tr '\n' ' ')
-    echo "$side: $line"
-  done
-done
+node "$root/dist/bench/ab.js" --a "$work/a" --b "$work/b" --pairs "$pairs" "$@"

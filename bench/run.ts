@@ -36,6 +36,7 @@ import {
   startCommitdCluster,
   untilBalanced,
 } from './cluster.js';
+import { closedLoop as load, percentile, post, transactionOn } from './load.js';
 import { cpuSeconds, loadResult, peakRssMb, scrape, startCoordinator, startParticipants } from './processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -118,41 +119,6 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number;
-}
-
-/** Runs `once` from `clients` concurrent loops for `seconds`; collects latencies of the successes. */
-async function load(clients: number, seconds: number, once: (i: number) => Promise<boolean>) {
-  const latencies: number[] = [];
-  let failed = 0;
-  let seq = 0;
-  const end = performance.now() + seconds * 1000;
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (performance.now() < end) {
-        const started = performance.now();
-        if (await once(seq++)) latencies.push(performance.now() - started);
-        else failed++;
-      }
-    }),
-  );
-  const sorted = Float64Array.from(latencies).sort();
-  return { ok: sorted.length, failed, sorted };
-}
-
-async function post(pool: Pool, pathname: string, body: string): Promise<number> {
-  const res = await pool.request({
-    path: pathname,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body,
-  });
-  await res.body.dump();
-  return res.statusCode;
-}
-
 async function main(): Promise<void> {
   const o = parseOptions(process.argv.slice(2));
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-bench-'));
@@ -188,29 +154,11 @@ async function main(): Promise<void> {
     (i) => new Pool(i.url, { connections: Math.ceil(o.clients / o.instances), pipelining: 1 }),
   );
   const participantPools = participants.urls.map((u) => new Pool(new URL(u).origin, { connections: o.clients }));
-  const oneShot = JSON.stringify({
-    participants: participants.urls.map((url, i) => ({ name: `p${i}`, url })),
-    commit: true,
-  });
-
-  const explicitBegin = JSON.stringify({ participants: participants.urls.map((url, i) => ({ name: `p${i}`, url })) });
-  const explicitOn = (pool: Pool) => async () => {
-    const res = await pool.request({
-      path: '/v1/transactions',
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: explicitBegin,
-    });
-    const begun = (await res.body.json()) as { id?: string };
-    if (res.statusCode !== 201 || begun.id === undefined) return false;
-    return (await post(pool, `/v1/transactions/${begun.id}/commit`, '')) === 200;
-  };
-  const transactionOn = (pool: Pool) =>
-    o.explicit ? explicitOn(pool) : async () => (await post(pool, '/v1/transactions', oneShot)) === 200;
-  const coordinated = transactionOn(coordinatorPool);
-  const onPostgres = pgPool === null ? null : transactionOn(pgPool);
+  const transactionAt = (pool: Pool) => transactionOn(pool, participants.urls, o.explicit);
+  const coordinated = transactionAt(coordinatorPool);
+  const onPostgres = pgPool === null ? null : transactionAt(pgPool);
   // Round-robin over the instances: transaction i goes to instance i mod N.
-  const onInstances = clusterPools.map(transactionOn);
+  const onInstances = clusterPools.map(transactionAt);
   const onCluster =
     onInstances.length === 0 ? null : (i: number) => (onInstances[i % onInstances.length] as () => Promise<boolean>)();
   let baselineSeq = 0;
@@ -263,9 +211,9 @@ async function main(): Promise<void> {
       transactions: r.ok,
       failed: r.failed,
       tps: r.ok / o.seconds,
-      p50Ms: percentile(r.sorted, 0.5),
-      p99Ms: percentile(r.sorted, 0.99),
-      p999Ms: percentile(r.sorted, 0.999),
+      p50Ms: percentile(r.sortedMs, 0.5),
+      p99Ms: percentile(r.sortedMs, 0.99),
+      p999Ms: percentile(r.sortedMs, 0.999),
       // commitd's own CPU, every instance of the run together; PostgreSQL's apart.
       coordinatorCpuUsPerTx: instanceCpu === null ? null : instanceCpu.reduce((a, b) => a + b, 0),
       instanceCpuUsPerTx: instanceCpu,

@@ -10,23 +10,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { PACKAGE_ROOT } from '../../src/config.js';
-import { tempDir } from '../support/harness.js';
+import { tempDir, withoutCoverage } from '../support/harness.js';
 
 const BENCH = path.join(PACKAGE_ROOT, 'dist', 'bench', 'takeover.js');
 const RUN_TIMEOUT_MS = 55_000;
-
-/**
- * This environment without tap's coverage and loader: the bench and the
- * five processes it starts would each write V8 coverage, doubling the run's
- * time, and the bench's coverage is not what this test is for.
- */
-function withoutCoverage(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.NODE_V8_COVERAGE;
-  delete env.NODE_OPTIONS;
-  for (const k of Object.keys(env)) if (k.startsWith('TAP') || k.startsWith('_TAPJS')) delete env[k];
-  return env;
-}
 
 interface Round {
   round: number;

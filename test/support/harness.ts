@@ -112,3 +112,17 @@ export async function startHarness(
     },
   };
 }
+
+/**
+ * This environment without tap's coverage and loader, for a benchmark run as
+ * a child process: it and the processes it starts would each write V8
+ * coverage, doubling the run's time, and a bench's coverage is not what its
+ * test is for.
+ */
+export function withoutCoverage(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_V8_COVERAGE;
+  delete env.NODE_OPTIONS;
+  for (const k of Object.keys(env)) if (k.startsWith('TAP') || k.startsWith('_TAPJS')) delete env[k];
+  return env;
+}

@@ -5,7 +5,12 @@
 // the unfinished ones at start (paced by recovery-pacer.ts).
 
 import type { HeuristicResolution, ListPage } from '../log/decision-log.js';
-import { abortCallMayAnswer, commitCallMayAnswer, prepareCallMayAnswer } from '../protocol/answers.js';
+import {
+  abortCallMayAnswer,
+  answerStandsAfterHandover,
+  commitCallMayAnswer,
+  prepareCallMayAnswer,
+} from '../protocol/answers.js';
 import { assert, InvariantError } from '../protocol/assert.js';
 import type { HistoryEntry } from '../protocol/history.js';
 import { shardOfId } from '../protocol/transaction-ids.js';
@@ -524,7 +529,18 @@ export class Coordinator {
     const live = this.live.get(id);
     if (!live?.published) return this.answerStored(await this.readHere(id), event);
     if (call !== NO_CALLER) live.record([{ type: 'requested', action: event.type, by: call.by }]);
-    return live.trace.origin(event.type, call.traceParent ?? null).around(this.dispatchAndWait(live, event, until));
+    try {
+      return await live.trace
+        .origin(event.type, call.traceParent ?? null)
+        .around(this.dispatchAndWait(live, event, until));
+    } catch (error) {
+      // Handed on while the call waited: to the new owner, once it is known.
+      if (error instanceof ElsewhereError && error.url === null) {
+        const where = this.whereIs(id);
+        if (where.at === 'peer') throw new ElsewhereError(id, where.url);
+      }
+      throw error;
+    }
   }
 
   private async dispatchAndWait(
@@ -532,9 +548,19 @@ export class Coordinator {
     event: Event,
     until: (tx: Transaction) => boolean,
   ): Promise<Answer> {
-    const result = await live.dispatch(event);
-    if (result.refusal) return { tx: live.published as Transaction, refusal: result.refusal, created: false };
-    await live.waitFor(until);
+    try {
+      const result = await live.dispatch(event);
+      if (result.refusal) return { tx: live.published as Transaction, refusal: result.refusal, created: false };
+      await live.waitFor(until);
+    } catch (error) {
+      // Handed on to another instance meanwhile. A decision readers saw here
+      // stands wherever it is driven now: the caller hears it, as it would at
+      // the answer bound (a one-shot's caller would otherwise be told to
+      // retry a transaction that commits). Undecided, the call goes on.
+      if (!(error instanceof ElsewhereError && live.published && answerStandsAfterHandover(live.published))) {
+        throw error;
+      }
+    }
     return { tx: live.published as Transaction, refusal: null, created: false };
   }
 

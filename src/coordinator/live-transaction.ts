@@ -117,8 +117,10 @@ export class LiveTransaction {
    */
   dispatch(event: Event, latencyMs?: number): Promise<Step> {
     const run = this.chain.then(async () => {
-      if (this.context.stopped() || this.disowned)
-        return { tx: this.working, effects: [], refusal: null, changed: false };
+      // Handed on while this event waited its turn: the caller goes to the
+      // owner (a step taken here would be refused by the store anyway).
+      if (this.disowned) throw new ElsewhereError(this.id, null);
+      if (this.context.stopped()) return { tx: this.working, effects: [], refusal: null, changed: false };
       const before = this.working;
       const result = this.context.protocolStep(before, event, this.context.timers.now());
       // The retry's sends replace the ones waiting out their backoff.
@@ -136,6 +138,8 @@ export class LiveTransaction {
   /** Resolves once `until` holds for what readers see, or the wait bound passes (the caller then hears what is). */
   waitFor(until: (tx: Transaction) => boolean): Promise<void> {
     if (this.published && until(this.published)) return Promise.resolve();
+    // Nothing here changes it any more: waiting would last the whole bound.
+    if (this.disowned) return Promise.reject(new ElsewhereError(this.id, null));
     const { timers, answerWaitMsMax } = this.context;
     return new Promise((resolve, reject) => {
       const settle = () => {

@@ -43,6 +43,18 @@ export function commitCallMayAnswer(tx: Transaction): boolean {
 }
 
 /**
+ * A call waiting on a transaction that moved to another instance (its shard
+ * handed over or taken) may still be answered here from what readers see
+ * once it is decided: a commit decision was forced, and an abort is seen
+ * before its write only where any recovery, the new owner's included, aborts
+ * too (abortIsForced). Undecided, nothing here may be promised: the call
+ * goes to the new owner.
+ */
+export function answerStandsAfterHandover(tx: Transaction): boolean {
+  return tx.outcome !== null;
+}
+
+/**
  * The longest a call waits for its answer: one round of prepares and one
  * phase-two attempt, each bounded by its timeout from when it was asked for,
  * and a second for the log. Past it the caller hears what readers see, and is

@@ -7,10 +7,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { Coordinator } from '../../src/coordinator/coordinator.js';
 import { NotFoundError } from '../../src/coordinator/errors.js';
 import { SqliteLog } from '../../src/log/sqlite-log.js';
 import type { ParticipantClient } from '../../src/participants/participant-client.js';
+import { beginRequest, testCoordinator } from '../support/coordinator.js';
 
 t.test('reads, lists and calls do not see a begin that waits for its fsync', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-unsynced-'));
@@ -29,24 +29,7 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
     deliver: async () => ({ kind: 'acknowledged' }),
     close: async () => {},
   };
-  const coordinator = new Coordinator({
-    log,
-    participants,
-    defaultTimeoutMs: 30_000,
-    inFlightMax: 100,
-    inFlightBytesMax: 1_000_000,
-    inFlightPerCallerMax: 0,
-    participantsMax: 8,
-    retryDelayMsMin: 10,
-    retryDelayMsMax: 100,
-    stuckAfterAttempts: 10,
-    answerWaitMsMax: 1_000,
-    sweepIntervalMs: 60_000,
-    idempotencyKeyRetentionMs: 60_000,
-    retentionMs: 60_000,
-    compactionBatchMax: 100,
-    recoveryCallsMax: 16,
-  });
+  const coordinator = testCoordinator(log, participants);
   t.teardown(async () => {
     await coordinator.stop();
     log.close();
@@ -54,17 +37,7 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
   });
   await coordinator.recover();
 
-  const begun = coordinator.begin({
-    participants: [{ name: 'orders', url: 'http://orders.test/tx', database: null, payloadJson: null }],
-    timeoutMs: null,
-    idempotencyKey: null,
-    idempotencyScope: '',
-    callerId: '',
-    by: null,
-    requestHash: null,
-    metadataJson: null,
-    commit: false,
-  });
+  const begun = coordinator.begin(beginRequest(false));
   await new Promise((resolve) => setImmediate(resolve));
   t.equal(held.length, 1, 'the begin record is written and its fsync runs');
   const [stored] = (await log.list({ state: null, limit: 10, after: null })).transactions;

@@ -6,6 +6,7 @@
 import t from 'tap';
 import {
   abortCallMayAnswer,
+  answerStandsAfterHandover,
   commitAnswer,
   commitCallMayAnswer,
   mixedOutcome,
@@ -107,3 +108,20 @@ t.test('abortIsForced: lazy only where recovery reaches abort whatever it finds 
   t.same(expired.effects[0], { type: 'persist', forced: true });
   t.same(expired.effects[1], { type: 'send', message: 'abort', participant: 'a', attempt: 0 });
 });
+
+t.test(
+  'answerStandsAfterHandover: only a decision, of either kind, is answered by the instance that let go',
+  async (t) => {
+    const explicit = begin(['a', 'b']);
+    t.notOk(answerStandsAfterHandover(explicit), 'active: the new owner may still commit it');
+    const preparing = drive(explicit, { type: 'commit' }, yes('a'));
+    t.notOk(answerStandsAfterHandover(preparing), 'one vote in: undecided');
+    const committing = drive(preparing, yes('b'));
+    t.ok(answerStandsAfterHandover(committing), 'commit decided (forced): stands');
+    const aborted = drive(preparing, no('b'));
+    t.ok(answerStandsAfterHandover(aborted), 'abort decided (forced for an explicit one): stands');
+    const oneShotAborted = drive(begin(['a', 'b'], true), { type: 'commit', withBegin: true }, no('a'));
+    t.equal(oneShotAborted.outcome, 'abort');
+    t.ok(answerStandsAfterHandover(oneShotAborted), "a one-shot's lazy abort: any recovery aborts it too");
+  },
+);

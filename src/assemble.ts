@@ -8,8 +8,8 @@ import type { Readiness } from './api/server.js';
 import { ClusterMember, type ClusterObserver } from './cluster/cluster-member.js';
 import type { Config } from './config.js';
 import { Coordinator } from './coordinator/coordinator.js';
-import { ElsewhereError, NotFoundError } from './coordinator/errors.js';
 import type { AboutTransaction, CoordinatorObserver } from './coordinator/observer.js';
+import { orphanVerdict } from './coordinator/orphan-verdict.js';
 import type { DecisionLog, FlushStats } from './log/decision-log.js';
 import { type Fence, PostgresLog } from './log/postgres-log.js';
 import { SqliteLog } from './log/sqlite-log.js';
@@ -17,7 +17,7 @@ import type { Metrics } from './metrics.js';
 import type { DatabaseAdapter } from './participants/databases/database-adapter.js';
 import { DatabaseParticipants } from './participants/databases/database-participants.js';
 import { MysqlAdapter } from './participants/databases/mysql.js';
-import { OrphanScanner, type OrphanVerdict } from './participants/databases/orphan-scanner.js';
+import { OrphanScanner } from './participants/databases/orphan-scanner.js';
 import { PostgresAdapter } from './participants/databases/postgres.js';
 import { HttpParticipants } from './participants/http-participants.js';
 import type { ParticipantClient } from './participants/participant-client.js';
@@ -228,48 +228,6 @@ async function openLog(
     },
     onFatal: report.fatal,
   });
-}
-
-/**
- * Whether a prepared transaction found in a database (null: somewhere on an
- * XA server) is commitd's to leave or an orphan. Left: its transaction is undecided, or decided with this
- * participant (on this database) not yet acknowledged — the coordinator is
- * finishing it, and will again after any restart, since recovery resends the
- * decision to every participant that has not acknowledged. Anything else is
- * one nobody voted on: its transaction aborted or unknown (presumed abort:
- * never begun, or finished and forgotten), a name the transaction does not
- * have on this database, or a participant already finished (its prepared
- * transaction was seen gone, so this one was prepared again afterwards).
- */
-async function orphanVerdict(
-  coordinator: Coordinator,
-  txId: string,
-  participant: string,
-  database: string | null,
-): Promise<OrphanVerdict> {
-  try {
-    if ((await coordinator.outcome(txId)) === 'pending') return 'leave';
-  } catch (error) {
-    // Undecided at another instance (several on one store): its owner decides.
-    if (error instanceof ElsewhereError) return 'leave';
-    throw error;
-  }
-  let tx: Awaited<ReturnType<Coordinator['get']>>;
-  try {
-    tx = await coordinator.get(txId);
-  } catch (error) {
-    if (error instanceof NotFoundError) return 'orphan'; // unknown: presumed abort
-    // Driven by another instance, which finishes it.
-    if (error instanceof ElsewhereError) return 'leave';
-    // The log cannot be read now: never a reason to roll anything back.
-    throw error;
-  }
-  const p = tx.participants.find((q) => q.name === participant);
-  if (p === undefined || p.database === null || p.acknowledged) return 'orphan';
-  // Found by a scan that cannot tell databases apart (XA RECOVER lists the
-  // whole server): another configured database on that server may be the
-  // participant's, so its name is enough to leave it be.
-  return database === null || p.database === database ? 'leave' : 'orphan';
 }
 
 /** An orphan's transaction, with its trace when commitd still knows it (an orphan's is often forgotten). */

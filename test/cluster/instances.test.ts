@@ -5,13 +5,16 @@
 // bound while the client goes on through another instance, then woken up
 // still believing it owns what it had; SIGTERM; a newcomer. Each must end
 // with every participant holding the one outcome, and with the stale instance
-// changing nothing. Times are printed, not asserted (bench:takeover measures them).
+// changing nothing. And one instance cut off from PostgreSQL alone (its
+// peers still reach it), its writes held in the network and delivered after
+// the takeover. Times are printed, not asserted (bench:takeover measures them).
 
 import t, { type Test } from 'tap';
 import { tempDir } from '../support/harness.js';
 import { startParticipant, type TestParticipant, waitUntil } from '../support/participant.js';
 import { freePort, privateCluster } from '../support/postgres-cluster.js';
 import { type Service, startService } from '../support/service.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
 
 const cluster = privateCluster(t);
 
@@ -33,10 +36,11 @@ interface Instance {
 
 async function instances(t: Test, count: number, env: Record<string, string> = {}) {
   const schema = `instances_${++schemas}`;
-  const start = async (port: number): Promise<Service> => {
+  /** `storeUrl`: the store's address as this instance reaches it (through a proxy, say). */
+  const start = async (port: number, storeUrl = cluster().url()): Promise<Service> => {
     const service = await startService(tempDir('commitd-cluster-'), {
       ...CLUSTER_SETTINGS,
-      COMMITD_STORE_URL: cluster().url(),
+      COMMITD_STORE_URL: storeUrl,
       COMMITD_STORE_SCHEMA: schema,
       COMMITD_PORT: String(port),
       ...env,
@@ -258,3 +262,91 @@ t.test('SIGTERM hands the shards over at once; a newcomer takes its share', asyn
   t.equal(again.status, 200, 'the newcomer begins and commits in a shard of its own');
   t.equal(plain.states.get(again.body.id), 'committed');
 });
+
+t.test(
+  'cut off from PostgreSQL alone: its lease runs out, the other takes over, and its writes arriving late change nothing',
+  async (t) => {
+    const { all, start } = await instances(t, 1);
+    const b = (all[0] as Instance).service;
+    // A reaches the store through a proxy the test can cut; B and the probes do not.
+    const proxy = await startTcpProxy(cluster().port);
+    t.teardown(() => proxy.close());
+    const a = await start(await freePort(), cluster().url().replace(`:${cluster().port}/`, `:${proxy.port}/`));
+    await untilShards([a, b], [16, 16], 'the shards shared evenly');
+    const held = await participant(t, holdsFirstDelivery);
+    const other = await participant(t);
+    const stuck = await participant(t, (m) => (m.action === 'prepare' ? 'hang' : undefined));
+    const slowYes = await participant(t, (m) =>
+      m.action === 'prepare' ? { status: 200, body: { vote: 'yes' }, delayMs: 700 } : undefined,
+    );
+    const begin = async (names: Array<[string, TestParticipant]>) => {
+      const begun = await json(`${a.url}/v1/transactions`, 'POST', {
+        participants: names.map(([name, p]) => ({ name, url: p.url })),
+      });
+      t.equal(begun.status, 201);
+      const id = begun.body.id as string;
+      void json(`${a.url}/v1/transactions/${id}/commit`, 'POST').catch(() => {});
+      return id;
+    };
+
+    // Decided commit, delivered to `other`, held by `held`.
+    const decidedId = await begin([
+      ['held', held],
+      ['other', other],
+    ]);
+    await held.waitFor(() => held.count('commit', decidedId) === 1);
+    // Undecided: one vote never comes.
+    const undecidedId = await begin([
+      ['other', other],
+      ['stuck', stuck],
+    ]);
+    await waitUntil(() => stuck.count('prepare', undecidedId) === 1 && other.states.get(undecidedId) === 'prepared');
+    // Both votes yes, the last one after the cut: A writes its commit
+    // decision into the cut, and that write reaches the store only after B
+    // has taken the transaction over (and aborted it, undecided as the store
+    // has it).
+    const lateId = await begin([
+      ['other', other],
+      ['slow', slowYes],
+    ]);
+    await slowYes.waitFor(() => slowYes.count('prepare', lateId) === 1);
+    const cutAt = Date.now();
+    proxy.hold();
+
+    await untilShards([b], [32], "B to take every shard once A's leases ran out");
+    t.comment(`taken over ${Date.now() - cutAt} ms after the cut (lease ${CLUSTER_SETTINGS.COMMITD_LEASE_MS} ms)`);
+    // A answered every probe all along: B took the shards because A's
+    // heartbeat and leases in the store ran out.
+    t.match(
+      await (await fetch(`${b.url}/metrics`)).text(),
+      /commitd_cluster_shard_changes_total\{change="(owner-gone|lease-expired)"\} 16/,
+      "B took A's 16 shards",
+    );
+    await waitUntil(
+      () =>
+        held.states.get(decidedId) === 'committed' &&
+        other.states.get(undecidedId) === 'aborted' &&
+        other.states.get(lateId) === 'aborted',
+      SETTLE_MS,
+      'B to finish the three transactions A left',
+    );
+
+    // The path heals: A's held statements (its commit decision among them) reach the store now.
+    proxy.release();
+    await untilShards([a, b], [16, 16], 'A to come back and get its share');
+    await slowYes.waitFor(() => slowYes.states.get(lateId) === 'aborted', SETTLE_MS);
+    for (const p of [other, slowYes]) {
+      t.notOk(actions(p, lateId).includes('commit'), 'the decision written into the cut never took effect');
+    }
+    t.notOk(actions(other, undecidedId).includes('commit'), 'the undecided one was never committed anywhere');
+    t.equal(held.states.get(decidedId), 'committed');
+    t.match(
+      await (await fetch(`${a.url}/metrics`)).text(),
+      /commitd_cluster_shard_changes_total\{change="lost"\} [1-9]/,
+    );
+    for (const s of [a, b]) {
+      t.equal((await json(`${s.url}/v1/transactions/${lateId}`)).body.outcome, 'abort', 'the store holds the abort');
+      t.equal((await json(`${s.url}/v1/transactions/${decidedId}`)).body.outcome, 'commit');
+    }
+  },
+);

@@ -172,10 +172,10 @@ export async function assemble(
     ...(member ? { placement: member } : {}),
   });
   coordinatorRef = coordinator;
-  metrics.inFlightSource = () => coordinator.inFlightByState();
+  metrics.inFlightSource = () => coordinator.reads.inFlightByState();
   const orphans = new OrphanScanner({
     adapters: [...adapters.values()],
-    verdictOf: (txId, participant, database) => orphanVerdict(coordinator, txId, participant, database),
+    verdictOf: (txId, participant, database) => orphanVerdict(coordinator.reads, txId, participant, database),
     scanIntervalMs: p.orphanScanIntervalMs,
     safetyIntervalMs: p.orphanSafetyIntervalMs,
     maxPerScan: ORPHANS_PER_SCAN_MAX,
@@ -234,7 +234,7 @@ async function openLog(
 async function aboutTransaction(coordinator: Coordinator, txId: string): Promise<AboutTransaction> {
   let traceParent: string | null = null;
   try {
-    traceParent = (await coordinator.get(txId)).traceParent;
+    traceParent = (await coordinator.reads.get(txId)).traceParent;
   } catch {
     // Unknown: presumed abort, and no trace to name.
   }

@@ -22,7 +22,7 @@ export function operatorRoutes(
   transactionView: (tx: Transaction) => Promise<TransactionView>,
 ): void {
   app.get<{ Params: IdParams }>('/v1/transactions/:id/history', { schema: historySchema }, async (request) => {
-    const entries = await coordinator.history(request.params.id);
+    const entries = await coordinator.reads.history(request.params.id);
     return {
       transactionId: request.params.id,
       entries: entries.map(entryView),
@@ -51,7 +51,7 @@ export function operatorRoutes(
       const { id } = request.params;
       const participant = request.body.participant ?? null;
       const resolved = await coordinator.resolveHeuristics(id, participant, request.body.note, callContext(request));
-      const tx = await coordinator.get(id);
+      const tx = await coordinator.reads.get(id);
       if (resolved.length === 0) {
         const whose = participant === null ? '' : ` of participant '${participant}'`;
         return sendProblem(
@@ -66,7 +66,7 @@ export function operatorRoutes(
   );
 
   app.get('/v1/stats', { schema: statsSchema }, async () => {
-    const stats = await coordinator.stats();
+    const stats = await coordinator.reads.stats();
     const oldest = stats.oldestUnfinished;
     return {
       inFlight: Object.fromEntries(stats.inFlight),

@@ -56,7 +56,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
   // A heuristic an operator resolved shows its resolution (read only for
   // transactions that have a contradicting heuristic: the rare case).
   const transactionView: View = async (tx) =>
-    viewOf(tx, xidOf, mixedOutcome(tx) ? await coordinator.resolutions(tx.id) : undefined);
+    viewOf(tx, xidOf, mixedOutcome(tx) ? await coordinator.reads.resolutions(tx.id) : undefined);
   // Validated at start (config.ts): parsing cannot fail here.
   const allowed = parseAllowedPrefixes(config.participants.participantOrigins);
   const newParticipant = (p: ParticipantBody) => checkParticipant(p, limits.maxPayloadBytes, kinds, allowed);
@@ -156,18 +156,18 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
   app.get<{ Params: IdParams }>(
     '/v1/transactions/:id',
     { schema: getSchema },
-    async (request) => await transactionView(await coordinator.get(request.params.id)),
+    async (request) => await transactionView(await coordinator.reads.get(request.params.id)),
   );
 
   app.get<{ Params: IdParams }>('/v1/transactions/:id/outcome', { schema: outcomeSchema }, async (request) => ({
-    outcome: await coordinator.outcome(request.params.id),
+    outcome: await coordinator.reads.outcome(request.params.id),
   }));
 
   app.get<{ Querystring: ListParams }>('/v1/transactions', { schema: listSchema(config) }, async (request, reply) => {
     const q = request.query;
     const limit = q.limit === undefined ? limits.listLimitDefault : Number(q.limit);
     if (limit < 1 || limit > limits.listLimitMax) throw invalid(`limit must be from 1 to ${limits.listLimitMax}`);
-    const page = await coordinator.list({
+    const page = await coordinator.reads.list({
       state: q.state ?? null,
       limit,
       after: q.after ?? null,

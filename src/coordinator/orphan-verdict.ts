@@ -4,8 +4,8 @@
 // knows; a rollback is never the answer to "the log cannot be read now".
 
 import type { OrphanVerdict } from '../participants/databases/orphan-scanner.js';
-import type { Coordinator } from './coordinator.js';
 import { ElsewhereError, NotFoundError } from './errors.js';
+import type { TransactionReads } from './transaction-reads.js';
 
 /**
  * Whether a prepared transaction found in a database (null: somewhere on an
@@ -19,21 +19,21 @@ import { ElsewhereError, NotFoundError } from './errors.js';
  * transaction was seen gone, so this one was prepared again afterwards).
  */
 export async function orphanVerdict(
-  coordinator: Pick<Coordinator, 'outcome' | 'get'>,
+  reads: Pick<TransactionReads, 'outcome' | 'get'>,
   txId: string,
   participant: string,
   database: string | null,
 ): Promise<OrphanVerdict> {
   try {
-    if ((await coordinator.outcome(txId)) === 'pending') return 'leave';
+    if ((await reads.outcome(txId)) === 'pending') return 'leave';
   } catch (error) {
     // Undecided at another instance (several on one store): its owner decides.
     if (error instanceof ElsewhereError) return 'leave';
     throw error;
   }
-  let tx: Awaited<ReturnType<Coordinator['get']>>;
+  let tx: Awaited<ReturnType<TransactionReads['get']>>;
   try {
-    tx = await coordinator.get(txId);
+    tx = await reads.get(txId);
   } catch (error) {
     if (error instanceof NotFoundError) return 'orphan'; // unknown: presumed abort
     // Driven by another instance, which finishes it.

@@ -32,7 +32,7 @@ t.test('an abort calls nobody who was never asked to prepare', async (t) => {
   const aborted = await post(h, `/v1/transactions/${byClient}/abort`);
   t.equal(aborted.statusCode, 200);
   t.equal(aborted.json().state, 'aborted', 'finished at once: there is nobody to tell');
-  await waitUntil(async () => (await h.coordinator.outcome(byDeadline)) === 'abort', 5_000, 'the deadline abort');
+  await waitUntil(async () => (await h.coordinator.reads.outcome(byDeadline)) === 'abort', 5_000, 'the deadline abort');
   const read = (await h.app.inject({ method: 'GET', url: `/v1/transactions/${byDeadline}` })).json();
   t.match(read, { state: 'aborted', abortReason: 'deadline' });
   await new Promise((r) => setTimeout(r, 200));

@@ -64,7 +64,7 @@ t.test('fsyncs: a committed one-shot costs two (begin, decision), an aborted one
       payload: { participants: urls.map((url, i) => ({ name: `p${i}`, url })), commit: true },
     });
   const settle = async (id: string) => {
-    await waitUntil(async () => (await h.coordinator.get(id)).finishedAtMs !== null);
+    await waitUntil(async () => (await h.coordinator.reads.get(id)).finishedAtMs !== null);
     await h.log.flush();
   };
 

@@ -44,8 +44,8 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
   t.ok(stored, 'the log already returns the record');
   const id = stored?.id as string;
 
-  await t.rejects(coordinator.get(id), NotFoundError, 'GET: 404');
-  t.same((await coordinator.list({ state: null, limit: 10, after: null })).transactions, [], 'not listed');
+  await t.rejects(coordinator.reads.get(id), NotFoundError, 'GET: 404');
+  t.same((await coordinator.reads.list({ state: null, limit: 10, after: null })).transactions, [], 'not listed');
   await t.rejects(coordinator.commit(id), NotFoundError, 'commit: 404, not an invariant violation');
   await t.rejects(coordinator.abort(id), NotFoundError, 'abort: 404');
   await t.rejects(coordinator.prepare(id), NotFoundError, 'prepare: 404');
@@ -54,14 +54,14 @@ t.test('reads, lists and calls do not see a begin that waits for its fsync', asy
     NotFoundError,
     'enlist: 404',
   );
-  t.equal(await coordinator.outcome(id), 'pending', 'a participant asking hears pending, never abort');
+  t.equal(await coordinator.reads.outcome(id), 'pending', 'a participant asking hears pending, never abort');
 
   held[0]?.();
   const answer = await begun;
   t.equal(answer.tx.id, id);
-  t.equal((await coordinator.get(id)).state, 'active', 'once durable, it is there');
+  t.equal((await coordinator.reads.get(id)).state, 'active', 'once durable, it is there');
   t.same(
-    (await coordinator.list({ state: null, limit: 10, after: null })).transactions.map((tx) => tx.id),
+    (await coordinator.reads.list({ state: null, limit: 10, after: null })).transactions.map((tx) => tx.id),
     [id],
   );
 });

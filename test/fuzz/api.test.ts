@@ -746,7 +746,7 @@ class HostileWorld {
         const { id } = await this.begin({ participants, timeoutMs: 86_400_000 });
         await this.json({ method: 'POST', url: `/v1/transactions/${id}/abort` }, 200);
         await waitUntil(
-          async () => (await this.h.coordinator.get(id)).state === 'aborted',
+          async () => (await this.h.coordinator.reads.get(id)).state === 'aborted',
           5_000,
           `fixture ${id} aborted`,
         );
@@ -1413,7 +1413,7 @@ class SequenceRun {
     const deadline = Date.now() + 10_000;
     for (const model of this.txs) {
       for (;;) {
-        const view = await this.h.coordinator.get(model.id);
+        const view = await this.h.coordinator.reads.get(model.id);
         if (FINAL_STATES.has(view.state)) break;
         if (Date.now() > deadline) this.fail(`${model.id} did not finish: still ${view.state}`);
         await sleep(5);

@@ -87,7 +87,7 @@ t.test('no encoding or request-line form of a /v1 path gets past the token check
     const inFlightBefore = h.coordinator.inFlight;
     const without = await raw(port, `${method} ${target} HTTP/1.1`, {}, body);
     t.ok([400, 401, 404].includes(without.status), `${what}: refused without a token (${without.status})`);
-    t.equal((await h.coordinator.get(id)).state, 'active', `${what}: the transaction was not aborted`);
+    t.equal((await h.coordinator.reads.get(id)).state, 'active', `${what}: the transaction was not aborted`);
     t.equal(h.coordinator.inFlight, inFlightBefore, `${what}: nothing was begun`);
     // With the token, the same request does reach a route: the refusal
     // above was the check's, not the router's.

@@ -43,7 +43,7 @@ t.test('begin and enlist refuse each spelling with a 400 naming the rule, changi
     t.match(enlist.json(), { rule });
   }
   t.equal(h.coordinator.inFlight, 1, 'no transaction was begun');
-  t.same((await h.coordinator.get(id)).participants, [], 'nobody was enlisted');
+  t.same((await h.coordinator.reads.get(id)).participants, [], 'nobody was enlisted');
 });
 
 t.test('COMMITD_PARTICIPANT_ORIGINS: only listed origins and prefixes are accepted', async (t) => {

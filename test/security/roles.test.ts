@@ -87,7 +87,7 @@ t.test('the role table, route by route', async (t) => {
     });
     problem(t, res, 403, `participant may not ${action}`);
   }
-  t.equal((await h.coordinator.get(id2)).state, 'active', 'the refused commit and abort changed nothing');
+  t.equal((await h.coordinator.reads.get(id2)).state, 'active', 'the refused commit and abort changed nothing');
   const aborted = await h.app.inject({ method: 'POST', url: `/v1/transactions/${id2}/abort`, headers: bearer(CLIENT) });
   t.equal(aborted.statusCode, 200, 'a client may abort');
 });
@@ -214,8 +214,8 @@ t.test("a browser Origin other than commitd's own or an allowed one is refused o
     }
   }
   t.equal(h.coordinator.inFlight, 1, 'nothing begun');
-  t.equal((await h.coordinator.get(id)).state, 'active', 'nothing enlisted, prepared, committed or aborted');
-  t.equal((await h.coordinator.get(id)).participants.length, 0);
+  t.equal((await h.coordinator.reads.get(id)).state, 'active', 'nothing enlisted, prepared, committed or aborted');
+  t.equal((await h.coordinator.reads.get(id)).participants.length, 0);
   const read = await h.app.inject({
     method: 'GET',
     url: `/v1/transactions/${id}`,
@@ -262,7 +262,7 @@ t.test(
       headers: { host: '127.0.0.1:7070', origin: 'https://evil.example' },
     });
     problem(t, abort, 403, 'a cross-origin abort from a browser page');
-    t.equal((await h.coordinator.get(id)).state, 'active', 'and the transaction is untouched');
+    t.equal((await h.coordinator.reads.get(id)).state, 'active', 'and the transaction is untouched');
   },
 );
 

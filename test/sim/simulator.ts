@@ -328,7 +328,7 @@ class Simulation {
             if (!c) return;
             // An instance that cannot say (another one owns it) answers
             // nothing the participant acts on: it asks again later.
-            c.outcome(txId).then(
+            c.reads.outcome(txId).then(
               (outcome) => this.network.reply(p, () => answer(outcome)),
               () => {},
             );

@@ -34,7 +34,7 @@ t.test("the client's traceparent is kept and passed on unchanged; without one, n
   const traced = await begin({ traceparent: CLIENT_TRACEPARENT });
   t.equal(traced.statusCode, 200, traced.body);
   const tracedId = traced.json().id as string;
-  t.equal((await h.coordinator.get(tracedId)).traceParent, CLIENT_TRACEPARENT);
+  t.equal((await h.coordinator.reads.get(tracedId)).traceParent, CLIENT_TRACEPARENT);
   for (const m of a.received.filter((r) => r.txId === tracedId)) {
     t.equal(m.headers.traceparent, CLIENT_TRACEPARENT, `${m.action}: the client's traceparent, passed on`);
   }
@@ -44,7 +44,7 @@ t.test("the client's traceparent is kept and passed on unchanged; without one, n
     const plain = await begin(headers);
     t.equal(plain.statusCode, 200, plain.body);
     const id = plain.json().id as string;
-    t.equal((await h.coordinator.get(id)).traceParent, null, 'none kept: none came, or an invalid one');
+    t.equal((await h.coordinator.reads.get(id)).traceParent, null, 'none kept: none came, or an invalid one');
     const messages = a.received.filter((r) => r.txId === id);
     t.equal(messages.length, 2);
     for (const m of messages) t.equal(m.headers.traceparent, undefined, `${m.action}: no traceparent`);

@@ -72,7 +72,7 @@ t.test("a one-shot commit: every span in the client's trace, each with its paren
   });
   t.equal(res.statusCode, 200, res.body);
   const id = res.json().id as string;
-  t.equal((await h.coordinator.get(id)).traceParent, CLIENT_TRACEPARENT, 'kept with the transaction as it came');
+  t.equal((await h.coordinator.reads.get(id)).traceParent, CLIENT_TRACEPARENT, 'kept with the transaction as it came');
 
   await waitUntil(() => named(spansOf(id), 'commitd.participant.commit').length === 2);
   const spans = spansOf(id);
@@ -237,7 +237,7 @@ t.test('an invalid traceparent is ignored: the transaction gets a trace of its o
   const id = res.json().id as string;
   const begin = one(spansOf(id), 'commitd.begin');
   t.equal(parentOf(begin), undefined, 'the begin is the root of a trace of its own');
-  const kept = parseTraceParent((await h.coordinator.get(id)).traceParent);
+  const kept = parseTraceParent((await h.coordinator.reads.get(id)).traceParent);
   t.equal(kept?.traceId, begin.spanContext().traceId, "the begin's span is kept as the transaction's trace");
   t.equal(kept?.parentId, begin.spanContext().spanId);
 

@@ -95,7 +95,11 @@ t.test('PostgreSQL and MariaDB in one transaction commit together', async (t) =>
   t.equal(decided.body.participants[1].vote, 'yes');
   t.equal(await xaPrepared(tx.id), 1, 'not taken for finished while attached');
   await session.end();
-  await waitUntil(async () => (await h.coordinator.get(tx.id)).state === 'committed', 10_000, 'the commit to finish');
+  await waitUntil(
+    async () => (await h.coordinator.reads.get(tx.id)).state === 'committed',
+    10_000,
+    'the commit to finish',
+  );
   t.same(await mariaRows(tx.id), ['credit']);
   t.same(
     (await cluster.query<{ note: string }>('SELECT note FROM items WHERE tx = $1', [tx.id], 'orders')).map(
@@ -139,7 +143,7 @@ t.test("two databases on one XA server: neither scan takes the other one's branc
   const report = await h.orphans.scan();
   t.same(report, { rolledBack: 0, waiting: 0, left: 2, failed: 0 }, 'both scans leave it to the coordinator');
   await session.end();
-  await waitUntil(async () => (await h.coordinator.get(tx.id)).state === 'committed', 10_000, 'the commit');
+  await waitUntil(async () => (await h.coordinator.reads.get(tx.id)).state === 'committed', 10_000, 'the commit');
   t.same(await mariaRows(tx.id), ['credit']);
 });
 

@@ -118,7 +118,7 @@ t.test('a service that never prepares: the vote is no, the other database rolls 
   const credit = res.body.transaction.participants[1];
   t.equal(credit.vote, 'no');
   t.match(credit.reason, /no prepared transaction for 'credit' in database 'stock-db' within 300 ms/);
-  await waitUntil(async () => (await h.coordinator.get(tx.id)).state === 'aborted', 5000, 'the abort to finish');
+  await waitUntil(async () => (await h.coordinator.reads.get(tx.id)).state === 'aborted', 5000, 'the abort to finish');
   t.same(await preparedGids('orders'), [], 'the prepared debit was rolled back');
   t.same(await rows('orders', tx.id), []);
 });
@@ -128,7 +128,7 @@ t.test('a service that prepares after its vote was counted: the orphan scan roll
   const tx = await begin(h, [{ name: 'late', database: 'orders-db' }]);
   const res = await post(h, `/v1/transactions/${tx.id}/commit`);
   t.equal(res.status, 409, 'aborted on the missing vote');
-  await waitUntil(async () => (await h.coordinator.get(tx.id)).state === 'aborted', 5000, 'the abort to finish');
+  await waitUntil(async () => (await h.coordinator.reads.get(tx.id)).state === 'aborted', 5000, 'the abort to finish');
   const gid = tx.participants[0]?.xid as string;
   await servicePrepares('orders', gid, tx.id, 'too late');
   t.ok((await preparedGids('orders')).includes(gid), 'prepared behind the decision');
@@ -229,7 +229,11 @@ t.test('an HTTP participant and a database participant: either one voting no abo
   ]);
   await servicePrepares('orders', refused.participants[1]?.xid as string, refused.id, 'refused');
   t.equal((await post(h, `/v1/transactions/${refused.id}/commit`)).status, 409);
-  await waitUntil(async () => (await h.coordinator.get(refused.id)).state === 'aborted', 5000, 'the abort to finish');
+  await waitUntil(
+    async () => (await h.coordinator.reads.get(refused.id)).state === 'aborted',
+    5000,
+    'the abort to finish',
+  );
   t.same(await rows('orders', refused.id), [], 'the database rolled back');
   t.same(await preparedGids('orders'), []);
 });
@@ -249,7 +253,11 @@ t.test('PostgreSQL restarts during phase two: commitd retries until it commits',
   t.ok(res.body.participants[0].attempts >= 1);
   cluster.start();
   restarted = true;
-  await waitUntil(async () => (await h.coordinator.get(tx.id)).state === 'committed', 15_000, 'the retried commit');
+  await waitUntil(
+    async () => (await h.coordinator.reads.get(tx.id)).state === 'committed',
+    15_000,
+    'the retried commit',
+  );
   t.same(await rows('orders', tx.id), ['survives'], 'the prepared transaction outlived the restart and committed');
   t.same(await preparedGids('orders'), []);
 });
@@ -280,5 +288,5 @@ t.test('bad database participants are 400 problem documents and change nothing',
   t.equal(asUrl.status, 409, 'the same name as an HTTP participant');
   const bad = await post(h, `/v1/transactions/${tx.id}/participants`, { name: 'x', database: 'nowhere' });
   t.equal(bad.status, 400);
-  t.equal((await h.coordinator.get(tx.id)).participants.length, 1, 'nothing enlisted');
+  t.equal((await h.coordinator.reads.get(tx.id)).participants.length, 1, 'nothing enlisted');
 });

@@ -1,0 +1,251 @@
+// The calls a client or an operator makes on transactions: begin (with its
+// idempotency key and the admission limits), enlist, prepare, commit, abort,
+// retry now and resolve a heuristic. A call on a live transaction is its next
+// event (live-transaction.ts), answered once the protocol says it may be
+// (protocol/answers.ts); a call on a finished one is answered from the
+// stored state; one on another instance's goes there (ElsewhereError).
+
+import type { DecisionLog } from '../log/decision-log.js';
+import {
+  abortCallMayAnswer,
+  answerStandsAfterHandover,
+  commitCallMayAnswer,
+  prepareCallMayAnswer,
+} from '../protocol/answers.js';
+import { assert } from '../protocol/assert.js';
+import { createTransaction, type step } from '../protocol/transitions.js';
+import type { Event, NewParticipant, Transaction } from '../protocol/types.js';
+import type { Timers } from '../timers.js';
+import { startBegin } from '../tracing/transaction-trace.js';
+import type { Admission } from './admission.js';
+import type { Answer, BeginRequest, CallContext, CoordinatorOptions, Placement } from './contract.js';
+import { ConflictError, ElsewhereError, LimitError, logUnwritable, UnavailableError } from './errors.js';
+import { type IdempotencyIndex, scopedKey } from './idempotency-keys.js';
+import { IdGenerator } from './ids.js';
+import type { LiveTransaction } from './live-transaction.js';
+import type { CoordinatorObserver } from './observer.js';
+import type { TransactionReads } from './transaction-reads.js';
+
+/** A call nobody in particular made (a one-shot's own commit, tests). */
+export const NO_CALLER: CallContext = { by: null, operator: false };
+
+export interface TransactionCallsOptions {
+  readonly live: ReadonlyMap<string, LiveTransaction>;
+  readonly keys: IdempotencyIndex;
+  readonly admission: Admission;
+  readonly reads: TransactionReads;
+  readonly placement: Placement;
+  /** Several instances share the store (ids name a shard). */
+  readonly sharded: boolean;
+  readonly timers: Timers;
+  readonly step: typeof step;
+  readonly observer: CoordinatorObserver;
+  readonly log: DecisionLog;
+  readonly settings: Pick<CoordinatorOptions, 'defaultTimeoutMs' | 'participantsMax' | 'entropy'>;
+  /** False before recovery and once stopping: begins are refused. */
+  readonly accepting: () => boolean;
+  /** A new transaction into memory, and out again when its begin did not reach the disk. */
+  readonly track: (tx: Transaction, callerId: string) => LiveTransaction;
+  readonly forget: (live: LiveTransaction) => void;
+}
+
+export class TransactionCalls {
+  private readonly ids: IdGenerator;
+
+  constructor(private readonly o: TransactionCallsOptions) {
+    this.ids = new IdGenerator(o.settings.entropy);
+  }
+
+  async begin(request: BeginRequest): Promise<Answer> {
+    if (!this.o.accepting()) throw new UnavailableError('commitd is not accepting new transactions', 1);
+    const idempotencyKey =
+      request.idempotencyKey === null ? null : scopedKey(request.idempotencyScope, request.idempotencyKey);
+    if (idempotencyKey !== null) {
+      const existing = await this.o.keys.find(idempotencyKey);
+      if (existing) {
+        if (existing.requestHash !== request.requestHash) {
+          throw new ConflictError('this idempotency key was used for a different request');
+        }
+        // Finished, perhaps with only the key's snapshot left: answered from it.
+        if (!this.o.live.has(existing.id) && existing.finishedAtMs !== null) {
+          return this.answerStored(existing, request.commit ? { type: 'commit' } : null);
+        }
+        // Unfinished and driven by another instance: the whole begin goes there.
+        if (!this.o.live.has(existing.id)) this.o.reads.elsewhere(existing.id);
+        if (request.commit) return this.commit(existing.id);
+        return { tx: existing, refusal: null, created: false };
+      }
+    }
+    this.o.admission.admitBegin(request.callerId, request.participants, request.metadataJson);
+    const shard = this.o.placement.shardForNew();
+    // Owning no shard yet (a newcomer, before the others handed some over):
+    // an instance that owns some begins it.
+    if (this.o.sharded && shard === null) throw new ElsewhereError(null, this.o.placement.peerForNew());
+    const nowMs = this.o.timers.now();
+    // Before the transaction exists: begun without a traceparent while an
+    // SDK traces, the transaction keeps this span's, so that what happens to
+    // it later joins the trace its begin started.
+    const origin = startBegin(request.traceParent ?? null);
+    const created = createTransaction({
+      id: this.ids.next(nowMs, shard),
+      nowMs,
+      timeoutMs: request.timeoutMs ?? this.o.settings.defaultTimeoutMs,
+      oneShot: request.commit,
+      participants: request.participants,
+      idempotencyKey,
+      requestHash: request.requestHash,
+      metadataJson: request.metadataJson,
+      traceParent: request.traceParent ?? origin.traceParent(),
+    });
+    const live = this.o.track(created.tx, request.callerId);
+    live.trace.adopt(origin);
+    try {
+      await live.start(created, {
+        type: 'begun',
+        by: request.by,
+        oneShot: request.commit,
+        participants: request.participants.map((p) => p.name),
+      });
+    } catch (error) {
+      this.o.forget(live);
+      origin.failed(error);
+      throw error;
+    }
+    this.o.observer.begun();
+    const answer: Answer = request.commit
+      ? await origin.around(this.dispatchAndWait(live, { type: 'commit', withBegin: true }, commitCallMayAnswer))
+      : { tx: live.published as Transaction, refusal: null, created: true };
+    if (!request.commit) origin.end(answer.tx, null);
+    return answer;
+  }
+
+  /** `traceParent` (here and in the calls below): the valid W3C traceparent the call came with, or null. */
+  async enlist(id: string, participant: NewParticipant, traceParent: string | null = null): Promise<Answer> {
+    const live = this.o.live.get(id);
+    if (!live?.published) return this.answerStored(await this.o.reads.readHere(id), { type: 'enlist', participant });
+    const known = live.current.participants.some((p) => p.name === participant.name);
+    if (!known && live.current.participants.length >= this.o.settings.participantsMax) {
+      throw new LimitError(`a transaction has at most ${this.o.settings.participantsMax} participants`);
+    }
+    if (!known) this.o.admission.admitEnlist(participant);
+    const result = await live.trace
+      .origin('enlist', traceParent)
+      .around(live.dispatch({ type: 'enlist', participant }));
+    return { tx: live.published, refusal: result.refusal, created: result.changed && result.refusal === null };
+  }
+
+  /** Phase one only: answers once every vote is in (or the transaction aborted). */
+  prepare(id: string, call: CallContext = NO_CALLER): Promise<Answer> {
+    return this.callAndWait(id, { type: 'prepare' }, prepareCallMayAnswer, call);
+  }
+
+  /**
+   * Prepare if needed, decide, and drive phase two: answers once every
+   * participant acknowledged or was tried once (then the caller gets 202 and
+   * the coordinator keeps trying).
+   */
+  commit(id: string, call: CallContext = NO_CALLER): Promise<Answer> {
+    return this.callAndWait(id, { type: 'commit' }, commitCallMayAnswer, call);
+  }
+
+  /** A client's abort, or an operator's (recorded as the abort's reason). */
+  async abort(id: string, call: CallContext = NO_CALLER): Promise<Answer> {
+    const answer = await this.callAndWait(id, { type: 'abort', byOperator: call.operator }, abortCallMayAnswer, call);
+    if (call.operator && answer.refusal === null) this.o.observer.operatorAction('abort');
+    return answer;
+  }
+
+  /**
+   * An operator's "retry now": phase two resent at once to every participant
+   * waiting out its backoff. Refused while the transaction is undecided.
+   */
+  async retry(id: string, call: CallContext): Promise<Answer> {
+    const live = this.o.live.get(id);
+    if (!live?.published) return this.answerStored(await this.o.reads.readHere(id), { type: 'retry' });
+    const result = await live.trace.origin('retry', call.traceParent ?? null).around(live.dispatch({ type: 'retry' }));
+    if (result.refusal === null) {
+      live.record([{ type: 'operator-retry', by: call.by }]);
+      this.o.observer.operatorAction('retry');
+    }
+    return { tx: live.published, refusal: result.refusal, created: false };
+  }
+
+  /**
+   * An operator's word that a heuristic outcome (of `participant`, or of
+   * every participant) was dealt with by hand: it stops counting as
+   * unresolved, and the transaction may be compacted again. Returns the
+   * participants resolved; none means there was nothing to resolve.
+   */
+  async resolveHeuristics(id: string, participant: string | null, note: string, call: CallContext): Promise<string[]> {
+    await this.o.reads.read(id);
+    const log = this.o.log;
+    try {
+      // The heuristic may still be queued with a lazy snapshot.
+      await log.flush();
+    } catch (error) {
+      throw logUnwritable(error);
+    }
+    const atMs = this.o.timers.now();
+    const resolved = await log.resolveHeuristics(id, participant, { atMs, note, by: call.by });
+    if (resolved.length === 0) return resolved;
+    log.appendHistory(
+      id,
+      resolved.map((name) => ({ type: 'heuristic-resolved', participant: name, note, by: call.by, atMs })),
+    );
+    this.o.observer.operatorAction('resolve');
+    this.o.observer.unresolvedHeuristics(await log.unresolvedHeuristics());
+    return resolved;
+  }
+
+  private async callAndWait(
+    id: string,
+    event: Event & { type: 'prepare' | 'commit' | 'abort' },
+    until: (tx: Transaction) => boolean,
+    call: CallContext,
+  ): Promise<Answer> {
+    const live = this.o.live.get(id);
+    if (!live?.published) return this.answerStored(await this.o.reads.readHere(id), event);
+    if (call !== NO_CALLER) live.record([{ type: 'requested', action: event.type, by: call.by }]);
+    try {
+      return await live.trace
+        .origin(event.type, call.traceParent ?? null)
+        .around(this.dispatchAndWait(live, event, until));
+    } catch (error) {
+      // Handed on while the call waited: to the new owner, once it is known.
+      if (error instanceof ElsewhereError && error.url === null) {
+        const where = this.o.placement.whereIs(id);
+        if (where.at === 'peer') throw new ElsewhereError(id, where.url);
+      }
+      throw error;
+    }
+  }
+
+  private async dispatchAndWait(
+    live: LiveTransaction,
+    event: Event,
+    until: (tx: Transaction) => boolean,
+  ): Promise<Answer> {
+    try {
+      const result = await live.dispatch(event);
+      if (result.refusal) return { tx: live.published as Transaction, refusal: result.refusal, created: false };
+      await live.waitFor(until);
+    } catch (error) {
+      // Handed on to another instance meanwhile. A decision readers saw here
+      // stands wherever it is driven now: the caller hears it, as it would at
+      // the answer bound (a one-shot's caller would otherwise be told to
+      // retry a transaction that commits). Undecided, the call goes on.
+      if (!(error instanceof ElsewhereError && live.published && answerStandsAfterHandover(live.published))) {
+        throw error;
+      }
+    }
+    return { tx: live.published as Transaction, refusal: null, created: false };
+  }
+
+  /** A transaction not in memory is finished: the protocol answers from the stored state, which nothing changes any more. */
+  private answerStored(stored: Transaction, event: Event | null): Answer {
+    if (event === null) return { tx: stored, refusal: null, created: false };
+    const result = this.o.step(stored, event, this.o.timers.now());
+    assert(result.effects.length === 0, 'a finished transaction takes no more effects');
+    return { tx: stored, refusal: result.refusal, created: false };
+  }
+}

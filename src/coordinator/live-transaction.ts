@@ -212,6 +212,13 @@ export class LiveTransaction {
     return this.chain;
   }
 
+  /** As settled, or after `ms` (a write the store is slow to take), whichever comes first. */
+  async settledWithin(ms: number): Promise<void> {
+    let timer: TimerHandle | undefined;
+    await Promise.race([this.chain, new Promise<void>((resolve) => (timer = this.context.timers.after(ms, resolve)))]);
+    if (timer !== undefined) this.context.timers.cancel(timer);
+  }
+
   /**
    * Adds to the transaction's history (kept with it in the log, written with
    * the log's next flush: never a write of its own). Past the cap, only the

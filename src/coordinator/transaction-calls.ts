@@ -41,7 +41,7 @@ export interface TransactionCallsOptions {
   readonly step: typeof step;
   readonly observer: CoordinatorObserver;
   readonly log: DecisionLog;
-  readonly settings: Pick<CoordinatorOptions, 'defaultTimeoutMs' | 'participantsMax' | 'entropy'>;
+  readonly settings: Pick<CoordinatorOptions, 'defaultTimeoutMs' | 'participantsMax' | 'entropy' | 'answerWaitMsMax'>;
   /** False before recovery and once stopping: begins are refused. */
   readonly accepting: () => boolean;
   /** A new transaction into memory, and out again when its begin did not reach the disk. */
@@ -130,7 +130,8 @@ export class TransactionCalls {
     if (!known) this.o.admission.admitEnlist(participant);
     const result = await live.trace
       .origin('enlist', traceParent)
-      .around(live.dispatch({ type: 'enlist', participant }));
+      .around(live.dispatch({ type: 'enlist', participant }))
+      .catch((error) => this.towardOwner(id, error));
     return { tx: live.published, refusal: result.refusal, created: result.changed && result.refusal === null };
   }
 
@@ -162,7 +163,10 @@ export class TransactionCalls {
   async retry(id: string, call: CallContext): Promise<Answer> {
     const live = this.o.live.get(id);
     if (!live?.published) return this.answerStored(await this.o.reads.readHere(id), { type: 'retry' });
-    const result = await live.trace.origin('retry', call.traceParent ?? null).around(live.dispatch({ type: 'retry' }));
+    const result = await live.trace
+      .origin('retry', call.traceParent ?? null)
+      .around(live.dispatch({ type: 'retry' }))
+      .catch((error) => this.towardOwner(id, error));
     if (result.refusal === null) {
       live.record([{ type: 'operator-retry', by: call.by }]);
       this.o.observer.operatorAction('retry');
@@ -206,18 +210,19 @@ export class TransactionCalls {
     const live = this.o.live.get(id);
     if (!live?.published) return this.answerStored(await this.o.reads.readHere(id), event);
     if (call !== NO_CALLER) live.record([{ type: 'requested', action: event.type, by: call.by }]);
-    try {
-      return await live.trace
-        .origin(event.type, call.traceParent ?? null)
-        .around(this.dispatchAndWait(live, event, until));
-    } catch (error) {
-      // Handed on while the call waited: to the new owner, once it is known.
-      if (error instanceof ElsewhereError && error.url === null) {
-        const where = this.o.placement.whereIs(id);
-        if (where.at === 'peer') throw new ElsewhereError(id, where.url);
-      }
-      throw error;
+    return live.trace
+      .origin(event.type, call.traceParent ?? null)
+      .around(this.dispatchAndWait(live, event, until))
+      .catch((error) => this.towardOwner(id, error));
+  }
+
+  /** A call handed on while it waited goes to the new owner, once it is known (else 503, retry). */
+  private towardOwner(id: string, error: unknown): never {
+    if (error instanceof ElsewhereError && error.url === null) {
+      const where = this.o.placement.whereIs(id);
+      if (where.at === 'peer') throw new ElsewhereError(id, where.url);
     }
+    throw error;
   }
 
   private async dispatchAndWait(
@@ -230,13 +235,16 @@ export class TransactionCalls {
       if (result.refusal) return { tx: live.published as Transaction, refusal: result.refusal, created: false };
       await live.waitFor(until);
     } catch (error) {
-      // Handed on to another instance meanwhile. A decision readers saw here
-      // stands wherever it is driven now: the caller hears it, as it would at
-      // the answer bound (a one-shot's caller would otherwise be told to
-      // retry a transaction that commits). Undecided, the call goes on.
-      if (!(error instanceof ElsewhereError && live.published && answerStandsAfterHandover(live.published))) {
-        throw error;
-      }
+      if (!(error instanceof ElsewhereError)) throw error;
+      // Handed on to another instance meanwhile. A step in flight then (a
+      // commit decision being written when the shard was handed over, which
+      // writes what is queued first) may still publish a decision; one that
+      // readers see stands wherever the transaction is driven now, and the
+      // caller hears it, as it would at the answer bound (a one-shot's caller
+      // would otherwise be told to retry a transaction that commits).
+      // Undecided, the call goes on.
+      await live.settledWithin(this.o.settings.answerWaitMsMax);
+      if (!live.published || !answerStandsAfterHandover(live.published)) throw error;
     }
     return { tx: live.published as Transaction, refusal: null, created: false };
   }

@@ -88,9 +88,16 @@ t.test('calls queued or waiting on a transaction whose shard moves away hear whe
   holding = true;
   const commit = coordinator.commit(id);
   const abort = coordinator.abort(id);
+  const enlist = coordinator.enlist(id, {
+    name: 'stock',
+    url: 'http://stock.test/tx',
+    database: null,
+    payloadJson: null,
+  });
   const settled = { commit: false, abort: false };
   commit.catch(() => {}).finally(() => (settled.commit = true));
   abort.catch(() => {}).finally(() => (settled.abort = true));
+  enlist.catch(() => {});
   await until(() => held.length > 0);
   t.equal(held.length, 1, 'the commit waits for its forced write');
   t.same(settled, { commit: false, abort: false }, 'both calls wait');
@@ -112,6 +119,11 @@ t.test('calls queued or waiting on a transaction whose shard moves away hear whe
   t.ok(abortError instanceof ElsewhereError, 'the queued abort hears it is elsewhere, not an unchanged answer');
   t.equal((commitError as ElsewhereError).url, PEER, 'named: the API forwards the commit there');
   t.equal((abortError as ElsewhereError).url, PEER, 'named: the API forwards the abort there');
+  const enlistError = await enlist.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.equal((enlistError as ElsewhereError).url, PEER, 'a queued enlist goes there too, not answered as if enlisted');
   t.equal(coordinator.inFlight, 0, 'nothing of it is left here');
 });
 
@@ -137,3 +149,44 @@ t.test('a one-shot whose commit decision is on disk is answered with it when its
   t.equal(tx?.outcome, 'commit', 'told the decision (the API answers 202: committing)');
   t.equal(tx?.state, 'committing');
 });
+
+t.test(
+  'a one-shot whose commit decision is being written when its shard is handed over hears the decision',
+  async (t) => {
+    // A hand-over writes what is queued before it lets go: the decision in
+    // flight reaches the disk, and the new owner drives it as committing. The
+    // caller must hear commit, not "retry" (which, without an idempotency key,
+    // would do the work twice).
+    let holding = false;
+    const held: Array<() => void> = [];
+    const { coordinator, moveAway } = await setup(
+      t,
+      {
+        prepare: async () => {
+          holding = true; // from the vote on, fsyncs wait: the next forced write is the decision
+          return { kind: 'vote', vote: 'yes', reason: null };
+        },
+        deliver: async () => ({ kind: 'acknowledged' }),
+        close: async () => {},
+      },
+      (fd, callback) => {
+        if (holding) held.push(() => fs.fdatasync(fd, callback));
+        else fs.fdatasync(fd, callback);
+      },
+    );
+    const begin = coordinator.begin(beginRequest(true));
+    await until(() => held.length > 0);
+    t.equal(held.length, 1, 'the commit decision waits for its fsync, the caller for the decision');
+
+    t.equal(moveAway(), 1, 'handed over with the decision in flight');
+    holding = false;
+    for (const release of held.splice(0)) release();
+    const answer = await begin.catch((e: unknown) => e);
+    t.notOk(answer instanceof ElsewhereError, 'not told to retry');
+    t.equal(
+      (answer as { tx?: { outcome: string | null } }).tx?.outcome,
+      'commit',
+      'told the decision that reached the disk',
+    );
+  },
+);

@@ -360,11 +360,16 @@ function freshBegins(round: number, victim: Instance, participants: InDoubtParti
         const body = (await res.json().catch(() => null)) as {
           outcome?: string;
           transaction?: { outcome?: string };
+          detail?: string;
         } | null;
         const said = body?.outcome ?? body?.transaction?.outcome ?? null;
         return {
           tag,
-          answer: `${res.status}`,
+          // A refusal says why (ownership moving, the owner unreachable, a limit), ids left out so that alike ones count together.
+          answer:
+            res.status < 300
+              ? `${res.status}`
+              : `${res.status} (${(body?.detail ?? '').replace(/tx_[0-9A-Z]+/g, 'tx').slice(0, 120)})`,
           saidOutcome: said === 'commit' || said === 'abort' ? said : null,
         };
       } catch (error) {

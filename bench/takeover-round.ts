@@ -270,7 +270,7 @@ export async function takeoverRound(options: {
     freshAnswers = [...counts].map(([a, n]) => `${n} × ${a}`).join(', ');
     problems.push(...(await checkFresh(answered, [...survivors, victim], participants, settings)));
     // A begin not answered at all: what became of it.
-    for (const b of answered.filter((x) => !/^\d+$/.test(x.answer))) {
+    for (const b of answered.filter((x) => !/^\d+( |$)/.test(x.answer))) {
       const id = participants.map((p) => p.taggedIds.get(b.tag)).find((x) => x !== undefined);
       const seen = participants
         .map(

@@ -77,6 +77,12 @@ export class ClusterMember implements Placement {
   private stopped = false;
   private nextShard = 0;
   private joined = false;
+  /** When the interval last ran (monotonic): a gap past the silence bound means this process did not run. */
+  private lastTickMs = 0;
+  /** When this process last woke from such a gap; new work waits for a renewal sent after it. */
+  private wokeAtMs = -1;
+  /** When the last renewal the store answered was sent (monotonic). */
+  private renewedSentAtMs = -1;
   /** How the other instances reach this one (forwarded calls, probes): known once it listens. */
   private advertiseUrl = '';
 
@@ -116,7 +122,10 @@ export class ClusterMember implements Placement {
     this.advertiseUrl = advertiseUrl;
     await this.round();
     if (!this.joined) throw new Error('cannot join the cluster: the store does not answer');
+    this.lastTickMs = this.monotonicMs();
     this.timer = setInterval(() => {
+      if (this.stalled()) this.wokeAtMs = this.monotonicMs();
+      this.lastTickMs = this.monotonicMs();
       // Apart from the round: a round waiting on an unreachable store must
       // not keep this instance acting on leases that may have run out.
       this.expire();
@@ -141,6 +150,12 @@ export class ClusterMember implements Placement {
 
   /** A shard for a new transaction, in turn; null when this instance owns none it can begin in. */
   shardForNew(): number | null {
+    // Just back from not running past the silence bound (paused, starved):
+    // the others may have taken every shard meanwhile, and the leases this
+    // instance holds are no guide (the fence would refuse the begin's writes
+    // and the caller hear 503). New work goes to a peer until a renewal sent
+    // since says what is still this instance's.
+    if (this.stalled() || this.renewedSentAtMs < this.wokeAtMs) return null;
     for (let i = 0; i < ID_SHARDS; i++) {
       const shard = (this.nextShard + i) % ID_SHARDS;
       const owned = this.owned.get(shard);
@@ -154,9 +169,12 @@ export class ClusterMember implements Placement {
 
   peerForNew(): string | null {
     const owners = new Set(this.shardsSeen.map((r) => r.owner));
-    const peers = this.instancesSeen.filter(
-      (i) => i.id !== this.o.instanceId && i.live && !this.dead.has(i.id) && owners.has(i.id),
-    );
+    const alive = this.instancesSeen.filter((i) => i.id !== this.o.instanceId && i.live && !this.dead.has(i.id));
+    // One that owns shards as last seen; else any that is alive: the view
+    // may be from before shards moved (this instance's own hand-over, a
+    // pause), and a peer that cannot begin it either answers 503 itself.
+    const owning = alive.filter((i) => owners.has(i.id));
+    const peers = owning.length > 0 ? owning : alive;
     if (peers.length === 0) return null;
     return (peers[Math.floor(Math.random() * peers.length)] as InstanceRow).url;
   }
@@ -252,6 +270,7 @@ export class ClusterMember implements Placement {
       return;
     }
     this.joined = true;
+    this.renewedSentAtMs = sentAtMs;
     const renewed = new Set(looked.renewed);
     const validUntilMs = sentAtMs + this.o.leaseMs * (1 - LEASE_MARGIN_FRACTION);
     const lost: number[] = [];
@@ -274,6 +293,11 @@ export class ClusterMember implements Placement {
     });
     if (plan.take.length > 0) await this.take(plan.take);
     if (plan.release.length > 0) await this.release(plan.release);
+  }
+
+  /** The interval has not run for longer than the silence bound: this process was not running, or starved. */
+  private stalled(): boolean {
+    return this.lastTickMs > 0 && this.monotonicMs() - this.lastTickMs > this.o.peerSilenceMs;
   }
 
   /** Shards whose lease may have run out by now: let go before anyone else can take them. */

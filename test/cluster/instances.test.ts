@@ -235,6 +235,36 @@ t.test('SIGSTOP past the silence bound: taken over; woken up, the stale instance
   t.match(await (await fetch(`${a.url}/metrics`)).text(), /commitd_cluster_shard_changes_total\{change="lost"\} [1-9]/);
 });
 
+t.test(
+  'woken before its leases ran out by its own clock, taken over all the same: its begins go to the other instance',
+  async (t) => {
+    const { all } = await instances(t, 2);
+    const [a, b] = all.map((i) => i.service) as [Service, Service];
+    await untilShards([a, b], [16, 16], 'the shards shared evenly');
+    const orders = await participant(t);
+    a.child.kill('SIGSTOP');
+    t.teardown(() => a.child.kill('SIGCONT'));
+    await untilShards([b], [32], 'B to take every shard of the paused A');
+    // Woken at once: past the silence bound (B took its shards), well within
+    // what A still takes for its own leases. It knows it did not run for a
+    // while, so it begins nothing in shards it only believes are its own (the
+    // fence would refuse the writes, and the caller hear 503): the begins go to B.
+    a.child.kill('SIGCONT');
+    const begins = await Promise.all(
+      [0, 1, 2, 3].map(() =>
+        json(`${a.url}/v1/transactions`, 'POST', { participants: [{ name: 'orders', url: orders.url }], commit: true }),
+      ),
+    );
+    t.same(
+      begins.map((r) => r.status),
+      [200, 200, 200, 200],
+      `begins sent to the woken instance commit: ${JSON.stringify(begins.map((r) => r.body?.detail ?? r.body?.state))}`,
+    );
+    for (const r of begins) t.equal(orders.states.get(r.body?.id), 'committed');
+    await untilShards([a, b], [16, 16], 'the woken instance to get its share back');
+  },
+);
+
 t.test('SIGTERM hands the shards over at once; a newcomer takes its share', async (t) => {
   const { all, start } = await instances(t, 2);
   const [a, b] = all.map((i) => i.service) as [Service, Service];

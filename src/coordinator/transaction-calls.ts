@@ -15,7 +15,7 @@ import {
 import { assert } from '../protocol/assert.js';
 import { createTransaction, type step } from '../protocol/transitions.js';
 import type { Event, NewParticipant, Transaction } from '../protocol/types.js';
-import type { Timers } from '../timers.js';
+import type { TimerHandle, Timers } from '../timers.js';
 import { startBegin } from '../tracing/transaction-trace.js';
 import type { Admission } from './admission.js';
 import type { Answer, BeginRequest, CallContext, CoordinatorOptions, Placement } from './contract.js';
@@ -225,7 +225,35 @@ export class TransactionCalls {
     throw error;
   }
 
+  /**
+   * The call's event, answered once `until` holds for what readers see. The
+   * whole call is bounded, its dispatch included: a step that waits on a
+   * slow store (its own forced write, or one queued ahead of it) would
+   * otherwise hold the caller as long as the store takes. At the bound the
+   * caller hears what readers see (protocol/answers.ts: undecided is a 503,
+   * retry); the step goes on.
+   */
   private async dispatchAndWait(
+    live: LiveTransaction,
+    event: Event,
+    until: (tx: Transaction) => boolean,
+  ): Promise<Answer> {
+    let timer: TimerHandle | undefined;
+    const bound = new Promise<null>((resolve) => {
+      timer = this.o.timers.after(this.o.settings.answerWaitMsMax, () => resolve(null));
+    });
+    const answering = this.answerWhenAllowed(live, event, until);
+    try {
+      const answer = await Promise.race([answering, bound]);
+      if (answer !== null) return answer;
+      answering.catch(() => {}); // no longer this caller's
+      return { tx: live.published as Transaction, refusal: null, created: false };
+    } finally {
+      if (timer !== undefined) this.o.timers.cancel(timer);
+    }
+  }
+
+  private async answerWhenAllowed(
     live: LiveTransaction,
     event: Event,
     until: (tx: Transaction) => boolean,

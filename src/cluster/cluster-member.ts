@@ -81,6 +81,8 @@ export class ClusterMember implements Placement {
   private lastTickMs = 0;
   /** When this process last woke from such a gap; new work waits for a renewal sent after it. */
   private wokeAtMs = -1;
+  /** The probes the last round started. */
+  private probing: Promise<void> = Promise.resolve();
   /** When the last renewal the store answered was sent (monotonic). */
   private renewedSentAtMs = -1;
   /** How the other instances reach this one (forwarded calls, probes): known once it listens. */
@@ -122,6 +124,12 @@ export class ClusterMember implements Placement {
     this.advertiseUrl = advertiseUrl;
     await this.round();
     if (!this.joined) throw new Error('cannot join the cluster: the store does not answer');
+    // One probe of each other instance, then a second round, before serving:
+    // the shards of one already gone (most often this one's own previous
+    // incarnation, after a restart) are taken now, not a round after /readyz
+    // said ready, when calls for their transactions would answer 503.
+    await this.probing;
+    await this.round();
     this.lastTickMs = this.monotonicMs();
     this.timer = setInterval(() => {
       if (this.stalled()) this.wokeAtMs = this.monotonicMs();
@@ -282,7 +290,7 @@ export class ClusterMember implements Placement {
     this.shardsSeen = looked.shards;
     this.instancesSeen = looked.instances;
     if (this.stopped) return;
-    this.probes.probe(looked.instances.filter((i) => i.id !== this.o.instanceId && i.live));
+    this.probing = this.probes.probe(looked.instances.filter((i) => i.id !== this.o.instanceId && i.live));
     this.dead = deadPeers(this.probes.gone(), looked.instances, this.o.peerSilenceMs);
     const plan = planShards({
       self: this.o.instanceId,

@@ -41,8 +41,13 @@ export class PeerProbes {
 
   constructor(private readonly o: ProbeOptions) {}
 
-  /** Probes each of these peers once (one probe in flight per peer); forgets the ones not listed. */
-  probe(peers: ReadonlyArray<{ readonly id: string; readonly url: string }>): void {
+  /**
+   * Probes each of these peers once (one probe in flight per peer); forgets
+   * the ones not listed. Settles when the probes started now have (each is
+   * bounded by the probe timeout).
+   */
+  probe(peers: ReadonlyArray<{ readonly id: string; readonly url: string }>): Promise<void> {
+    const started: Promise<void>[] = [];
     const now = this.o.monotonicMs();
     const listed = new Set(peers.map((p) => p.id));
     for (const id of this.peers.keys()) if (!listed.has(id)) this.peers.delete(id);
@@ -58,8 +63,9 @@ export class PeerProbes {
       }
       // Gone ones are probed too: one wrongly found gone (a long pause) is
       // alive again once it answers as itself.
-      if (!state.inFlight) void this.probeOne(id, state);
+      if (!state.inFlight) started.push(this.probeOne(id, state));
     }
+    return Promise.all(started).then(() => {});
   }
 
   /** Peers found gone, by id, with how. */

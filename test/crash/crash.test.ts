@@ -10,7 +10,7 @@
 import t from 'tap';
 import { POSTGRES_SCHEMA_VERSION } from '../../src/log/postgres-schema.js';
 import { tempDir } from '../support/harness.js';
-import { call, settled } from '../support/http.js';
+import { call, callRetrying, settled } from '../support/http.js';
 import {
   defaultReply,
   type LocalState,
@@ -161,7 +161,9 @@ for (const store of STORES) {
         after.body.participants.map((p: any) => p.vote),
         ['yes', 'yes'],
       );
-      const committed = await call(s.url, 'POST', `/v1/transactions/${id}/commit`);
+      // On PostgreSQL the restarted instance may not own the transaction's
+      // shard yet (its previous incarnation's, until found gone): 503, retry.
+      const committed = await callRetrying(s.url, 'POST', `/v1/transactions/${id}/commit`);
       t.equal(committed.status, 200);
       t.same(statesOf(id, a, b), ['committed', 'committed']);
     },

@@ -30,3 +30,23 @@ export async function settled(base: string, id: string, timeoutMs = 20_000): Pro
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * A call retried while it answers 503 (the contract's "retry": commitd
+ * starting, or with several instances a transaction whose shard is still
+ * changing owner, as right after a restart on PostgreSQL), bounded.
+ */
+export async function callRetrying(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  timeoutMs = 15_000,
+): Promise<JsonResponse> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await call(base, method, path, body);
+    if (res.status !== 503 || Date.now() > deadline) return res;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -31,8 +31,6 @@ export interface TransactionContext {
   readonly protocolStep: typeof step;
   readonly observer: CoordinatorObserver;
   readonly backoff: BackoffOptions;
-  /** Longest a caller waits for its answer (answerWaitMsMax in protocol/answers.ts). */
-  readonly answerWaitMsMax: number;
   /** Counts participant calls, so recovery can pace itself. */
   readonly calls: { callStarted(): void; callAnswered(): void };
   /** After stop, answers still arriving change nothing: what is on disk is what the next start recovers from. */
@@ -135,15 +133,18 @@ export class LiveTransaction {
     });
   }
 
-  /** Resolves once `until` holds for what readers see, or the wait bound passes (the caller then hears what is). */
-  waitFor(until: (tx: Transaction) => boolean): Promise<void> {
+  /**
+   * Resolves once `until` holds for what readers see, or when `bound` is
+   * aborted (the caller's answer bound passed: it then hears what is).
+   */
+  waitFor(until: (tx: Transaction) => boolean, bound: AbortSignal): Promise<void> {
     if (this.published && until(this.published)) return Promise.resolve();
     // Nothing here changes it any more: waiting would last the whole bound.
     if (this.disowned) return Promise.reject(new ElsewhereError(this.id, null));
-    const { timers, answerWaitMsMax } = this.context;
+    if (bound.aborted) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const settle = () => {
-        timers.cancel(timer);
+        bound.removeEventListener('abort', waiter.resolve);
         this.waiters.delete(waiter);
       };
       const waiter: Waiter = {
@@ -157,11 +158,7 @@ export class LiveTransaction {
           reject(error);
         },
       };
-      // Participant calls are bounded from when they are asked for, so this
-      // passes only when something is slower than it may be (a log that does
-      // not write): the caller then hears what readers see, and the API
-      // promises nothing beyond it (protocol/answers.ts).
-      const timer = timers.after(answerWaitMsMax, waiter.resolve);
+      bound.addEventListener('abort', waiter.resolve, { once: true });
       this.waiters.add(waiter);
     });
   }
@@ -210,13 +207,6 @@ export class LiveTransaction {
   /** Settles once every event dispatched so far has been handled. */
   settled(): Promise<unknown> {
     return this.chain;
-  }
-
-  /** As settled, or after `ms` (a write the store is slow to take), whichever comes first. */
-  async settledWithin(ms: number): Promise<void> {
-    let timer: TimerHandle | undefined;
-    await Promise.race([this.chain, new Promise<void>((resolve) => (timer = this.context.timers.after(ms, resolve)))]);
-    if (timer !== undefined) this.context.timers.cancel(timer);
   }
 
   /**

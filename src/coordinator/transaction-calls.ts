@@ -15,7 +15,7 @@ import {
 import { assert } from '../protocol/assert.js';
 import { createTransaction, type step } from '../protocol/transitions.js';
 import type { Event, NewParticipant, Transaction } from '../protocol/types.js';
-import type { TimerHandle, Timers } from '../timers.js';
+import type { Timers } from '../timers.js';
 import { startBegin } from '../tracing/transaction-trace.js';
 import type { Admission } from './admission.js';
 import type { Answer, BeginRequest, CallContext, CoordinatorOptions, Placement } from './contract.js';
@@ -229,27 +229,23 @@ export class TransactionCalls {
    * The call's event, answered once `until` holds for what readers see. The
    * whole call is bounded, its dispatch included: a step that waits on a
    * slow store (its own forced write, or one queued ahead of it) would
-   * otherwise hold the caller as long as the store takes. At the bound the
-   * caller hears what readers see (protocol/answers.ts: undecided is a 503,
-   * retry); the step goes on.
+   * otherwise hold the caller as long as the store takes. Participant calls
+   * are bounded from when they are asked for, so the bound passes only when
+   * something is slower than it may be; the caller then hears what readers
+   * see (protocol/answers.ts: undecided is a 503, retry), and the step goes on.
    */
   private async dispatchAndWait(
     live: LiveTransaction,
     event: Event,
     until: (tx: Transaction) => boolean,
   ): Promise<Answer> {
-    let timer: TimerHandle | undefined;
-    const bound = new Promise<null>((resolve) => {
-      timer = this.o.timers.after(this.o.settings.answerWaitMsMax, () => resolve(null));
-    });
-    const answering = this.answerWhenAllowed(live, event, until);
+    const bound = new AbortController();
+    const timer = this.o.timers.after(this.o.settings.answerWaitMsMax, () => bound.abort());
     try {
-      const answer = await Promise.race([answering, bound]);
-      if (answer !== null) return answer;
-      answering.catch(() => {}); // no longer this caller's
-      return { tx: live.published as Transaction, refusal: null, created: false };
+      const answer = await withinBound(this.answerWhenAllowed(live, event, until, bound.signal), bound.signal);
+      return answer ?? { tx: live.published as Transaction, refusal: null, created: false };
     } finally {
-      if (timer !== undefined) this.o.timers.cancel(timer);
+      this.o.timers.cancel(timer);
     }
   }
 
@@ -257,11 +253,12 @@ export class TransactionCalls {
     live: LiveTransaction,
     event: Event,
     until: (tx: Transaction) => boolean,
+    bound: AbortSignal,
   ): Promise<Answer> {
     try {
       const result = await live.dispatch(event);
       if (result.refusal) return { tx: live.published as Transaction, refusal: result.refusal, created: false };
-      await live.waitFor(until);
+      await live.waitFor(until, bound);
     } catch (error) {
       if (!(error instanceof ElsewhereError)) throw error;
       // Handed on to another instance meanwhile. A step in flight then (a
@@ -270,8 +267,8 @@ export class TransactionCalls {
       // readers see stands wherever the transaction is driven now, and the
       // caller hears it, as it would at the answer bound (a one-shot's caller
       // would otherwise be told to retry a transaction that commits).
-      // Undecided, the call goes on.
-      await live.settledWithin(this.o.settings.answerWaitMsMax);
+      // Undecided, the call goes on. (The wait is the caller's bound's.)
+      await live.settled();
       if (!live.published || !answerStandsAfterHandover(live.published)) throw error;
     }
     return { tx: live.published as Transaction, refusal: null, created: false };
@@ -284,4 +281,26 @@ export class TransactionCalls {
     assert(result.effects.length === 0, 'a finished transaction takes no more effects');
     return { tx: stored, refusal: result.refusal, created: false };
   }
+}
+
+/** `work`'s result, or undefined once `bound` is aborted (work's own failure is then nobody's to hear). */
+function withinBound<T>(work: Promise<T>, bound: AbortSignal): Promise<T | undefined> {
+  return new Promise((resolve, reject) => {
+    const passed = () => {
+      work.catch(() => {});
+      resolve(undefined);
+    };
+    if (bound.aborted) return passed();
+    bound.addEventListener('abort', passed, { once: true });
+    work.then(
+      (value) => {
+        bound.removeEventListener('abort', passed);
+        resolve(value);
+      },
+      (error) => {
+        bound.removeEventListener('abort', passed);
+        reject(error);
+      },
+    );
+  });
 }

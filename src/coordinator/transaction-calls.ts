@@ -20,7 +20,7 @@ import type { Timers } from '../timers.js';
 import { startBegin } from '../tracing/transaction-trace.js';
 import type { Admission } from './admission.js';
 import type { Answer, BeginRequest, CallContext, CoordinatorOptions, Placement } from './contract.js';
-import { ConflictError, ElsewhereError, LimitError, logUnwritable, UnavailableError } from './errors.js';
+import { ConflictError, ElsewhereError, LimitError, logUnwritable, readingLog, UnavailableError } from './errors.js';
 import { type IdempotencyIndex, scopedKey } from './idempotency-keys.js';
 import { IdGenerator } from './ids.js';
 import type { LiveTransaction } from './live-transaction.js';
@@ -214,7 +214,14 @@ export class TransactionCalls {
    * participants resolved; none means there was nothing to resolve.
    */
   async resolveHeuristics(id: string, participant: string | null, note: string, call: CallContext): Promise<string[]> {
-    await this.o.reads.read(id);
+    // Another instance's transaction is resolved there: its history entry
+    // is written under that instance's ownership (one written here would be
+    // fenced off), and it answers for what it holds.
+    if (this.o.live.has(id)) await this.o.reads.read(id);
+    else await this.o.reads.readHere(id);
+    // An instance that slept through a takeover still believes the shard is
+    // its own: the store says whose it is.
+    if (this.o.sharded && !(await readingLog(() => this.o.placement.confirmOwnership(id)))) this.o.reads.elsewhere(id);
     const log = this.o.log;
     try {
       // The heuristic may still be queued with a lazy snapshot.
@@ -229,6 +236,11 @@ export class TransactionCalls {
       id,
       resolved.map((name) => ({ type: 'heuristic-resolved', participant: name, note, by: call.by, atMs })),
     );
+    // On disk before the operator hears: the entry would otherwise wait for
+    // the next write, and be lost with this instance if it went first. A
+    // failure that may pass leaves it queued for the next batch; the
+    // resolution itself is written already, so the answer stands.
+    await log.flush().catch(() => {});
     this.o.observer.operatorAction('resolve');
     this.o.observer.unresolvedHeuristics(await log.unresolvedHeuristics());
     return resolved;

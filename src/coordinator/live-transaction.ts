@@ -4,7 +4,7 @@
 // before anything after it. Readers see `published`: the transaction as of
 // its last completed step, never a decision still on its way to disk.
 
-import { type DecisionLog, WriteRefusedError } from '../log/decision-log.js';
+import { type DecisionLog, IdempotencyKeyTakenError, WriteRefusedError } from '../log/decision-log.js';
 import type { ParticipantClient, ParticipantTarget } from '../participants/participant-client.js';
 import { assert, InvariantError } from '../protocol/assert.js';
 import {
@@ -275,6 +275,11 @@ export class LiveTransaction {
       const elsewhere = new ElsewhereError(tx.id, null);
       for (const w of this.waiters) w.reject(elsewhere);
       throw elsewhere;
+    }
+    if (error instanceof IdempotencyKeyTakenError) {
+      // Its begin: nothing was written, nobody heard of it; the begin answers with the key's transaction.
+      for (const w of this.waiters) w.reject(error);
+      throw error;
     }
     const unavailable = logUnwritable(error);
     // A caller waiting on this transaction (a commit waiting for the

@@ -125,6 +125,18 @@ export class WriteRefusedError extends Error {
   }
 }
 
+/**
+ * A new transaction's first record the store did not take, nothing of it
+ * written: another transaction (begun at the same moment at another instance
+ * on the same store) holds its idempotency key. The begin answers with that one.
+ */
+export class IdempotencyKeyTakenError extends Error {
+  override name = 'IdempotencyKeyTakenError';
+  constructor(readonly txId: string) {
+    super(`${txId}: another transaction holds its idempotency key; that one stands`);
+  }
+}
+
 export class LogLockedError extends Error {
   override name = 'LogLockedError';
 }

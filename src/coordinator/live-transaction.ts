@@ -297,7 +297,7 @@ export class LiveTransaction {
     const tx = this.working;
     const p = tx.participants.find((q) => q.name === effect.participant);
     assert(p !== undefined, 'messages go to participants of the transaction');
-    const target: ParticipantTarget = { name: p.name, url: p.url, database: p.database };
+    const target: ParticipantTarget = { name: p.name, url: p.url, database: p.database, preparedId: p.preparedId };
     if (effect.message === 'prepare') {
       this.phaseOneStartedMs ??= this.context.timers.monotonicMs();
       this.trace.phaseOneStarted(tx);
@@ -355,6 +355,7 @@ export class LiveTransaction {
                 participant: target.name,
                 vote: answer.vote,
                 ...(answer.reason ? { reason: answer.reason } : {}),
+                ...(answer.preparedId ? { preparedId: answer.preparedId } : {}),
               },
       );
   }

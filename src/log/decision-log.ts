@@ -94,6 +94,13 @@ export interface DecisionLog {
    * each. Returns how many transactions it forgot.
    */
   compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): Promise<number>;
+  /**
+   * The deployment's identity (participants/databases/transaction-names.ts),
+   * kept in the store: `proposed` becomes it if the store has none yet (a new
+   * store, or one an older build made); otherwise the kept one stands.
+   * Returns the kept one: every instance on one store answers the same.
+   */
+  claimDeploymentId(proposed: string): Promise<string>;
   /** Writes what is queued (what cannot be written is lost, as in a crash) and lets go of the log. */
   close(): Promise<void>;
 }

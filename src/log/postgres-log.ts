@@ -324,6 +324,18 @@ export class PostgresLog implements DecisionLog {
     }));
   }
 
+  async claimDeploymentId(proposed: string): Promise<string> {
+    // Instances starting together may both propose: the first insert wins and
+    // every one reads the row that stands.
+    await this.pool.query(`INSERT INTO ${this.s}.deployment (one, id) VALUES (true, $1) ON CONFLICT (one) DO NOTHING`, [
+      proposed,
+    ]);
+    const { rows } = await this.pool.query<{ id: string }>(`SELECT id FROM ${this.s}.deployment`);
+    const id = rows[0]?.id;
+    if (id === undefined) throw new LogUnusableError('the decision store lost its deployment identity');
+    return id;
+  }
+
   async unresolvedHeuristics(): Promise<number> {
     const { rows } = await this.pool.query<{ n: number }>(
       `SELECT count(*) AS n FROM ${this.s}.heuristics WHERE resolved_at_ms IS NULL`,

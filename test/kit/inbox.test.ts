@@ -256,3 +256,35 @@ t.test('SQLite: the inbox and the participant store on one connection take turns
     { status: 'fulfilled', value: undefined },
   ]);
 });
+
+t.test('PostgreSQL: two consumers share the durable consumer; copies handled at once apply once', async (t) => {
+  const effects = await pgEffects();
+  t.teardown(() => effects.close());
+  const stream = await newStream(300);
+  // 16 messages, 8 in hand per consumer: both copies of every id are in flight together.
+  const total = 8;
+  for (let i = 0; i < total; i++) await publish(stream.subject, { order: `s-${i}` }, `shared-${i}`);
+  await new Promise((r) => setTimeout(r, 500)); // past the window: every id stored twice
+  for (let i = 0; i < total; i++) await publish(stream.subject, { order: `s-${i}` }, `shared-${i}`);
+  const events: InboxEvent[] = [];
+  const start = () =>
+    startInbox<Order, pg.PoolClient>({
+      servers: nats.url,
+      stream: stream.name,
+      consumer: 'shared',
+      filterSubject: stream.subject,
+      store: effects.store as InboxStore<pg.PoolClient>,
+      concurrency: 8,
+      async handler(tx, m) {
+        await effects.apply(tx, m.data.order);
+        await new Promise((r) => setTimeout(r, 100)); // both copies of an id in their transactions at once
+      },
+      onEvent: (e) => events.push(e),
+    });
+  const inboxes = await Promise.all([start(), start()]);
+  await waitUntil(() => events.length >= total * 2, 20_000, 'every copy handled');
+  await Promise.all(inboxes.map((inbox) => inbox.stop()));
+  t.equal(events.filter((e) => e.kind === 'applied').length, total);
+  t.equal(events.filter((e) => e.kind === 'duplicate').length, total);
+  for (let i = 0; i < total; i++) t.equal(await effects.count(`s-${i}`), 1, `s-${i} once`);
+});

@@ -158,6 +158,7 @@ class Simulation {
     };
     const heuristics = rng.chance(0.1);
     this.log = new SimLog(this.world, this.checks, rng.int(0, 5), options.logBugs);
+    this.log.checkResolutionsBeforeCompaction = true;
     // An operator resolves a heuristic outcome some time after it shows,
     // through whichever instance the call reaches: while an instance that
     // slept through a takeover still runs, most often that one.

@@ -39,14 +39,20 @@ async function startParticipant(t: Test, port: number): Promise<void> {
   });
 }
 
-t.test('the one-shot commit answers as the README shows', async (t) => {
-  t.ok(body, 'the README has the request body');
-  t.ok(sample, 'the README has the sample answer');
+/** commitd and the example's two participants, on free ports (the README's 9001 and 9002). */
+async function startExample(t: Test): Promise<{ commitd: { url: string }; a: number; b: number }> {
   const commitd = await startService(tempDir());
   t.teardown(() => commitd.kill('SIGTERM'));
   const [a, b] = [await freePort(), await freePort()];
   await startParticipant(t, a);
   await startParticipant(t, b);
+  return { commitd, a, b };
+}
+
+t.test('the one-shot commit answers as the README shows', async (t) => {
+  t.ok(body, 'the README has the request body');
+  t.ok(sample, 'the README has the sample answer');
+  const { commitd, a, b } = await startExample(t);
   const request = JSON.parse((body ?? '').replace('9001', String(a)).replace('9002', String(b)));
   const res = await call(commitd.url, 'POST', '/v1/transactions', request);
   t.equal(res.status, 200, JSON.stringify(res.body));
@@ -69,11 +75,7 @@ t.test('the one-shot commit answers as the README shows', async (t) => {
 
 t.test('the step-by-step commands, as printed, enlist, prepare, commit and read the outcome', async (t) => {
   t.ok(steps, 'the README has the step-by-step commands');
-  const commitd = await startService(tempDir());
-  t.teardown(() => commitd.kill('SIGTERM'));
-  const [a, b] = [await freePort(), await freePort()];
-  await startParticipant(t, a);
-  await startParticipant(t, b);
+  const { commitd, a, b } = await startExample(t);
   // One answer per line (curl prints none after a body), so each can be read.
   const script = `curl() { command curl --max-time 30 -w '\\n' "$@"; }\n${(steps ?? '')
     .replaceAll('localhost:7070', commitd.url.replace(/^http:\/\//, ''))

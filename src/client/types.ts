@@ -37,7 +37,7 @@ export interface Transaction {
   readonly state: TxState;
   readonly outcome: Outcome | null;
   /** Some participant decided the other way on its own: the effects are not atomic. */
-  readonly mixedOutcome?: boolean;
+  readonly mixedOutcome: boolean;
   readonly createdAt: string;
   readonly deadline: string;
   readonly decidedAt: string | null;

@@ -111,6 +111,20 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   -- however many finished ones the retention keeps.
   CREATE INDEX transactions_unfinished ON $S.transactions (id) WHERE finished_at_ms IS NULL;
   `,
+  // 4: the outcome of a compacted transaction (as the SQLite log's
+  // migration 6): committed ids, kept as long as idempotency keys, and the
+  // newest id that expired, below which an unknown id is "forgotten".
+  `
+  CREATE TABLE $S.committed (
+    id             text COLLATE "C" PRIMARY KEY,
+    finished_at_ms bigint NOT NULL
+  );
+  CREATE INDEX committed_finished ON $S.committed (finished_at_ms);
+  CREATE TABLE $S.forgotten_horizon (
+    one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+    through_id text COLLATE "C" NOT NULL
+  );
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;

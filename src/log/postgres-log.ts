@@ -775,29 +775,45 @@ export class PostgresLog implements DecisionLog {
   }
 
   /**
-   * The shards whose transactions this instance compacts: those it owns
-   * (null: all, without a fence). Every instance judges retention on its own
-   * clock; owned shards only, so that one whose clock runs ahead forgets
-   * early only what it drives itself, never the others' transactions.
+   * The shards whose transactions this instance compacts, with the epoch it
+   * owns each under (null: all, without a fence). Every instance judges
+   * retention on its own clock; owned shards only, and only while the store
+   * still says so (the statement checks the epochs), so that one whose clock
+   * runs ahead forgets early only what it drives itself, never the others'
+   * transactions, not even while it sleeps through a takeover.
    */
-  private compactedShards(): number[] | null {
+  private compactedShards(): { shards: number[]; epochs: number[] } | null {
     const fence = this.options.fence;
     if (fence === undefined) return null;
-    return Array.from({ length: ID_SHARDS }, (_, shard) => shard).filter((shard) => fence.epochOf(shard) !== null);
+    const shards: number[] = [];
+    const epochs: number[] = [];
+    for (let shard = 0; shard < ID_SHARDS; shard++) {
+      const epoch = fence.epochOf(shard);
+      if (epoch === null) continue;
+      shards.push(shard);
+      epochs.push(epoch);
+    }
+    return { shards, epochs };
   }
 
   async compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): Promise<number> {
     const s = this.s;
-    const shards = this.compactedShards();
-    if (shards !== null && shards.length === 0) return 0;
+    const owned = this.compactedShards();
+    if (owned !== null && owned.shards.length === 0) return 0;
     // One statement: the rows go, their keys' snapshots and committed ids
     // stay, and an expired committed id moves the horizon, atomically.
     const { rows } = await this.pool.query<{ forgotten: number }>(
-      `WITH gone AS (
+      `WITH owned AS (
+         -- The shards this instance owns, by the store's word, under the
+         -- epochs it believes: none of a shard taken over meanwhile.
+         SELECT sh.shard FROM ${s}.shards sh
+         JOIN unnest($4::int[], $5::bigint[]) AS o(shard, epoch) ON sh.shard = o.shard AND sh.epoch = o.epoch
+         WHERE sh.owner = $6
+       ), gone AS (
          DELETE FROM ${s}.transactions WHERE id IN (
            SELECT id FROM ${s}.transactions
            WHERE finished_at_ms IS NOT NULL AND finished_at_ms < $1
-             AND ($4::int[] IS NULL OR ${SHARD_SQL('id')} = ANY($4::int[]))
+             AND ($4::int[] IS NULL OR ${SHARD_SQL('id')} IN (SELECT shard FROM owned))
              -- A transaction with an unresolved heuristic is kept until an operator resolves it.
              AND id NOT IN (SELECT tx_id FROM ${s}.heuristics WHERE resolved_at_ms IS NULL)
            LIMIT $3)
@@ -811,7 +827,7 @@ export class PostgresLog implements DecisionLog {
        ), expired_committed AS (
          DELETE FROM ${s}.committed WHERE id IN (
            SELECT id FROM ${s}.committed
-           WHERE finished_at_ms < $2 AND ($4::int[] IS NULL OR ${SHARD_SQL('id')} = ANY($4::int[]))
+           WHERE finished_at_ms < $2 AND ($4::int[] IS NULL OR ${SHARD_SQL('id')} IN (SELECT shard FROM owned))
            LIMIT $3)
          RETURNING id
        ), horizon AS (
@@ -836,7 +852,14 @@ export class PostgresLog implements DecisionLog {
            SELECT idempotency_key FROM ${s}.idempotency_keys WHERE finished_at_ms < $2 LIMIT $3)
        )
        SELECT count(*) AS forgotten FROM gone`,
-      [finishedBeforeMs, keysFinishedBeforeMs, maxRows, shards],
+      [
+        finishedBeforeMs,
+        keysFinishedBeforeMs,
+        maxRows,
+        owned?.shards ?? null,
+        owned?.epochs ?? null,
+        this.options.fence?.ownerId ?? null,
+      ],
     );
     return rows[0]?.forgotten ?? 0;
   }

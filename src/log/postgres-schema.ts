@@ -111,8 +111,18 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   -- however many finished ones the retention keeps.
   CREATE INDEX transactions_unfinished ON $S.transactions (id) WHERE finished_at_ms IS NULL;
   `,
-  // 4: the outcome of a compacted transaction (as the SQLite log's
-  // migration 6): committed ids, kept as long as idempotency keys, and the
+  // The deployment's identity, in the name of every transaction commitd
+  // prepares in a database (participants/databases/transaction-names.ts),
+  // shared by every instance on the store. One row, written at the first
+  // start of a build that knows it.
+  `
+  CREATE TABLE $S.deployment (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    id  text NOT NULL
+  );
+  `,
+  // 5: the outcome of a compacted transaction (as the SQLite log's
+  // migration 7): committed ids, kept as long as idempotency keys, and the
   // newest id that expired, below which an unknown id is "forgotten".
   `
   CREATE TABLE $S.committed (

@@ -105,7 +105,16 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE transactions ADD COLUMN trace_parent TEXT;
   `,
-  // 6: the outcome of a compacted transaction, so that the outcome inquiry
+  // 6: the deployment's identity, in the name of every transaction commitd
+  // prepares in a database (participants/databases/transaction-names.ts).
+  // One row, written at the first start of a build that knows it.
+  `
+  CREATE TABLE deployment (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    id  TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
+  // 7: the outcome of a compacted transaction, so that the outcome inquiry
   // never answers abort for one that committed (docs/protocol.md). Only
   // committed ones, by id: an id the log does not hold and that is not here
   // did not commit. Kept as long as idempotency keys; the newest id that

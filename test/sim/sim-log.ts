@@ -112,6 +112,7 @@ export class SimLog implements DecisionLog {
       resolveHeuristics: (txId, participant, resolution) => this.resolveHeuristics(txId, participant, resolution),
       resolutions: (txId) => this.resolutions(txId),
       unresolvedHeuristics: () => this.unresolvedHeuristics(),
+      claimDeploymentId: (proposed) => this.claimDeploymentId(proposed),
       loadUnfinished: (shards) => this.loadUnfinished(shards),
       compact: (a, b, n) => this.compact(a, b, n),
       close: () => this.close(),
@@ -158,6 +159,14 @@ export class SimLog implements DecisionLog {
 
   async resolutions(txId: string): Promise<HeuristicResolution[]> {
     return [...(this.heuristics.get(txId)?.values() ?? [])].filter((r): r is HeuristicResolution => r !== null);
+  }
+
+  /** The store's deployment identity: the first one proposed. */
+  private deploymentId: string | null = null;
+
+  async claimDeploymentId(proposed: string): Promise<string> {
+    this.deploymentId ??= proposed;
+    return this.deploymentId;
   }
 
   async unresolvedHeuristics(): Promise<number> {

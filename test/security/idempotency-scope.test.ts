@@ -66,7 +66,8 @@ t.test('a key stored by an older build (scope and key joined by NUL) is still fo
   const row = db.prepare('SELECT idempotency_key AS k FROM transactions WHERE id = ?').get(id) as { k: string };
   t.equal(row.k.endsWith('order-7'), true);
   t.equal(row.k.includes('\u0000'), false, 'this build does not store NUL');
-  const legacy = row.k.replace(/[\u0000-\u001f]order-7$/, '\u0000order-7');
+  // The scope (the token's id), then NUL, then the key.
+  const legacy = `${row.k.slice(0, -'order-7'.length - 1)}\u0000order-7`;
   t.not(legacy, row.k);
   db.prepare('UPDATE transactions SET idempotency_key = ? WHERE id = ?').run(legacy, id);
   db.close();

@@ -69,6 +69,8 @@ export class SimLog implements DecisionLog {
   private flushScheduled = false;
   /** Set by the simulator: crash the coordinator right after a flush, before anyone hears of it. */
   crashAfterFlush: (() => boolean) | null = null;
+  /** Set by the simulator: a contradicting heuristic reached the disk (an operator may now resolve it). */
+  onHeuristic: ((txId: string) => void) | null = null;
   /** Set by the simulator: extra milliseconds a flush takes (a slow disk), 0 for none. */
   slowFlushMs: () => number = () => 0;
 
@@ -175,6 +177,20 @@ export class SimLog implements DecisionLog {
     return n;
   }
 
+  /** An operator's resolve is applied once and in the history: one heuristic-resolved entry per resolution. */
+  checkResolutionsRecorded(txId: string): void {
+    const entries = this.durableHistory.get(txId) ?? [];
+    for (const [name, resolution] of this.heuristics.get(txId) ?? []) {
+      const recorded = entries.filter((e) => e.type === 'heuristic-resolved' && e.participant === name).length;
+      if (recorded !== (resolution === null ? 0 : 1)) {
+        this.checks.fail(
+          "an operator's resolve is applied once and in the history",
+          `${txId}: ${name} ${resolution === null ? 'unresolved' : 'resolved'}, ${recorded} heuristic-resolved entries`,
+        );
+      }
+    }
+  }
+
   private hasUnresolvedHeuristic(txId: string): boolean {
     return [...(this.heuristics.get(txId)?.values() ?? [])].some((r) => r === null);
   }
@@ -258,7 +274,10 @@ export class SimLog implements DecisionLog {
       for (const p of tx.participants) {
         if (p.heuristic === null || p.heuristic === tx.outcome) continue;
         const byName = this.heuristics.get(tx.id) ?? new Map<string, HeuristicResolution | null>();
-        if (!byName.has(p.name)) byName.set(p.name, null);
+        if (!byName.has(p.name)) {
+          byName.set(p.name, null);
+          this.onHeuristic?.(tx.id);
+        }
         this.heuristics.set(tx.id, byName);
       }
     }
@@ -328,6 +347,7 @@ export class SimLog implements DecisionLog {
           `${tx.id} forgotten while ${tx.participants.filter((p) => !p.acknowledged).map((p) => p.name)} had not acknowledged`,
         );
       }
+      this.checkResolutionsRecorded(tx.id);
       this.durable.delete(tx.id);
       this.durableHistory.delete(tx.id);
       this.heuristics.delete(tx.id);

@@ -33,6 +33,8 @@ export interface Reporting {
   readonly logError: (error: Error) => void;
   readonly error: (error: Error, context: string, about?: AboutTransaction) => void;
   readonly heuristic: (message: string, about: AboutTransaction) => void;
+  /** Something an operator should know that the service deals with itself (a warning). */
+  readonly warn?: (message: string, fields: object) => void;
   /** The orphan scan finished a prepared transaction in a database: worth a line in the service's log. */
   readonly orphan?: (message: string, about: AboutTransaction) => void;
   /** The log can no longer say what is on disk (an fsync failed); a service stops. */
@@ -293,6 +295,14 @@ function clusterObserver(metrics: Metrics, report: Reporting): ClusterObserver {
     released: (shards) => metrics.shardChanges.inc({ change: 'released' }, shards),
     lost: (shards) => metrics.shardChanges.inc({ change: 'lost' }, shards),
     peerGone: (instance, why) => report.error(new Error(`instance ${instance} is gone: ${why}`), 'the cluster'),
+    stalled: (gapMs, leasesRunOut) =>
+      report.warn?.(
+        `this instance did not run for ${Math.round(gapMs)} ms (paused, or starved of CPU): ` +
+          (leasesRunOut > 0
+            ? `the leases of ${leasesRunOut} of its shards ran out meanwhile; it lets them go (another instance may have taken them over) and takes shards again as the plan says`
+            : 'its leases held'),
+        { gapMs: Math.round(gapMs), leasesRunOut },
+      ),
   };
 }
 

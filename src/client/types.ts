@@ -2,6 +2,12 @@
 
 export type TxState = 'active' | 'preparing' | 'prepared' | 'committing' | 'committed' | 'aborting' | 'aborted';
 export type Outcome = 'commit' | 'abort';
+/**
+ * The outcome inquiry's answer: the outcome, pending while undecided, or
+ * forgotten: finished longer ago than commitd keeps outcomes, which it no
+ * longer knows (never the contrary one).
+ */
+export type InquiryOutcome = Outcome | 'pending' | 'forgotten';
 
 export type Vote = 'yes' | 'no' | 'read-only';
 export type AbortReason = 'client' | 'vote' | 'deadline' | 'recovery' | 'operator';

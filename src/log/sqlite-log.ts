@@ -116,6 +116,17 @@ export class SqliteLog implements DecisionLog {
         `DELETE FROM idempotency_keys WHERE idempotency_key IN
            (SELECT idempotency_key FROM idempotency_keys WHERE finished_at_ms < ? LIMIT ?)`,
       ),
+      keepCommitted: this.db.prepare('INSERT OR IGNORE INTO committed (id, finished_at_ms) VALUES (?, ?)'),
+      keptOutcome: this.db.prepare(
+        `SELECT EXISTS (SELECT 1 FROM committed WHERE id = @id) AS committed,
+           EXISTS (SELECT 1 FROM forgotten_horizon WHERE through_id >= @id) AS forgotten`,
+      ),
+      expiredCommitted: this.db.prepare('SELECT id FROM committed WHERE finished_at_ms < ? LIMIT ?'),
+      deleteCommitted: this.db.prepare('DELETE FROM committed WHERE id = ?'),
+      raiseHorizon: this.db.prepare(
+        `INSERT INTO forgotten_horizon (one, through_id) VALUES (1, @id)
+         ON CONFLICT (one) DO UPDATE SET through_id = max(through_id, excluded.through_id)`,
+      ),
       deleteTx: this.db.prepare('DELETE FROM transactions WHERE id = ?'),
       deletePayloads: this.db.prepare('DELETE FROM payloads WHERE tx_id = ?'),
       appendHistory: this.db.prepare(
@@ -362,6 +373,12 @@ export class SqliteLog implements DecisionLog {
     return kept && fromRow(JSON.parse(kept.snapshot) as TxRow, null);
   }
 
+  async keptOutcome(id: string): Promise<'commit' | 'forgotten' | null> {
+    const row = this.statements.keptOutcome.get({ id }) as { committed: number; forgotten: number };
+    if (row.committed === 1) return 'commit';
+    return row.forgotten === 1 ? 'forgotten' : null;
+  }
+
   async list(query: ListQuery): Promise<ListPage> {
     const where: string[] = [];
     const params: unknown[] = [];
@@ -420,12 +437,22 @@ export class SqliteLog implements DecisionLog {
         if (row.idempotency_key !== null && finishedAtMs >= keysFinishedBeforeMs) {
           this.statements.keepKey.run(row.idempotency_key, finishedAtMs, JSON.stringify(row));
         }
+        // Every committed one, even one already past the keys' retention:
+        // its expiry below is what moves the horizon over its id.
+        if (row.outcome === 'commit') this.statements.keepCommitted.run(row.id, finishedAtMs);
         this.statements.deleteTx.run(row.id);
         this.statements.deletePayloads.run(row.id);
         this.statements.deleteHistory.run(row.id);
         this.statements.deleteHeuristics.run(row.id);
       }
       this.statements.expireKeys.run(keysFinishedBeforeMs, maxRows);
+      const expired = this.statements.expiredCommitted.all(keysFinishedBeforeMs, maxRows) as Array<{ id: string }>;
+      let newest: string | null = null;
+      for (const { id } of expired) {
+        this.statements.deleteCommitted.run(id);
+        if (newest === null || id > newest) newest = id;
+      }
+      if (newest !== null) this.statements.raiseHorizon.run({ id: newest });
     })();
     return rows.length;
   }

@@ -22,8 +22,11 @@ import { PostgresAdapter } from './participants/databases/postgres.js';
 import { HttpParticipants } from './participants/http-participants.js';
 import type { ParticipantClient } from './participants/participant-client.js';
 import { RoutingParticipants } from './participants/routing-participants.js';
+import { CommitdOrigins } from './participants/self-origins.js';
 import { parseParticipantSecrets } from './participants/signing.js';
+import { internalRefused, parseAllowedPrefixes, type UrlPolicyContext } from './participants/url-policy.js';
 import { answerWaitMsMax } from './protocol/answers.js';
+import { isLoopbackName } from './security/access.js';
 import { readPair, readPem } from './security/pem-files.js';
 import { traceIdOf } from './tracing/traceparent.js';
 
@@ -47,6 +50,10 @@ export interface Assembled {
   readonly coordinator: Coordinator;
   /** Start once the coordinator has recovered (its outcomes are right only then); stop before closing participants. */
   readonly orphans: OrphanScanner;
+  /** Which participant URLs are accepted (the API checks them at begin and enlist). */
+  readonly urlPolicy: UrlPolicyContext;
+  /** The commitd instances no participant URL may reach; tell it the port once listening. */
+  readonly commitdOrigins: CommitdOrigins;
 }
 
 /** Prepared transactions looked at per database per scan: bounds the work and memory of one scan. */
@@ -115,7 +122,20 @@ export async function assemble(
     metrics.participantRequests.inc({ message: c.message, result: c.result });
     metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
   };
+  const commitdOrigins = new CommitdOrigins(
+    config.server.host,
+    config.server.port,
+    config.cluster.advertiseUrl,
+    () => member?.instanceUrls ?? [],
+  );
+  const allowed = parseAllowedPrefixes(p.participantOrigins);
+  const urlPolicy: UrlPolicyContext = {
+    allowed,
+    internalRefused: internalRefused(!isLoopbackName(config.server.host), allowed),
+    reachesCommitd: (url) => commitdOrigins.reaches(url),
+  };
   const http = new HttpParticipants({
+    urlPolicy,
     prepareTimeoutMs: p.prepareTimeoutMs,
     phaseTwoTimeoutMs: p.phaseTwoTimeoutMs,
     connectionsPerOrigin: p.connectionsPerOrigin,
@@ -186,7 +206,7 @@ export async function assemble(
       );
     },
   });
-  return { log, member, participants, coordinator, orphans };
+  return { log, member, participants, coordinator, orphans, urlPolicy, commitdOrigins };
 }
 
 /** The PostgreSQL store when a store URL is configured, else the SQLite log in the data directory. */

@@ -14,10 +14,10 @@ import tls from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import type { PhaseTwoMessage } from '../protocol/types.js';
 import { CallLimiter } from './call-limiter.js';
-import { checkedLookup, type Resolver } from './checked-lookup.js';
+import { AddressRefusedError, checkedLookup, type Resolver } from './checked-lookup.js';
 import type { ParticipantClient, ParticipantTarget, PhaseTwoAnswer, PrepareAnswer } from './participant-client.js';
 import { signature } from './signing.js';
-import { checkParticipantUrl } from './url-policy.js';
+import { checkParticipantUrl, OPEN_POLICY, type UrlPolicyContext } from './url-policy.js';
 
 export interface HttpParticipantsOptions {
   readonly prepareTimeoutMs: number;
@@ -36,6 +36,12 @@ export interface HttpParticipantsOptions {
   readonly participantSecrets?: ReadonlyMap<string, string>;
   /** TLS for https participants: extra trusted CAs (PEM, added to the system store), a client certificate and key. */
   readonly tls?: { readonly ca: string | null; readonly cert: string | null; readonly key: string | null };
+  /**
+   * The URL policy, checked again at call time without its allowlist (a URL
+   * stored under an older list is still called): loopback and private
+   * addresses when commitd is exposed, commitd instances. Default: open.
+   */
+  readonly urlPolicy?: UrlPolicyContext;
   /** How names are resolved (tests substitute one); every address is checked against the URL policy. */
   readonly resolve?: Resolver;
   readonly onCall?: (call: CallRecord) => void;
@@ -74,7 +80,7 @@ export class HttpParticipants implements ParticipantClient {
       // A host that never answers the connection counts within the same bound.
       connectTimeout: Math.min(options.prepareTimeoutMs, options.phaseTwoTimeoutMs),
       connect: {
-        lookup: checkedLookup(options.resolve),
+        lookup: checkedLookup(options.resolve, options.urlPolicy?.internalRefused ?? false),
         // Node replaces its default store when `ca` is given: the system
         // store stays trusted, the configured CA is added to it.
         ...(t?.ca ? { ca: [...tls.rootCertificates, t.ca] } : {}),
@@ -144,7 +150,8 @@ export class HttpParticipants implements ParticipantClient {
     } catch (error) {
       return { kind: 'lost', reason: describe(error) };
     }
-    if (answer.statusCode !== 200) return { kind: 'lost', reason: `prepare answered HTTP ${answer.statusCode}` };
+    if (answer.statusCode !== 200)
+      return { kind: 'lost', reason: `bad answer: prepare answered HTTP ${answer.statusCode}` };
     const json = parseJson(answer.body);
     if (isObject(json)) {
       const vote = json.vote;
@@ -153,7 +160,7 @@ export class HttpParticipants implements ParticipantClient {
         return { kind: 'vote', vote, reason };
       }
     }
-    return { kind: 'lost', reason: 'prepare answered without a valid vote' };
+    return { kind: 'lost', reason: 'bad answer: prepare answered without a valid vote' };
   }
 
   async deliver(
@@ -194,9 +201,9 @@ export class HttpParticipants implements ParticipantClient {
       const contrary = message === 'commit' ? 'abort' : 'commit';
       if (isObject(json) && json.heuristic === contrary) return { kind: 'heuristic', heuristic: contrary };
       if (isObject(json) && json.heuristic === message) return { kind: 'acknowledged' };
-      return { kind: 'failed', error: `${message} answered HTTP 409 without a heuristic outcome` };
+      return { kind: 'failed', error: `bad answer: ${message} answered HTTP 409 without a heuristic outcome` };
     }
-    return { kind: 'failed', error: `${message} answered HTTP ${status}` };
+    return { kind: 'failed', error: `bad answer: ${message} answered HTTP ${status}` };
   }
 
   private post(
@@ -209,9 +216,9 @@ export class HttpParticipants implements ParticipantClient {
   ): Promise<RawAnswer> {
     // The routing client sends only HTTP targets here; a target without a url
     // is a bug upstream, answered as a failed call rather than a crash.
-    if (target.url === null) return Promise.reject(new Error(`participant ${target.name} has no url`));
+    if (target.url === null) return Promise.reject(new PolicyRefusedError(`participant ${target.name} has no url`));
     const endpoint = this.endpoint(target.url);
-    if (endpoint.refused !== null) return Promise.reject(new Error(endpoint.refused));
+    if (endpoint.refused !== null) return Promise.reject(new PolicyRefusedError(endpoint.refused));
     const path = `${endpoint.basePath}/${action}`;
     const headers: Record<string, string> = {
       'content-type': 'application/json',
@@ -261,7 +268,7 @@ export class HttpParticipants implements ParticipantClient {
       const parsed = new URL(url);
       // The fixed rules of the URL policy, again at call time: a URL stored
       // before they existed is not called either.
-      const verdict = checkParticipantUrl(url, []);
+      const verdict = checkParticipantUrl(url, { ...(this.options.urlPolicy ?? OPEN_POLICY), allowed: [] });
       endpoint = {
         origin: parsed.origin,
         basePath: parsed.pathname.replace(/\/+$/, ''),
@@ -386,9 +393,24 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/**
+ * What kind of failure a call was, as the caller reads it in a vote reason or
+ * `lastError` (issue 23): timed out, refused by the address policy, or no
+ * connection. Never the raw socket error: ECONNREFUSED against "other side
+ * closed" told a client which ports of which hosts answer.
+ */
 function describe(error: unknown): string {
   const e = error as { name?: string; code?: string; message?: string };
   if (e?.code === 'UND_ERR_HEADERS_TIMEOUT' || e?.code === 'UND_ERR_BODY_TIMEOUT' || e?.code === 'COMMITD_CALL_TIMEOUT')
     return NO_ANSWER;
-  return (e?.code ?? e?.message ?? String(error)).slice(0, 200);
+  if (e instanceof AddressRefusedError || e instanceof PolicyRefusedError || e?.code === 'COMMITD_ADDRESS_REFUSED')
+    return REFUSED_BY_POLICY;
+  return NO_CONNECTION;
 }
+
+class PolicyRefusedError extends Error {
+  override name = 'PolicyRefusedError';
+}
+
+const REFUSED_BY_POLICY = 'refused by the participant address policy';
+const NO_CONNECTION = 'no connection (unreachable, refused or closed before answering)';

@@ -518,6 +518,13 @@ export class PostgresLog implements DecisionLog {
          WHERE p.tx_id IN (SELECT id FROM tx)
          ON CONFLICT DO NOTHING
          RETURNING 1
+       ), finished_payloads AS (
+         -- Finished (every participant answered, a heuristic included): its
+         -- payloads are never read again, and a transaction with an
+         -- unresolved heuristic outlives retention (issue 23).
+         DELETE FROM ${s}.payloads
+         WHERE tx_id IN (SELECT id FROM input WHERE finished_at_ms IS NOT NULL)
+           AND tx_id IN (SELECT id FROM tx)
        ), heuristics AS (
          INSERT INTO ${s}.heuristics (tx_id, participant, heuristic, reported_at_ms)
          SELECT * FROM unnest($19::text[], $20::text[], $21::text[], $22::bigint[]) AS h(tx_id, participant, heuristic, at)

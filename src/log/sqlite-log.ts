@@ -333,6 +333,11 @@ export class SqliteLog implements DecisionLog {
         if (p.payloadJson !== null) this.statements.insertPayload.run(tx.id, p.name, p.payloadJson);
       }
     }
+    // Finished (every participant answered, a heuristic included): nothing
+    // will be prepared again, and a transaction with an unresolved heuristic
+    // outlives retention until an operator resolves it (issue 23: 100
+    // one-shots of 1 MB kept 96 MB on disk).
+    if (tx.finishedAtMs !== null) this.statements.deletePayloads.run(tx.id);
   }
 
   async get(id: string): Promise<Transaction | undefined> {

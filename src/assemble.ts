@@ -56,6 +56,18 @@ export interface Assembled {
   readonly commitdOrigins: CommitdOrigins;
 }
 
+/**
+ * A per-caller limit: the one configured, or by default (0) a quarter of the
+ * global one: a caller alone, or three together, cannot lock the others out
+ * (issue 23: 50 begins with an hour's timeout did), and a quarter still lets
+ * one busy client use most of what one instance takes in the benchmarks.
+ */
+export function callerShare(configured: number, global: number): number {
+  return configured > 0 ? configured : Math.max(1, Math.floor(global / CALLER_SHARE_DIVISOR));
+}
+
+const CALLER_SHARE_DIVISOR = 4;
+
 /** Prepared transactions looked at per database per scan: bounds the work and memory of one scan. */
 const ORPHANS_PER_SCAN_MAX = 1000;
 
@@ -173,7 +185,8 @@ export async function assemble(
     defaultTimeoutMs: t.defaultTimeoutMs,
     inFlightMax: t.maxInFlight,
     inFlightBytesMax: t.maxInFlightBytes,
-    inFlightPerCallerMax: t.maxInFlightPerCaller,
+    inFlightPerCallerMax: callerShare(t.maxInFlightPerCaller, t.maxInFlight),
+    inFlightBytesPerCallerMax: callerShare(t.maxInFlightBytesPerCaller, t.maxInFlightBytes),
     participantsMax: t.maxParticipants,
     retryDelayMsMin: p.retryDelayMsMin,
     retryDelayMsMax: p.retryDelayMsMax,

@@ -105,6 +105,12 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE transactions ADD COLUMN trace_parent TEXT;
   `,
+  // The caller that began a transaction (a token's id, or a client address),
+  // so that the per-caller limits count it again after a restart (issue 23).
+  // Written with the begin, never changed; NULL for rows written before.
+  `
+  ALTER TABLE transactions ADD COLUMN caller TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

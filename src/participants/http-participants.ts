@@ -5,7 +5,12 @@
 // well as in total, so a slow participant cannot hold the calls of others;
 // every address connected to passes the URL policy (checked-lookup.ts);
 // HTTPS is verified against the system store plus an optional CA, with an
-// optional client certificate; calls are signed (signing.ts). Redirects are
+// optional client certificate; calls are signed (signing.ts). An origin whose
+// last call got no answer (timed out, no connection) is paced: one call to it
+// at a time, and all such origins together hold at most a quarter of the
+// calls in flight; a call beyond is not sent and fails at once (it is
+// retried later like any failed call), so participants that never answer
+// cannot take the slots healthy ones need (issue 23). Redirects are
 // never followed (undici's dispatcher does not, and no redirect interceptor
 // is installed): a 3xx is an answer like any other non-2xx. A call in a trace
 // carries the W3C traceparent of its span.
@@ -63,15 +68,25 @@ interface Endpoint {
 }
 
 const MAX_CACHED_ENDPOINTS = 10_000;
+/** Unresponsive origins remembered at once; the oldest is forgotten (and called normally again) beyond. */
+const SUSPECT_ORIGINS_MAX = 100_000;
+/** The share of the calls in flight that calls to unresponsive origins may hold together. */
+const SUSPECT_SHARE_DIVISOR = 4;
 
 export class HttpParticipants implements ParticipantClient {
   private readonly agent: Agent;
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly limiter: CallLimiter;
   private readonly perOrigin = new Map<string, CallLimiter>();
+  /** Origins whose last call got no answer, in the order they were marked. */
+  private readonly suspects = new Set<string>();
+  /** Unresponsive origins with their one call in flight. */
+  private readonly probing = new Set<string>();
+  private readonly probesMax: number;
 
   constructor(private readonly options: HttpParticipantsOptions) {
     this.limiter = new CallLimiter(options.callsInFlightMax);
+    this.probesMax = Math.max(1, Math.floor(options.callsInFlightMax / SUSPECT_SHARE_DIVISOR));
     const t = options.tls;
     this.agent = new Agent({
       connections: options.connectionsPerOrigin,
@@ -95,15 +110,23 @@ export class HttpParticipants implements ParticipantClient {
    * none of the slots other origins need. Both waits count against the
    * call's one time limit.
    */
-  private limited<T>(
+  private limited<T extends PrepareAnswer | PhaseTwoAnswer>(
     url: string | null,
     call: (remainingMs: number) => Promise<T>,
     timeLimitMs: number,
     expired: () => T,
+    paced: T,
   ): Promise<T> {
     // No url (the caller refuses it in post): only the total applies.
     if (url === null) return this.limiter.run(call, timeLimitMs, expired);
     const origin = this.endpoint(url).origin;
+    if (this.suspects.has(origin)) {
+      if (this.probing.has(origin) || this.probing.size >= this.probesMax) return Promise.resolve(paced);
+      this.probing.add(origin);
+      return this.limiter
+        .run((remainingMs) => this.watched(origin, call(remainingMs)), timeLimitMs, expired)
+        .finally(() => this.probing.delete(origin));
+    }
     let limiter = this.perOrigin.get(origin);
     if (limiter === undefined) {
       limiter = new CallLimiter(this.options.callsPerOriginMax);
@@ -111,11 +134,32 @@ export class HttpParticipants implements ParticipantClient {
     }
     const own = limiter;
     return own
-      .run((remainingMs) => this.limiter.run(call, remainingMs, expired), timeLimitMs, expired)
+      .run(
+        (remainingMs) => this.limiter.run((left) => this.watched(origin, call(left)), remainingMs, expired),
+        timeLimitMs,
+        expired,
+      )
       .finally(() => {
         // Idle origins are forgotten: the map holds only origins with calls.
         if (own.idle && this.perOrigin.get(origin) === own) this.perOrigin.delete(origin);
       });
+  }
+
+  /** Marks the origin unresponsive when the call got no answer at all, clears the mark when it got one. */
+  private async watched<T extends PrepareAnswer | PhaseTwoAnswer>(origin: string, call: Promise<T>): Promise<T> {
+    const answer = await call;
+    const reason = answer.kind === 'lost' ? answer.reason : answer.kind === 'failed' ? answer.error : null;
+    if (reason === NO_ANSWER || reason === NO_CONNECTION) {
+      this.suspects.delete(origin);
+      this.suspects.add(origin);
+      if (this.suspects.size > SUSPECT_ORIGINS_MAX) {
+        const oldest = this.suspects.values().next().value;
+        if (oldest !== undefined) this.suspects.delete(oldest);
+      }
+    } else if (reason !== REFUSED_BY_POLICY) {
+      this.suspects.delete(origin);
+    }
+    return answer;
   }
 
   async prepare(
@@ -131,6 +175,7 @@ export class HttpParticipants implements ParticipantClient {
       (remainingMs) => this.prepareCall(txId, target, body, remainingMs, traceParent),
       this.options.prepareTimeoutMs,
       (): PrepareAnswer => ({ kind: 'lost', reason: NO_ANSWER_QUEUED }),
+      { kind: 'lost', reason: PACED },
     );
     const result = answer.kind === 'vote' ? answer.vote : 'lost';
     this.options.onCall?.({ message: 'prepare', result, durationMs: performance.now() - startedAt });
@@ -175,6 +220,7 @@ export class HttpParticipants implements ParticipantClient {
       (remainingMs) => this.deliverCall(message, txId, target, remainingMs, traceParent),
       this.options.phaseTwoTimeoutMs,
       (): PhaseTwoAnswer => ({ kind: 'failed', error: NO_ANSWER_QUEUED }),
+      { kind: 'failed', error: PACED },
     );
     this.options.onCall?.({ message, result: answer.kind, durationMs: performance.now() - startedAt });
     return answer;
@@ -379,6 +425,7 @@ class CallTimeoutError extends Error {
 
 const NO_ANSWER = 'no answer within the timeout';
 const NO_ANSWER_QUEUED = `${NO_ANSWER} (it waited for a call slot all that time)`;
+const PACED = 'not sent: the participant did not answer lately and one call to it is already out (retried later)';
 
 function parseJson(body: Buffer | null): unknown {
   if (body === null) return undefined;

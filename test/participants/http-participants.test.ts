@@ -330,3 +330,31 @@ t.test('calls are reported with their result', async (t) => {
     { message: 'abort', result: 'acknowledged' },
   ]);
 });
+
+t.test('unresponsive origins are paced: healthy participants keep their slots (issue 23)', async (t) => {
+  // Four participants that never answer, one that answers at once.
+  const hanging: string[] = [];
+  for (let i = 0; i < 4; i++) hanging.push((await participant(t, () => {})).url);
+  const healthy = await participant(t, json(200, {}));
+  const c = client(t, { callsInFlightMax: 4, phaseTwoTimeoutMs: 600, prepareTimeoutMs: 600 });
+  const target = (url: string) => ({ name: 'p', url, database: null });
+  // First contact: each hanging origin times out once (and is marked).
+  const first = await Promise.all(hanging.map((url) => c.deliver('commit', 'tx_1', target(url))));
+  t.same(
+    first.map((a) => a.kind),
+    ['failed', 'failed', 'failed', 'failed'],
+  );
+  // Now a burst of retries to them, and a healthy call behind it.
+  const startedAt = performance.now();
+  const retries = hanging.flatMap((url) => [1, 2, 3].map(() => c.deliver('commit', 'tx_1', target(url))));
+  const healthyAnswer = await c.deliver('commit', 'tx_1', target(healthy.url));
+  const healthyMs = performance.now() - startedAt;
+  t.same(healthyAnswer, { kind: 'acknowledged' });
+  t.ok(healthyMs < 300, `the healthy participant answered in ${Math.round(healthyMs)} ms, not after the timeout`);
+  const answers = await Promise.all(retries);
+  const paced = answers.filter((a) => a.kind === 'failed' && /^not sent/.test(a.error));
+  // A quarter of the 4 slots: one unresponsive origin is called, the 11 other calls are not sent.
+  t.equal(paced.length, 11, 'calls to unresponsive origins beyond their share are not sent');
+  // An answer clears the mark: the origin is called normally again.
+  t.same(await c.deliver('commit', 'tx_1', target(healthy.url)), { kind: 'acknowledged' });
+});

@@ -77,6 +77,7 @@ async function main(): Promise<void> {
   const parts = await assemble(config, metrics, readiness, quiet);
   const app = await buildApi({
     coordinator: parts.coordinator,
+    deploymentId: parts.deploymentId,
     config,
     metrics,
     readiness,

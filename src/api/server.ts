@@ -30,6 +30,8 @@ export interface Readiness {
 
 export interface ApiOptions {
   readonly coordinator: Coordinator;
+  /** The deployment's identity: in the names the view gives database participants. */
+  readonly deploymentId: string;
   readonly config: Config;
   readonly metrics: Metrics;
   readonly readiness: Readiness;
@@ -181,7 +183,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     return o.metrics.registry.metrics();
   });
 
-  transactionRoutes(app, o.coordinator, o.config, o.urlPolicy);
+  transactionRoutes(app, o.coordinator, o.config, o.deploymentId, o.urlPolicy);
   consoleRoutes(app, readConsoleFiles());
   return app;
 }

@@ -52,6 +52,7 @@ export function transactionRoutes(
   app: FastifyInstance,
   coordinator: Coordinator,
   config: Config,
+  deploymentId: string,
   urlPolicy?: UrlPolicyContext,
 ): void {
   const limits = config.transactions;
@@ -61,7 +62,7 @@ export function transactionRoutes(
   const xidOf: XidNamer = (database, txId, name) => {
     const kind = kinds.get(database);
     if (kind === undefined) return null;
-    return kind === 'postgres' ? postgresGid(txId, name) : xaXidText(txId, name);
+    return kind === 'postgres' ? postgresGid(deploymentId, txId, name) : xaXidText(deploymentId, txId, name);
   };
   // A heuristic an operator resolved shows its resolution (read only for
   // transactions that have a contradicting heuristic: the rare case).

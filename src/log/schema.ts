@@ -105,7 +105,16 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE transactions ADD COLUMN trace_parent TEXT;
   `,
-  // The caller that began a transaction (a token's id, or a client address),
+  // 6: the deployment's identity, in the name of every transaction commitd
+  // prepares in a database (participants/databases/transaction-names.ts).
+  // One row, written at the first start of a build that knows it.
+  `
+  CREATE TABLE deployment (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    id  TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
+  // 7: the caller that began a transaction (a token's id, or a client address),
   // so that the per-caller limits count it again after a restart (issue 23).
   // Written with the begin, never changed; NULL for rows written before.
   `

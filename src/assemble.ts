@@ -23,8 +23,11 @@ import { PostgresAdapter } from './participants/databases/postgres.js';
 import { HttpParticipants } from './participants/http-participants.js';
 import type { ParticipantClient } from './participants/participant-client.js';
 import { RoutingParticipants } from './participants/routing-participants.js';
+import { CommitdOrigins } from './participants/self-origins.js';
 import { parseParticipantSecrets } from './participants/signing.js';
+import { internalRefused, parseAllowedPrefixes, type UrlPolicyContext } from './participants/url-policy.js';
 import { answerWaitMsMax } from './protocol/answers.js';
+import { isLoopbackName } from './security/access.js';
 import { readPair, readPem } from './security/pem-files.js';
 import { traceIdOf } from './tracing/traceparent.js';
 
@@ -50,9 +53,25 @@ export interface Assembled {
   readonly coordinator: Coordinator;
   /** Start once the coordinator has recovered (its outcomes are right only then); stop before closing participants. */
   readonly orphans: OrphanScanner;
+  /** Which participant URLs are accepted (the API checks them at begin and enlist). */
+  readonly urlPolicy: UrlPolicyContext;
+  /** The commitd instances no participant URL may reach; tell it the port once listening. */
+  readonly commitdOrigins: CommitdOrigins;
   /** The deployment's identity, in the names of prepared transactions (transaction-names.ts). */
   readonly deploymentId: string;
 }
+
+/**
+ * A per-caller limit: the one configured, or by default (0) a quarter of the
+ * global one: a caller alone, or three together, cannot lock the others out
+ * (issue 23: 50 begins with an hour's timeout did), and a quarter still lets
+ * one busy client use most of what one instance takes in the benchmarks.
+ */
+export function callerShare(configured: number, global: number): number {
+  return configured > 0 ? configured : Math.max(1, Math.floor(global / CALLER_SHARE_DIVISOR));
+}
+
+const CALLER_SHARE_DIVISOR = 4;
 
 /** Prepared transactions looked at per database per scan: bounds the work and memory of one scan. */
 const ORPHANS_PER_SCAN_MAX = 1000;
@@ -121,7 +140,20 @@ export async function assemble(
     metrics.participantRequests.inc({ message: c.message, result: c.result });
     metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
   };
+  const commitdOrigins = new CommitdOrigins(
+    config.server.host,
+    config.server.port,
+    config.cluster.advertiseUrl,
+    () => member?.instanceUrls ?? [],
+  );
+  const allowed = parseAllowedPrefixes(p.participantOrigins);
+  const urlPolicy: UrlPolicyContext = {
+    allowed,
+    internalRefused: internalRefused(!isLoopbackName(config.server.host), allowed),
+    reachesCommitd: (url) => commitdOrigins.reaches(url),
+  };
   const http = new HttpParticipants({
+    urlPolicy,
     prepareTimeoutMs: p.prepareTimeoutMs,
     phaseTwoTimeoutMs: p.phaseTwoTimeoutMs,
     connectionsPerOrigin: p.connectionsPerOrigin,
@@ -165,7 +197,8 @@ export async function assemble(
     defaultTimeoutMs: t.defaultTimeoutMs,
     inFlightMax: t.maxInFlight,
     inFlightBytesMax: t.maxInFlightBytes,
-    inFlightPerCallerMax: t.maxInFlightPerCaller,
+    inFlightPerCallerMax: callerShare(t.maxInFlightPerCaller, t.maxInFlight),
+    inFlightBytesPerCallerMax: callerShare(t.maxInFlightBytesPerCaller, t.maxInFlightBytes),
     participantsMax: t.maxParticipants,
     retryDelayMsMin: p.retryDelayMsMin,
     retryDelayMsMax: p.retryDelayMsMax,
@@ -200,7 +233,7 @@ export async function assemble(
       );
     },
   });
-  return { log, member, participants, coordinator, orphans, deploymentId };
+  return { log, member, participants, coordinator, orphans, deploymentId, urlPolicy, commitdOrigins };
 }
 
 /**

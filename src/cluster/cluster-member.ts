@@ -181,6 +181,11 @@ export class ClusterMember implements Placement {
     return null;
   }
 
+  /** Every instance's advertised URL as last seen, this one's included: no participant URL may reach one. */
+  get instanceUrls(): readonly string[] {
+    return this.instancesSeen.map((i) => i.url);
+  }
+
   peerForNew(): string | null {
     const owners = new Set(this.shardsSeen.map((r) => r.owner));
     const alive = this.instancesSeen.filter((i) => i.id !== this.o.instanceId && i.live && !this.dead.has(i.id));

@@ -510,9 +510,9 @@ export class PostgresLog implements DecisionLog {
        ), input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[],
            $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[], $25::text[],
-           $30::bigint[])
+           $30::bigint[], $32::text[])
            AS i(id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
-             finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, epoch)
+             finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, epoch, caller)
          -- Each record under the epoch it was queued under, and no other.
          WHERE NOT $29 OR (${SHARD_SQL('i.id')}, i.epoch) IN (SELECT shard, epoch FROM fence)
        ), fresh AS (
@@ -521,9 +521,9 @@ export class PostgresLog implements DecisionLog {
          -- insert waits for that one's statement and, once it committed,
          -- leaves this row out (key_taken) instead of failing the batch.
          INSERT INTO ${s}.transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
-           decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent)
+           decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, caller)
          SELECT id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
-           finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent FROM input i
+           finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, caller FROM input i
          WHERE NOT EXISTS (SELECT 1 FROM ${s}.transactions t WHERE t.id = i.id)
          ON CONFLICT DO NOTHING
          RETURNING id
@@ -547,6 +547,13 @@ export class PostgresLog implements DecisionLog {
          WHERE p.tx_id IN (SELECT id FROM tx)
          ON CONFLICT DO NOTHING
          RETURNING 1
+       ), finished_payloads AS (
+         -- Finished (every participant answered, a heuristic included): its
+         -- payloads are never read again, and a transaction with an
+         -- unresolved heuristic outlives retention (issue 23).
+         DELETE FROM ${s}.payloads
+         WHERE tx_id IN (SELECT id FROM input WHERE finished_at_ms IS NOT NULL)
+           AND tx_id IN (SELECT id FROM tx)
        ), heuristics AS (
          INSERT INTO ${s}.heuristics (tx_id, participant, heuristic, reported_at_ms)
          SELECT * FROM unnest($19::text[], $20::text[], $21::text[], $22::bigint[]) AS h(tx_id, participant, heuristic, at)
@@ -589,6 +596,7 @@ export class PostgresLog implements DecisionLog {
         fenced,
         batch.map((e) => e.epoch),
         [...history.values()].map((h) => h.epoch),
+        batch.map(({ tx }) => tx.callerId ?? null),
       ],
     );
     return parseMarker(rows[0]?.marker ?? '', token) ?? { ids: new Set(), fencesHeld: new Set(), keyTaken: new Set() };

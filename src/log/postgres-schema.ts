@@ -135,6 +135,12 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     through_id text COLLATE "C" NOT NULL
   );
   `,
+  // 6: the caller that began a transaction (a token's id, or a client address),
+  // so that the per-caller limits count it again after a restart or a
+  // takeover (issue 23). Written with the begin, never changed; NULL before.
+  `
+  ALTER TABLE $S.transactions ADD COLUMN caller text;
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;

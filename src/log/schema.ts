@@ -130,6 +130,12 @@ export const MIGRATIONS: readonly string[] = [
     through_id TEXT NOT NULL
   );
   `,
+  // 8: the caller that began a transaction (a token's id, or a client address),
+  // so that the per-caller limits count it again after a restart (issue 23).
+  // Written with the begin, never changed; NULL for rows written before.
+  `
+  ALTER TABLE transactions ADD COLUMN caller TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -92,9 +92,10 @@ export class SqliteLog implements DecisionLog {
     this.statements = {
       upsert: this.db.prepare(`
         INSERT INTO transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
-          decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, trace_parent, participants)
+          decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, trace_parent, caller, participants)
         VALUES (@id, @state, @outcome, @abort_reason, @one_shot, @created_at_ms, @deadline_ms,
-          @decided_at_ms, @finished_at_ms, @idempotency_key, @request_hash, @metadata, @trace_parent, @participants)
+          @decided_at_ms, @finished_at_ms, @idempotency_key, @request_hash, @metadata, @trace_parent, @caller,
+          @participants)
         ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
           abort_reason = excluded.abort_reason, decided_at_ms = excluded.decided_at_ms,
           finished_at_ms = excluded.finished_at_ms, participants = excluded.participants`),
@@ -338,6 +339,7 @@ export class SqliteLog implements DecisionLog {
       request_hash: tx.requestHash,
       metadata: tx.metadataJson,
       trace_parent: tx.traceParent,
+      caller: tx.callerId ?? null,
       participants: participantsJson(tx),
     });
     if (tx.outcome !== null) {
@@ -354,6 +356,11 @@ export class SqliteLog implements DecisionLog {
         if (p.payloadJson !== null) this.statements.insertPayload.run(tx.id, p.name, p.payloadJson);
       }
     }
+    // Finished (every participant answered, a heuristic included): nothing
+    // will be prepared again, and a transaction with an unresolved heuristic
+    // outlives retention until an operator resolves it (issue 23: 100
+    // one-shots of 1 MB kept 96 MB on disk).
+    if (tx.finishedAtMs !== null) this.statements.deletePayloads.run(tx.id);
   }
 
   async get(id: string): Promise<Transaction | undefined> {

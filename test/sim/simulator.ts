@@ -267,6 +267,7 @@ class Simulation {
       inFlightMax: 10_000,
       inFlightBytesMax: 1_000_000,
       inFlightPerCallerMax: 0,
+      inFlightBytesPerCallerMax: 0,
       participantsMax: 8,
       retryDelayMsMin: 5,
       retryDelayMsMax: 200,

@@ -13,6 +13,7 @@ import { Agent, request as send } from 'undici';
 import type { ElsewhereError } from '../coordinator/errors.js';
 import type { Metrics } from '../metrics.js';
 import { problem, sendProblem } from './problems.js';
+import { routedTarget } from './request-target.js';
 
 /** The header a forwarded call carries: the forwarding instance's id. */
 export const FORWARDED_HEADER = 'commitd-forwarded-by';
@@ -51,9 +52,16 @@ export class Forwarding {
       const value = request.headers[name];
       if (typeof value === 'string') headers[name] = value;
     }
+    // The owner's advertised URL with what was routed here: never the raw
+    // request target, whose absolute form would name a host of the caller's choosing.
+    const target = routedTarget(request.routeOptions.url, request.params, request.query);
+    if (target === null) {
+      this.o.metrics.forwardedCalls.inc({ result: 'moving' });
+      return moving(reply, error.message);
+    }
     const hasBody = request.body !== undefined && request.body !== null;
     try {
-      const answer = await send(new URL(request.url, error.url), {
+      const answer = await send(new URL(target, error.url), {
         method: request.method as 'GET' | 'POST',
         headers,
         body: hasBody ? JSON.stringify(request.body) : null,

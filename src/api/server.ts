@@ -16,6 +16,7 @@ import { consoleRoutes, readConsoleFiles } from './console-routes.js';
 import { Forwarding } from './forwarding.js';
 import { errorHandler, ProblemError, problem, sendProblem } from './problems.js';
 import { installRateLimit } from './rate-limit.js';
+import { absoluteFormRefusal } from './request-target.js';
 import { problemSchema, transactionSchema } from './schemas.js';
 import { transactionRoutes } from './transactions-routes.js';
 
@@ -150,6 +151,12 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
+  // Before anything else looks at the request: a proxy's request line is refused.
+  app.addHook('onRequest', (request, reply, done) => {
+    const refusal = absoluteFormRefusal(request.raw.url ?? '', request.headers.host);
+    if (refusal === null) return done();
+    sendProblem(reply, problem('invalid-request', 400, refusal));
+  });
   installAccessControl(app, o.config, o.readiness);
   // While stopping, every answer closes its connection: a kept-alive one
   // (a client's pool, a peer's) would otherwise hold the server's close

@@ -4,7 +4,7 @@
 // wiring in-process.
 
 import { hostname } from 'node:os';
-import type { Readiness } from './api/server.js';
+import type { Readiness } from './api/readiness.js';
 import { ClusterMember, type ClusterObserver } from './cluster/cluster-member.js';
 import type { Config } from './config.js';
 import { Coordinator } from './coordinator/coordinator.js';

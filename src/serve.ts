@@ -6,7 +6,7 @@
 
 // The modules that import the service's optional peer dependencies (fastify,
 // better-sqlite3) are loaded once service-peers.ts has found them installed.
-import type { Readiness } from './api/server.js';
+import type { Readiness } from './api/readiness.js';
 import { ConfigError, loadConfig } from './config.js';
 import { LogLockedError } from './log/decision-log.js';
 import { Metrics } from './metrics.js';

@@ -16,17 +16,10 @@ import { consoleRoutes, readConsoleFiles } from './console-routes.js';
 import { Forwarding } from './forwarding.js';
 import { errorHandler, ProblemError, problem, sendProblem } from './problems.js';
 import { installRateLimit } from './rate-limit.js';
+import type { Readiness } from './readiness.js';
 import { absoluteFormRefusal } from './request-target.js';
 import { problemSchema, transactionSchema } from './schemas.js';
 import { transactionRoutes } from './transactions-routes.js';
-
-/** What /readyz reports: set by main once recovery is under way, cleared on shutdown. */
-export interface Readiness {
-  ready: boolean;
-  stopping: boolean;
-  /** False while the last write to the decision log failed (a full disk): no decision can be made durable. */
-  logWritable: boolean;
-}
 
 export interface ApiOptions {
   readonly coordinator: Coordinator;

@@ -13,7 +13,7 @@ import { Metrics } from './metrics.js';
 import { type LineLogger, logReporting } from './reporting.js';
 import { exposure } from './security/exposure.js';
 import { readPair } from './security/pem-files.js';
-import { parseTokens } from './security/tokens.js';
+import { parseTokens, unboundParticipantTokens } from './security/tokens.js';
 import { missingPeersProblem, peersNeeded } from './service-peers.js';
 
 async function start(): Promise<void> {
@@ -30,11 +30,8 @@ async function start(): Promise<void> {
   } catch (error) {
     return exit(error instanceof ConfigError ? 2 : 1, `commitd: configuration: ${(error as Error).message}`);
   }
-  const exposed = exposure(
-    config.server.host,
-    parseTokens(config.server.tokens, config.server.authToken).length,
-    config.server.insecure,
-  );
+  const tokens = parseTokens(config.server.tokens, config.server.authToken);
+  const exposed = exposure(config.server.host, tokens.length, config.server.insecure);
   if (exposed.kind === 'refuse') return exit(2, `commitd: configuration: ${exposed.message}`);
   // Said before anything else, on stderr, where it is seen even with logs shipped elsewhere.
   if (exposed.kind === 'warn') console.error(`commitd: WARNING: ${exposed.message}`);
@@ -125,6 +122,15 @@ async function start(): Promise<void> {
   orphans.start();
   readiness.ready = true;
   if (exposed.kind === 'warn') server.log.warn(exposed.message);
+  const unbound = unboundParticipantTokens(tokens);
+  if (unbound.length > 0) {
+    // Such a token may enlist any name into any active transaction (take a
+    // name first, or add a veto): bind each to the names it speaks for.
+    server.log.warn(
+      { tokens: unbound.map((t) => t.id) },
+      'participant tokens not bound to names may enlist, read and inquire as any participant: write participant@<name>:<token> (COMMITD_TOKENS)',
+    );
+  }
   server.log.info(
     { recovered, dataDir: config.server.dataDir, address, ...(member ? { instance: member.instanceId } : {}) },
     'commitd ready',

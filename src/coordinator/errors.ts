@@ -4,6 +4,14 @@ export class NotFoundError extends Error {
   override name = 'NotFoundError';
 }
 
+/**
+ * The answer for an id the caller cannot see: the same for one that does not
+ * exist and for another caller's, so that the answer says nothing of which.
+ */
+export function noTransaction(id: string): NotFoundError {
+  return new NotFoundError(`no transaction ${id}`);
+}
+
 /** The request cannot be served now (starting, shutting down, at a limit): retry later. */
 export class UnavailableError extends Error {
   override name = 'UnavailableError';

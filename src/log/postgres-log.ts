@@ -495,16 +495,17 @@ export class PostgresLog implements DecisionLog {
        ), input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[],
            $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[], $25::text[],
-           $30::bigint[])
+           $30::bigint[], $32::text[])
            AS i(id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
-             finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, epoch)
+             finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, epoch, began_by)
          -- Each record under the epoch it was queued under, and no other.
          WHERE NOT $29 OR (${SHARD_SQL('i.id')}, i.epoch) IN (SELECT shard, epoch FROM fence)
        ), tx AS (
          INSERT INTO ${s}.transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
-           decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent)
+           decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent,
+           began_by)
          SELECT id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
-           finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent FROM input
+           finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, began_by FROM input
          ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
            abort_reason = excluded.abort_reason, decided_at_ms = excluded.decided_at_ms,
            finished_at_ms = excluded.finished_at_ms, participants = excluded.participants
@@ -559,6 +560,7 @@ export class PostgresLog implements DecisionLog {
         fenced,
         batch.map((e) => e.epoch),
         [...history.values()].map((h) => h.epoch),
+        batch.map(({ tx }) => tx.beganBy),
       ],
     );
     return parseMarker(rows[0]?.marker ?? '', token) ?? { ids: new Set(), fencesHeld: new Set() };

@@ -111,6 +111,11 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   -- however many finished ones the retention keeps.
   CREATE INDEX transactions_unfinished ON $S.transactions (id) WHERE finished_at_ms IS NULL;
   `,
+  // 4: who began the transaction (its token's id), as the SQLite log's
+  // migration 6: a client token reaches only the transactions it began.
+  `
+  ALTER TABLE $S.transactions ADD COLUMN began_by text;
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;

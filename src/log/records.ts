@@ -19,6 +19,8 @@ export interface TxRow {
   metadata: string | null;
   /** The begin's W3C traceparent; absent from snapshots kept with idempotency keys before the column existed. */
   trace_parent?: string | null;
+  /** The beginner's token id; absent from rows and snapshots written before the column existed. */
+  began_by?: string | null;
   participants: string;
 }
 
@@ -78,6 +80,7 @@ export function fromRow(row: TxRow, payloads: Map<string, string> | null): Trans
     requestHash: row.request_hash,
     metadataJson: row.metadata,
     traceParent: row.trace_parent ?? null,
+    beganBy: row.began_by ?? null,
     participants: stored.map(({ database, ...p }) => ({
       ...p,
       database: database ?? null,

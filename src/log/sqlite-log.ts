@@ -92,9 +92,10 @@ export class SqliteLog implements DecisionLog {
     this.statements = {
       upsert: this.db.prepare(`
         INSERT INTO transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
-          decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, trace_parent, participants)
+          decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, trace_parent, began_by, participants)
         VALUES (@id, @state, @outcome, @abort_reason, @one_shot, @created_at_ms, @deadline_ms,
-          @decided_at_ms, @finished_at_ms, @idempotency_key, @request_hash, @metadata, @trace_parent, @participants)
+          @decided_at_ms, @finished_at_ms, @idempotency_key, @request_hash, @metadata, @trace_parent, @began_by,
+          @participants)
         ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
           abort_reason = excluded.abort_reason, decided_at_ms = excluded.decided_at_ms,
           finished_at_ms = excluded.finished_at_ms, participants = excluded.participants`),
@@ -317,6 +318,7 @@ export class SqliteLog implements DecisionLog {
       request_hash: tx.requestHash,
       metadata: tx.metadataJson,
       trace_parent: tx.traceParent,
+      began_by: tx.beganBy,
       participants: participantsJson(tx),
     });
     if (tx.outcome !== null) {

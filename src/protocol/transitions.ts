@@ -74,6 +74,7 @@ export function createTransaction(input: NewTransaction): Step {
     requestHash: input.requestHash,
     metadataJson: input.metadataJson,
     traceParent: input.traceParent,
+    beganBy: input.beganBy ?? null,
     participants: input.participants.map(newParticipant),
   };
   return { tx, effects: [FORCED], refusal: null, changed: true };

@@ -8,6 +8,8 @@ export type TxState = (typeof TX_STATES)[number];
 /** The states of a transaction not yet finished at every participant: what the coordinator holds in memory. */
 export const UNFINISHED_STATES: readonly TxState[] = TX_STATES.filter((s) => s !== 'committed' && s !== 'aborted');
 export type Outcome = 'commit' | 'abort';
+/** What a participant's name may be (the API's schema, and the names a participant token is bound to). */
+export const PARTICIPANT_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$';
 export type Vote = 'yes' | 'no' | 'read-only';
 export type Heuristic = 'commit' | 'abort';
 export type PhaseTwoMessage = 'commit' | 'abort';
@@ -63,6 +65,12 @@ export interface Transaction {
    * trace. The protocol never looks inside.
    */
   readonly traceParent: string | null;
+  /**
+   * The id of the token that began it (never the token), or null: begun
+   * without tokens, or by a commitd before this was kept. A client token
+   * reaches only the transactions it began. The protocol never looks at it.
+   */
+  readonly beganBy: string | null;
   readonly participants: readonly Participant[];
 }
 
@@ -85,6 +93,8 @@ export interface NewTransaction {
   readonly metadataJson: string | null;
   /** A valid W3C traceparent, or null. */
   readonly traceParent: string | null;
+  /** The beginner's token id; null (the default) when not known. */
+  readonly beganBy?: string | null;
 }
 
 export type Event =

@@ -6,7 +6,7 @@
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import { tempDir } from '../support/harness.js';
-import { waitUntil } from '../support/participant.js';
+import { startParticipant, waitUntil } from '../support/participant.js';
 import { freePort, privateCluster } from '../support/postgres-cluster.js';
 import { type Service, startService } from '../support/service.js';
 
@@ -137,4 +137,47 @@ t.test('an absolute-form request line never sends the forwarded call anywhere bu
   t.match(own, /^HTTP\/1\.1 200 /, own.slice(0, 300));
   t.match(own, new RegExp(`"id":"${id}"`));
   t.equal(target.received(), '');
+});
+t.test('a client token reaches only its own transactions, through either instance', async (t) => {
+  const [a, b] = await twoInstances(t);
+  const p = await startParticipant();
+  t.teardown(() => p.close());
+  const mine = await call(a.url, CLIENT, 'POST', '/v1/transactions', { participants: [] });
+  t.equal(mine.status, 201);
+  const id = mine.body.id as string;
+  const theirs = await call(a.url, OTHER_CLIENT, 'POST', '/v1/transactions', { participants: [] });
+  const otherId = theirs.body.id as string;
+  // An id of the same shape that nobody began (its last character changed).
+  const unknownId = `${otherId.slice(0, -1)}${otherId.endsWith('0') ? '1' : '0'}`;
+
+  for (const [via, base] of [
+    ['the owner', a.url],
+    ['the other instance', b.url],
+  ] as const) {
+    for (const [method, path, body] of [
+      ['GET', '', undefined],
+      ['POST', '/participants', { name: 'intruder', url: p.url }],
+      ['POST', '/prepare', undefined],
+      ['POST', '/commit', undefined],
+      ['POST', '/abort', undefined],
+    ] as const) {
+      const foreign = await call(base, CLIENT, method, `/v1/transactions/${otherId}${path}`, body);
+      const unknown = await call(base, CLIENT, method, `/v1/transactions/${unknownId}${path}`, body);
+      t.equal(foreign.status, 404, `${method} ${path || '/'} of another client's, via ${via}: ${foreign.text}`);
+      t.equal(foreign.type, unknown.type);
+      t.equal(
+        foreign.text.replaceAll(otherId, '<id>'),
+        unknown.text.replaceAll(unknownId, '<id>'),
+        `${method} ${path || '/'} via ${via}: answered as an unknown id is`,
+      );
+    }
+    t.equal((await call(base, CLIENT, 'GET', `/v1/transactions/${id}`)).status, 200, `own, via ${via}`);
+    t.equal((await call(base, ADMIN, 'GET', `/v1/transactions/${otherId}`)).status, 200, `admin, via ${via}`);
+  }
+  const stillActive = await call(a.url, OTHER_CLIENT, 'GET', `/v1/transactions/${otherId}`);
+  t.equal(stillActive.body.state, 'active', 'nothing the other token sent changed it');
+  t.same(stillActive.body.participants, []);
+  t.equal(p.received.length, 0);
+  const committed = await call(b.url, OTHER_CLIENT, 'POST', `/v1/transactions/${otherId}/commit`);
+  t.equal(committed.status, 200, 'its beginner commits it through the other instance');
 });

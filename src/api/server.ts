@@ -12,7 +12,7 @@ import { ElsewhereError } from '../coordinator/errors.js';
 import type { Metrics } from '../metrics.js';
 import { answerWaitMsMax } from '../protocol/answers.js';
 import { installAccessControl } from './access-control.js';
-import { consoleRoutes, readConsoleFiles } from './console-routes.js';
+import { consoleRoutes, DOCS_CSP, pageHeaders, readConsoleFiles } from './console-routes.js';
 import { Forwarding } from './forwarding.js';
 import { errorHandler, ProblemError, problem, sendProblem } from './problems.js';
 import { installRateLimit } from './rate-limit.js';
@@ -143,6 +143,12 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
+  // The console's frame and content-type headers on every /docs answer, its
+  // static files included (which the plugin's own hooks do not reach).
+  app.addHook('onRequest', (request, reply, done) => {
+    if (request.routeOptions.url?.startsWith('/docs')) pageHeaders(reply).header('content-security-policy', DOCS_CSP);
+    done();
+  });
 
   // Before anything else looks at the request: a proxy's request line is refused.
   app.addHook('onRequest', (request, reply, done) => {

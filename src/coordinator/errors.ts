@@ -18,6 +18,12 @@ export class UnavailableError extends Error {
   constructor(
     message: string,
     readonly retryAfterS: number,
+    /**
+     * What any caller may read when the message holds more (a store's
+     * network error, naming its address): the rest is for the log and for
+     * admin tokens. Null: the message says nothing internal.
+     */
+    readonly publicMessage: string | null = null,
   ) {
     super(message);
   }
@@ -56,12 +62,14 @@ export class LimitError extends Error {
 
 /** A write the decision log could not make durable: nothing was decided, so the caller may retry. */
 export function logUnwritable(error: unknown): UnavailableError {
-  return new UnavailableError(`the decision log cannot be written: ${(error as Error).message}`, 5);
+  const what = 'the decision log cannot be written';
+  return new UnavailableError(`${what}: ${(error as Error).message}`, 5, what);
 }
 
 /** A read of the decision log failed (a store out of reach): nothing changed, so the caller may retry. */
 export function logUnreadable(error: unknown): UnavailableError {
-  return new UnavailableError(`the decision log cannot be read: ${(error as Error).message}`, 5);
+  const what = 'the decision log cannot be read';
+  return new UnavailableError(`${what}: ${(error as Error).message}`, 5, what);
 }
 
 /** Runs a read of the decision log, its failure a 503 rather than a 500. */

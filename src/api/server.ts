@@ -17,6 +17,7 @@ import { Forwarding } from './forwarding.js';
 import { errorHandler, ProblemError, problem, sendProblem } from './problems.js';
 import { installRateLimit } from './rate-limit.js';
 import type { Readiness } from './readiness.js';
+import { installRefusalLimit } from './refusal-limit.js';
 import { absoluteFormRefusal } from './request-target.js';
 import { problemSchema, transactionSchema } from './schemas.js';
 import { transactionRoutes } from './transactions-routes.js';
@@ -156,6 +157,8 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     if (refusal === null) return done();
     sendProblem(reply, problem('invalid-request', 400, refusal));
   });
+  // Counted by address before authentication: refusals cost the caller too.
+  if (server.rateLimitPerS > 0) installRefusalLimit(app, server.rateLimitPerS);
   installAccessControl(app, o.config, o.readiness);
   // While stopping, every answer closes its connection: a kept-alive one
   // (a client's pool, a peer's) would otherwise hold the server's close

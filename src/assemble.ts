@@ -47,6 +47,8 @@ export interface Assembled {
   readonly coordinator: Coordinator;
   /** Start once the coordinator has recovered (its outcomes are right only then); stop before closing participants. */
   readonly orphans: OrphanScanner;
+  /** COMMITD_PEER_CA_FILE's PEM text (instances speaking HTTPS to each other with a private CA), or null. */
+  readonly peerCa: string | null;
 }
 
 /** Prepared transactions looked at per database per scan: bounds the work and memory of one scan. */
@@ -63,6 +65,8 @@ export async function assemble(
   report: Reporting,
 ): Promise<Assembled> {
   const p = config.participants;
+  // Read before anything is opened, like the participants' files: a bad one is a configuration error.
+  const peerCa = readPem(config.cluster.peerCaFile, 'COMMITD_PEER_CA_FILE');
   const participantTls = {
     ca: readPem(p.participantCaFile, 'COMMITD_PARTICIPANT_CA_FILE'),
     ...(readPair(
@@ -96,6 +100,7 @@ export async function assemble(
           flush: () => log.flush(),
           observer: clusterObserver(metrics, report),
           onError: (error, context) => report.error(error, context),
+          peerCa,
         });
   const fence: Fence | undefined =
     member === null
@@ -186,7 +191,7 @@ export async function assemble(
       );
     },
   });
-  return { log, member, participants, coordinator, orphans };
+  return { log, member, participants, coordinator, orphans, peerCa };
 }
 
 /** The PostgreSQL store when a store URL is configured, else the SQLite log in the data directory. */

@@ -102,6 +102,8 @@ export const SETTINGS = {
   },
   cluster: {
     advertiseUrl: optionalStr,
+    /** A PEM file of the private CA that signed the other instances' certificates (they speak HTTPS to each other). */
+    peerCaFile: optionalStr,
     leaseMs: int(500, 600_000),
     peerProbeIntervalMs: int(10, 60_000),
     peerSilenceMs: int(50, 600_000),

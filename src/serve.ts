@@ -62,7 +62,7 @@ async function start(): Promise<void> {
     if (error instanceof ConfigError) return exit(2, `commitd: configuration: ${error.message}`);
     return exit(error instanceof LogLockedError ? 3 : 4, `commitd: ${(error as Error).message}`);
   }
-  const { log, member, participants, coordinator, orphans } = assembled;
+  const { log, member, participants, coordinator, orphans, peerCa } = assembled;
 
   const server = await buildApi({
     coordinator,
@@ -72,6 +72,7 @@ async function start(): Promise<void> {
     readiness,
     logger: { level: config.server.logLevel },
     tls,
+    peerCa,
   });
   app.log = server.log;
 

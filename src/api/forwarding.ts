@@ -12,6 +12,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Agent, request as send } from 'undici';
 import type { ElsewhereError } from '../coordinator/errors.js';
 import type { Metrics } from '../metrics.js';
+import { trustingAlso } from '../security/pem-files.js';
 import { problem, seesInternals, sendProblem } from './problems.js';
 import { routedTarget } from './request-target.js';
 
@@ -32,13 +33,19 @@ export interface ForwardingOptions {
   /** Largest answer passed back. */
   readonly answerBytesMax: number;
   readonly metrics: Metrics;
+  /** The private CA the other instances' certificates come from (COMMITD_PEER_CA_FILE), or null. */
+  readonly peerCa?: string | null;
 }
 
 export class Forwarding {
   private readonly agent: Agent;
 
   constructor(private readonly o: ForwardingOptions) {
-    this.agent = new Agent({ connections: o.connectionsPerPeer, pipelining: 1 });
+    this.agent = new Agent({
+      connections: o.connectionsPerPeer,
+      pipelining: 1,
+      connect: trustingAlso(o.peerCa ?? null),
+    });
   }
 
   /** Answers the call by the owner's answer, or 503 when there is no owner to ask now. */

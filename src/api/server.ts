@@ -30,6 +30,8 @@ export interface ApiOptions {
   readonly logger: FastifyServerOptions['logger'];
   /** With several instances on one store: this one's part (healthz names it, /v1/cluster shows the cluster, calls are forwarded). */
   readonly member?: ClusterMember | null;
+  /** The private CA the other instances' certificates come from (PEM, read by the caller), or null. */
+  readonly peerCa?: string | null;
   /** Serve HTTPS with this certificate chain and key (PEM), read by the caller. */
   readonly tls?: { readonly cert: string; readonly key: string } | null;
 }
@@ -113,6 +115,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
           connectionsPerPeer: FORWARD_CONNECTIONS_PER_PEER,
           answerBytesMax: o.config.transactions.listPageMaxBytes,
           metrics: o.metrics,
+          peerCa: o.peerCa ?? null,
         });
   if (forwarding) app.addHook('onClose', () => forwarding.close());
   app.setErrorHandler((error: FastifyError, request, reply) =>

@@ -3,10 +3,11 @@
 // health feeding /readyz. main.ts runs them as a service; tests run the same
 // wiring in-process.
 
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Readiness } from './api/readiness.js';
 import { ClusterMember, type ClusterObserver } from './cluster/cluster-member.js';
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
 import { Coordinator } from './coordinator/coordinator.js';
 import type { AboutTransaction, CoordinatorObserver } from './coordinator/observer.js';
 import { orphanVerdict } from './coordinator/orphan-verdict.js';
@@ -49,6 +50,8 @@ export interface Assembled {
   readonly orphans: OrphanScanner;
   /** COMMITD_PEER_CA_FILE's PEM text (instances speaking HTTPS to each other with a private CA), or null. */
   readonly peerCa: string | null;
+  /** The deployment's identity, in the names of prepared transactions (transaction-names.ts). */
+  readonly deploymentId: string;
 }
 
 /** Prepared transactions looked at per database per scan: bounds the work and memory of one scan. */
@@ -116,6 +119,7 @@ export async function assemble(
           },
         };
   const log = await openLog(config, metrics, readiness, report, fence);
+  const deploymentId = await claimDeploymentId(log, config.participants.deploymentId);
   const onCall = (c: { message: string; result: string; durationMs: number }) => {
     metrics.participantRequests.inc({ message: c.message, result: c.result });
     metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
@@ -135,7 +139,13 @@ export async function assemble(
   });
   const adapters = new Map<string, DatabaseAdapter>();
   for (const d of config.databases) {
-    const options = { name: d.name, url: d.url, poolSize: d.poolSize, callTimeoutMs: p.phaseTwoTimeoutMs };
+    const options = {
+      name: d.name,
+      url: d.url,
+      poolSize: d.poolSize,
+      callTimeoutMs: p.phaseTwoTimeoutMs,
+      deployment: deploymentId,
+    };
     adapters.set(
       d.name,
       d.kind === 'postgres'
@@ -180,7 +190,8 @@ export async function assemble(
   metrics.inFlightSource = () => coordinator.reads.inFlightByState();
   const orphans = new OrphanScanner({
     adapters: [...adapters.values()],
-    verdictOf: (txId, participant, database) => orphanVerdict(coordinator.reads, txId, participant, database),
+    verdictOf: (txId, participant, database, presumeAbort) =>
+      orphanVerdict(coordinator.reads, txId, participant, database, presumeAbort),
     scanIntervalMs: p.orphanScanIntervalMs,
     safetyIntervalMs: p.orphanSafetyIntervalMs,
     maxPerScan: ORPHANS_PER_SCAN_MAX,
@@ -191,7 +202,31 @@ export async function assemble(
       );
     },
   });
-  return { log, member, participants, coordinator, orphans, peerCa };
+  return { log, member, participants, coordinator, orphans, deploymentId, peerCa };
+}
+
+/**
+ * The store's deployment identity: the configured one, or a random one (64
+ * bits: two deployments never draw the same), kept by the store the first
+ * time; a configured one the store does not hold is refused, since the names
+ * already prepared under the kept one would no longer be found.
+ */
+async function claimDeploymentId(log: DecisionLog, configured: string | null): Promise<string> {
+  let kept: string;
+  try {
+    kept = await log.claimDeploymentId(configured ?? randomBytes(8).toString('hex'));
+  } catch (error) {
+    await log.close();
+    throw error;
+  }
+  if (configured !== null && kept !== configured) {
+    await log.close();
+    throw new ConfigError(
+      `participants.deploymentId (COMMITD_DEPLOYMENT_ID) is '${configured}', but the decision store belongs to deployment '${kept}': ` +
+        'transactions prepared in databases carry that name; unset the setting or set it to the kept one',
+    );
+  }
+  return kept;
 }
 
 /** The PostgreSQL store when a store URL is configured, else the SQLite log in the data directory. */

@@ -25,6 +25,7 @@ interface Row {
   reason: string | null;
   prepared_at_ms: number | null;
   updated_at_ms: number;
+  payload: string | null;
 }
 
 export class SqliteParticipantStore implements ParticipantStore<Database> {
@@ -44,9 +45,11 @@ export class SqliteParticipantStore implements ParticipantStore<Database> {
       reason TEXT,
       prepared_at_ms INTEGER,
       updated_at_ms INTEGER NOT NULL,
+      payload TEXT,
       PRIMARY KEY (transaction_id, participant)
     ) WITHOUT ROWID`);
     db.exec(`CREATE INDEX IF NOT EXISTS ${this.table}_by_state ON ${this.table} (state, updated_at_ms)`);
+    addPayloadColumn(db, this.table);
   }
 
   run<R>(_key: TxKey, work: (tx: Database) => Promise<R>): Promise<R> {
@@ -77,9 +80,9 @@ export class SqliteParticipantStore implements ParticipantStore<Database> {
   async write(tx: Database, r: TxRecord): Promise<void> {
     tx.prepare(
       `INSERT OR REPLACE INTO ${this.table}
-         (transaction_id, participant, state, vote, reason, prepared_at_ms, updated_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    ).run(r.transactionId, r.participant, r.state, r.vote, r.reason, r.preparedAtMs, r.updatedAtMs);
+         (transaction_id, participant, state, vote, reason, prepared_at_ms, updated_at_ms, payload)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(r.transactionId, r.participant, r.state, r.vote, r.reason, r.preparedAtMs, r.updatedAtMs, payloadText(r));
   }
 
   async prepared(limit: number): Promise<TxRecord[]> {
@@ -108,6 +111,31 @@ export class SqliteParticipantStore implements ParticipantStore<Database> {
   }
 }
 
+/**
+ * Tables made before the kit kept payloads lack the column: add it, keeping
+ * every row (their payload reads as null). Another process on the same file
+ * may add it between the look and the ALTER; that is fine.
+ */
+function addPayloadColumn(db: Database, table: string): void {
+  const hasPayload = () =>
+    (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some((c) => c.name === 'payload');
+  if (hasPayload()) return;
+  try {
+    db.exec(`ALTER TABLE ${table} ADD COLUMN payload TEXT`);
+  } catch (error) {
+    if (!hasPayload()) throw error;
+  }
+}
+
+/** The record's payload as stored: JSON text, or NULL when there is none to keep. */
+export function payloadText(record: TxRecord): string | null {
+  return record.payload === undefined || record.payload === null ? null : JSON.stringify(record.payload);
+}
+
+export function payloadOf(text: string | null): unknown {
+  return text === null ? null : JSON.parse(text);
+}
+
 export function tableName(name: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) throw new Error(`invalid table name ${JSON.stringify(name)}`);
   return name;
@@ -122,5 +150,6 @@ function fromRow(row: Row): TxRecord {
     reason: row.reason,
     preparedAtMs: row.prepared_at_ms,
     updatedAtMs: row.updated_at_ms,
+    payload: payloadOf(row.payload),
   };
 }

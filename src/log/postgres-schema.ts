@@ -111,8 +111,18 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   -- however many finished ones the retention keeps.
   CREATE INDEX transactions_unfinished ON $S.transactions (id) WHERE finished_at_ms IS NULL;
   `,
-  // 4: who began the transaction (its token's id), as the SQLite log's
-  // migration 6: a client token reaches only the transactions it began.
+  // The deployment's identity, in the name of every transaction commitd
+  // prepares in a database (participants/databases/transaction-names.ts),
+  // shared by every instance on the store. One row, written at the first
+  // start of a build that knows it.
+  `
+  CREATE TABLE $S.deployment (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    id  text NOT NULL
+  );
+  `,
+  // 5: who began the transaction (its token's id), as the SQLite log's
+  // migration 7: a client token reaches only the transactions it began.
   `
   ALTER TABLE $S.transactions ADD COLUMN began_by text;
   `,

@@ -30,6 +30,8 @@ type StoredParticipant = Pick<
 > & {
   /** Absent from records written before database participants existed, and from HTTP participants. */
   readonly database?: string;
+  /** Absent when null: from HTTP participants, XA ones, and records written before it was kept. */
+  readonly preparedId?: string;
 };
 
 /** The participants column of a snapshot. */
@@ -50,6 +52,7 @@ function storedParticipant(p: Participant): StoredParticipant {
       reason: p.reason,
       acknowledged: p.acknowledged,
       heuristic: p.heuristic,
+      ...(p.preparedId === null ? {} : { preparedId: p.preparedId }),
     };
   }
   return {
@@ -81,9 +84,10 @@ export function fromRow(row: TxRow, payloads: Map<string, string> | null): Trans
     metadataJson: row.metadata,
     traceParent: row.trace_parent ?? null,
     beganBy: row.began_by ?? null,
-    participants: stored.map(({ database, ...p }) => ({
+    participants: stored.map(({ database, preparedId, ...p }) => ({
       ...p,
       database: database ?? null,
+      preparedId: preparedId ?? null,
       payloadJson: payloads?.get(p.name) ?? null,
       attempts: 0,
       lastError: null,

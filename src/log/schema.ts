@@ -105,7 +105,16 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE transactions ADD COLUMN trace_parent TEXT;
   `,
-  // 6: who began the transaction (its token's id, never the token): a
+  // 6: the deployment's identity, in the name of every transaction commitd
+  // prepares in a database (participants/databases/transaction-names.ts).
+  // One row, written at the first start of a build that knows it.
+  `
+  CREATE TABLE deployment (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    id  TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
+  // 7: who began the transaction (its token's id, never the token): a
   // client token reaches only the transactions it began, after a restart
   // too. Written with the begin, never changed; NULL for one begun without
   // tokens, and for every one written before.

@@ -15,6 +15,7 @@ import type { Outcome, Transaction } from '../../src/protocol/types.js';
 import type { TimerHandle, Timers } from '../../src/timers.js';
 import { Checks, type Violation } from './checks.js';
 import { SimLog, type SimLogBugs } from './sim-log.js';
+import { scheduleOtherDeployment } from './sim-other-deployment.js';
 import { type Faults, type Incarnation, SimClient, SimNetwork, SimParticipant } from './sim-participants.js';
 import { SimPlacement } from './sim-placement.js';
 import { Rng, World } from './world.js';
@@ -39,6 +40,8 @@ export interface RuntimeBugs {
   readonly undecidedAnsweredAccepted?: boolean;
   /** A participant call's time limit counts from when it got a call slot, not from when it was asked for. */
   readonly callTimeFromWire?: boolean;
+  /** A second deployment sharing the participants' database server runs under the simulated one's identity. */
+  readonly sharedDeploymentId?: boolean;
 }
 
 export interface SimResult {
@@ -155,6 +158,7 @@ class Simulation {
     };
     const heuristics = rng.chance(0.1);
     this.log = new SimLog(this.world, this.checks, rng.int(0, 5), options.logBugs);
+    this.log.checkResolutionsBeforeCompaction = true;
     // An operator resolves a heuristic outcome some time after it shows,
     // through whichever instance the call reaches: while an instance that
     // slept through a takeover still runs, most often that one.
@@ -191,6 +195,14 @@ class Simulation {
     };
     void this.start();
     this.letParticipantsInquire();
+    // From a stream of its own: the other draws stay what they were.
+    scheduleOtherDeployment(
+      this.world,
+      new Rng(options.seed + 0xde910),
+      () => this.participants.values(),
+      this.faultMs + 2000,
+      options.runtimeBugs?.sharedDeploymentId === true,
+    );
   }
 
   /**

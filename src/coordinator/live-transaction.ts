@@ -292,7 +292,12 @@ export class LiveTransaction {
     const tx = this.working;
     const p = tx.participants.find((q) => q.name === effect.participant);
     assert(p !== undefined, 'messages go to participants of the transaction');
-    const target: ParticipantTarget = { name: p.name, url: p.url, database: p.database };
+    const target: ParticipantTarget = {
+      name: p.name,
+      url: p.url,
+      database: p.database,
+      ...(p.message ? { message: p.message } : {}),
+    };
     if (effect.message === 'prepare') {
       this.phaseOneStartedMs ??= this.context.timers.monotonicMs();
       this.trace.phaseOneStarted(tx);
@@ -362,7 +367,9 @@ export class LiveTransaction {
       .then((answer): Event => {
         switch (answer.kind) {
           case 'acknowledged':
-            return { type: 'acknowledged', participant: target.name };
+            return answer.receipt
+              ? { type: 'acknowledged', participant: target.name, receipt: answer.receipt }
+              : { type: 'acknowledged', participant: target.name };
           case 'heuristic':
             this.context.observer.heuristic({
               ...this.about,

@@ -1,5 +1,5 @@
 // The spans of one transaction, through @opentelemetry/api: a no-op until an
-// operator loads an OpenTelemetry SDK (README, "Traces"), and cheap then too:
+// operator loads an OpenTelemetry SDK (docs/operations.md, "Traces"), and cheap then too:
 // no attribute is built for a span that does not record.
 //
 // The spans (docs/design.md, "Traces"):

@@ -1,5 +1,5 @@
 // `npm run screenshots`: the console's main views as PNGs in docs/ (shown in
-// the README), taken from the browser test's scenario: a real commitd with a
+// docs/console.md), taken from the browser test's scenario: a real commitd with a
 // committed, an aborted, a stuck and an undecided transaction.
 
 import fs from 'node:fs';

@@ -20,6 +20,7 @@ import {
 import type {
   BeginOptions,
   ListOptions,
+  NewMessageParticipant,
   NewParticipant,
   Problem,
   ResolveOptions,
@@ -93,7 +94,11 @@ export class CommitdClient {
     return this.send('POST', '/v1/transactions', this.beginBody(options, true), call) as Promise<Transaction>;
   }
 
-  enlist(id: string, participant: NewParticipant, call: CallOptions = {}): Promise<Transaction> {
+  enlist(
+    id: string,
+    participant: NewParticipant | NewMessageParticipant,
+    call: CallOptions = {},
+  ): Promise<Transaction> {
     return this.send('POST', `${txPath(id)}/participants`, participant, call) as Promise<Transaction>;
   }
 

@@ -18,6 +18,8 @@ export type {
   HeuristicResolution,
   HistoryEntry,
   ListOptions,
+  MessageReceiptView,
+  NewMessageParticipant,
   NewParticipant,
   Outcome,
   ParticipantView,

@@ -5,6 +5,7 @@
 // out once it is back; bad input is refused and changes nothing.
 
 import t, { type Test } from 'tap';
+import { renderTransaction } from '../../../src/cli/render.js';
 import { type Harness, startHarness } from '../../support/harness.js';
 import { type NatsServer, natsServerAvailable, startNatsServer } from '../../support/nats-server.js';
 import { createStream, exactlyOnce, type TestStream } from '../../support/nats-stream.js';
@@ -75,6 +76,8 @@ t.test('a commit publishes the message once, with its headers and exactly its da
   const view = await get(h, id);
   t.same(view.participants[0].message, { subject: `${s.prefix}.placed`, stream: s.name, seq: m?.seq });
   t.equal(view.participants[0].acknowledged, true);
+  // The CLI's `show` prints where it went.
+  t.match(renderTransaction(view), new RegExp(`message ${s.prefix}\\.placed stream ${s.name} seq ${m?.seq}`));
 });
 
 t.test('an abort never publishes; an enlisted message goes out with the commit', async (t) => {

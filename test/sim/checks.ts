@@ -13,7 +13,8 @@ export type Invariant =
   | 'a transaction keeps the traceparent it was begun in, through crashes and recovery'
   | 'liveness: when faults stop, every transaction finishes and no participant stays prepared'
   | 'the coordinator asserts its own invariants'
-  | "a transaction's history never contradicts its decision";
+  | "a transaction's history never contradicts its decision"
+  | "a committed transaction's message is in the stream exactly once, an aborted one's never";
 
 export interface Violation {
   readonly invariant: Invariant;

@@ -3,10 +3,11 @@
 // health feeding /readyz. main.ts runs them as a service; tests run the same
 // wiring in-process.
 
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Readiness } from './api/server.js';
 import { ClusterMember, type ClusterObserver } from './cluster/cluster-member.js';
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
 import { Coordinator } from './coordinator/coordinator.js';
 import type { AboutTransaction, CoordinatorObserver } from './coordinator/observer.js';
 import { orphanVerdict } from './coordinator/orphan-verdict.js';
@@ -49,6 +50,8 @@ export interface Assembled {
   readonly coordinator: Coordinator;
   /** Start once the coordinator has recovered (its outcomes are right only then); stop before closing participants. */
   readonly orphans: OrphanScanner;
+  /** The deployment's identity, in the names of prepared transactions (transaction-names.ts). */
+  readonly deploymentId: string;
 }
 
 /** Prepared transactions looked at per database per scan: bounds the work and memory of one scan. */
@@ -63,7 +66,6 @@ export async function assemble(
   metrics: Metrics,
   readiness: Readiness,
   report: Reporting,
-  deploymentId: string = MESSAGE_ID_DEPLOYMENT,
 ): Promise<Assembled> {
   const p = config.participants;
   const participantTls = {
@@ -114,6 +116,7 @@ export async function assemble(
           },
         };
   const log = await openLog(config, metrics, readiness, report, fence);
+  const deploymentId = await claimDeploymentId(log, config.participants.deploymentId);
   const onCall = (c: { message: string; result: string; durationMs: number }) => {
     metrics.participantRequests.inc({ message: c.message, result: c.result });
     metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
@@ -133,7 +136,13 @@ export async function assemble(
   });
   const adapters = new Map<string, DatabaseAdapter>();
   for (const d of config.databases) {
-    const options = { name: d.name, url: d.url, poolSize: d.poolSize, callTimeoutMs: p.phaseTwoTimeoutMs };
+    const options = {
+      name: d.name,
+      url: d.url,
+      poolSize: d.poolSize,
+      callTimeoutMs: p.phaseTwoTimeoutMs,
+      deployment: deploymentId,
+    };
     adapters.set(
       d.name,
       d.kind === 'postgres'
@@ -179,7 +188,8 @@ export async function assemble(
   metrics.inFlightSource = () => coordinator.reads.inFlightByState();
   const orphans = new OrphanScanner({
     adapters: [...adapters.values()],
-    verdictOf: (txId, participant, database) => orphanVerdict(coordinator.reads, txId, participant, database),
+    verdictOf: (txId, participant, database, presumeAbort) =>
+      orphanVerdict(coordinator.reads, txId, participant, database, presumeAbort),
     scanIntervalMs: p.orphanScanIntervalMs,
     safetyIntervalMs: p.orphanSafetyIntervalMs,
     maxPerScan: ORPHANS_PER_SCAN_MAX,
@@ -190,17 +200,32 @@ export async function assemble(
       );
     },
   });
-  return { log, member, participants, coordinator, orphans };
+  return { log, member, participants, coordinator, orphans, deploymentId };
 }
 
 /**
- * What makes a message's Nats-Msg-Id unique per deployment until the store
- * has an identity of its own (issue 24): transaction ids carry 80 random
- * bits, so two deployments on one broker collide with negligible odds, but
- * the stored identity will make it certain. LEAD: wire the store's
- * deployment identity here at merge (assemble's last argument).
+ * The store's deployment identity: the configured one, or a random one (64
+ * bits: two deployments never draw the same), kept by the store the first
+ * time; a configured one the store does not hold is refused, since the names
+ * already prepared under the kept one would no longer be found.
  */
-const MESSAGE_ID_DEPLOYMENT = 'commitd';
+async function claimDeploymentId(log: DecisionLog, configured: string | null): Promise<string> {
+  let kept: string;
+  try {
+    kept = await log.claimDeploymentId(configured ?? randomBytes(8).toString('hex'));
+  } catch (error) {
+    await log.close();
+    throw error;
+  }
+  if (configured !== null && kept !== configured) {
+    await log.close();
+    throw new ConfigError(
+      `participants.deploymentId (COMMITD_DEPLOYMENT_ID) is '${configured}', but the decision store belongs to deployment '${kept}': ` +
+        'transactions prepared in databases carry that name; unset the setting or set it to the kept one',
+    );
+  }
+  return kept;
+}
 
 /** Message participants, publishing through the broker when one is configured. */
 function messageParticipants(

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { STORE_SCHEMA_PATTERN } from './log/postgres-schema.js';
+import { DEPLOYMENT_ID_PATTERN } from './participants/databases/transaction-names.js';
 import { parseBrokerUrl } from './participants/messages/nats-broker.js';
 import { parseParticipantSecrets, SecretFormatError } from './participants/signing.js';
 import { parseAllowedPrefixes, UrlPolicyError } from './participants/url-policy.js';
@@ -85,6 +86,7 @@ export const SETTINGS = {
     databasePoolSize: int(1, 1000),
     orphanScanIntervalMs: int(100, 3_600_000),
     orphanSafetyIntervalMs: int(0, DAY_MS),
+    deploymentId: optionalStr,
     participantSecrets: secretList,
     participantOrigins: list,
     maxCallsPerOrigin: int(1, 1_000_000),
@@ -284,6 +286,11 @@ export function resolveConfig(
       throw new ConfigError(`participants.participantSecrets (COMMITD_PARTICIPANT_SECRETS): ${error.message}`);
     }
     throw error;
+  }
+  if (p.deploymentId !== null && !DEPLOYMENT_ID_PATTERN.test(p.deploymentId)) {
+    throw new ConfigError(
+      `participants.deploymentId (COMMITD_DEPLOYMENT_ID) must be 1-32 letters, digits, '_' or '-', starting with a letter or digit, got ${show(p.deploymentId)}`,
+    );
   }
   if (p.retryDelayMsMin > p.retryDelayMsMax) {
     throw new ConfigError('participants.retryDelayMsMin must not exceed retryDelayMsMax');

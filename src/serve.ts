@@ -65,10 +65,11 @@ async function start(): Promise<void> {
     if (error instanceof ConfigError) return exit(2, `commitd: configuration: ${error.message}`);
     return exit(error instanceof LogLockedError ? 3 : 4, `commitd: ${(error as Error).message}`);
   }
-  const { log, member, participants, coordinator, orphans } = assembled;
+  const { log, member, participants, coordinator, orphans, deploymentId } = assembled;
 
   const server = await buildApi({
     coordinator,
+    deploymentId,
     member,
     config,
     metrics,

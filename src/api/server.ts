@@ -29,6 +29,8 @@ export interface Readiness {
 
 export interface ApiOptions {
   readonly coordinator: Coordinator;
+  /** The deployment's identity: in the names the view gives database participants. */
+  readonly deploymentId: string;
   readonly config: Config;
   readonly metrics: Metrics;
   readonly readiness: Readiness;
@@ -178,7 +180,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     return o.metrics.registry.metrics();
   });
 
-  transactionRoutes(app, o.coordinator, o.config);
+  transactionRoutes(app, o.coordinator, o.config, o.deploymentId);
   consoleRoutes(app, readConsoleFiles());
   return app;
 }

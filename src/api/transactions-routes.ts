@@ -45,7 +45,12 @@ interface IdParams {
   id: string;
 }
 
-export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator, config: Config): void {
+export function transactionRoutes(
+  app: FastifyInstance,
+  coordinator: Coordinator,
+  config: Config,
+  deploymentId: string,
+): void {
   const limits = config.transactions;
   // A database participant's view names its prepared transaction the way its
   // database's kind spells it.
@@ -53,7 +58,7 @@ export function transactionRoutes(app: FastifyInstance, coordinator: Coordinator
   const xidOf: XidNamer = (database, txId, name) => {
     const kind = kinds.get(database);
     if (kind === undefined) return null;
-    return kind === 'postgres' ? postgresGid(txId, name) : xaXidText(txId, name);
+    return kind === 'postgres' ? postgresGid(deploymentId, txId, name) : xaXidText(deploymentId, txId, name);
   };
   // A heuristic an operator resolved shows its resolution (read only for
   // transactions that have a contradicting heuristic: the rare case).

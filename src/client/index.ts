@@ -19,6 +19,8 @@ export type {
   HistoryEntry,
   ListOptions,
   MessageReceiptView,
+  NewDatabaseParticipant,
+  NewHttpParticipant,
   NewMessageParticipant,
   NewParticipant,
   Outcome,

@@ -56,10 +56,47 @@ export interface Transaction {
   readonly participants: readonly ParticipantView[];
 }
 
-export interface NewParticipant {
+/**
+ * A participant to begin or enlist with, one of three kinds told apart by
+ * which of `url`, `database` and `message` it has (exactly one).
+ */
+export type NewParticipant = NewHttpParticipant | NewDatabaseParticipant | NewMessageParticipant;
+
+/** An HTTP participant: commitd sends it prepare, commit and abort (the kit answers them). */
+export interface NewHttpParticipant {
   readonly name: string;
   readonly url: string;
+  /** Handed to the participant's prepare (JSON). */
   readonly payload?: unknown;
+  readonly database?: never;
+  readonly message?: never;
+}
+
+/**
+ * A database configured in commitd (`COMMITD_DATABASES`): the service
+ * prepares its work there under the transaction view's `xid` itself, so it
+ * takes no payload.
+ */
+export interface NewDatabaseParticipant {
+  readonly name: string;
+  readonly database: string;
+  readonly url?: never;
+  readonly payload?: never;
+  readonly message?: never;
+}
+
+/** A message commitd publishes when, and only when, the transaction commits. */
+export interface NewMessageParticipant {
+  readonly name: string;
+  readonly message: {
+    readonly subject: string;
+    /** The message's body is exactly this, as JSON. */
+    readonly data: unknown;
+    readonly headers?: Readonly<Record<string, string>>;
+  };
+  readonly url?: never;
+  readonly database?: never;
+  readonly payload?: never;
 }
 
 /**

@@ -4,7 +4,7 @@
 // before anything after it. Readers see `published`: the transaction as of
 // its last completed step, never a decision still on its way to disk.
 
-import { type DecisionLog, WriteRefusedError } from '../log/decision-log.js';
+import { type DecisionLog, IdempotencyKeyTakenError, WriteRefusedError } from '../log/decision-log.js';
 import type { ParticipantClient, ParticipantTarget } from '../participants/participant-client.js';
 import { assert, InvariantError } from '../protocol/assert.js';
 import {
@@ -276,6 +276,11 @@ export class LiveTransaction {
       for (const w of this.waiters) w.reject(elsewhere);
       throw elsewhere;
     }
+    if (error instanceof IdempotencyKeyTakenError) {
+      // Its begin: nothing was written, nobody heard of it; the begin answers with the key's transaction.
+      for (const w of this.waiters) w.reject(error);
+      throw error;
+    }
     const unavailable = logUnwritable(error);
     // A caller waiting on this transaction (a commit waiting for the
     // decision the last vote leads to) would otherwise wait for a step that
@@ -296,6 +301,7 @@ export class LiveTransaction {
       name: p.name,
       url: p.url,
       database: p.database,
+      preparedId: p.preparedId,
       ...(p.message ? { message: p.message } : {}),
     };
     if (effect.message === 'prepare') {
@@ -355,6 +361,7 @@ export class LiveTransaction {
                 participant: target.name,
                 vote: answer.vote,
                 ...(answer.reason ? { reason: answer.reason } : {}),
+                ...(answer.preparedId ? { preparedId: answer.preparedId } : {}),
               },
       );
   }

@@ -17,12 +17,15 @@ import type { TransactionReads } from './transaction-reads.js';
  * never begun, or finished and forgotten), a name the transaction does not
  * have on this database, or a participant already finished (its prepared
  * transaction was seen gone, so this one was prepared again afterwards).
+ * `presumeAbort` false (a name an older build prepared, without a
+ * deployment: it may be another deployment's): an unknown transaction is left.
  */
 export async function orphanVerdict(
   reads: Pick<TransactionReads, 'outcome' | 'get'>,
   txId: string,
   participant: string,
   database: string | null,
+  presumeAbort = true,
 ): Promise<OrphanVerdict> {
   try {
     if ((await reads.outcome(txId)) === 'pending') return 'leave';
@@ -35,7 +38,8 @@ export async function orphanVerdict(
   try {
     tx = await reads.get(txId);
   } catch (error) {
-    if (error instanceof NotFoundError) return 'orphan'; // unknown: presumed abort
+    // Unknown: presumed abort, if the name is this deployment's.
+    if (error instanceof NotFoundError) return presumeAbort ? 'orphan' : 'leave';
     // Driven by another instance, which finishes it.
     if (error instanceof ElsewhereError) return 'leave';
     // The log cannot be read now: never a reason to roll anything back.

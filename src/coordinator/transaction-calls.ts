@@ -5,7 +5,8 @@
 // (protocol/answers.ts); a call on a finished one is answered from the
 // stored state; one on another instance's goes there (ElsewhereError).
 
-import type { DecisionLog } from '../log/decision-log.js';
+import { KeyedLock } from '../kit/keyed-lock.js';
+import { type DecisionLog, IdempotencyKeyTakenError } from '../log/decision-log.js';
 import {
   abortCallMayAnswer,
   answerStandsAfterHandover,
@@ -19,7 +20,7 @@ import type { Timers } from '../timers.js';
 import { startBegin } from '../tracing/transaction-trace.js';
 import type { Admission } from './admission.js';
 import type { Answer, BeginRequest, CallContext, CoordinatorOptions, Placement } from './contract.js';
-import { ConflictError, ElsewhereError, LimitError, logUnwritable, UnavailableError } from './errors.js';
+import { ConflictError, ElsewhereError, LimitError, logUnwritable, readingLog, UnavailableError } from './errors.js';
 import { type IdempotencyIndex, scopedKey } from './idempotency-keys.js';
 import { IdGenerator } from './ids.js';
 import type { LiveTransaction } from './live-transaction.js';
@@ -49,8 +50,16 @@ export interface TransactionCallsOptions {
   readonly forget: (live: LiveTransaction) => void;
 }
 
+/** A new transaction whose begin is on disk, and its begin's span. */
+interface Created {
+  readonly live: LiveTransaction;
+  readonly origin: ReturnType<typeof startBegin>;
+}
+
 export class TransactionCalls {
   private readonly ids: IdGenerator;
+  /** Begins with one (scoped) idempotency key, one at a time. */
+  private readonly sameKey = new KeyedLock();
 
   constructor(private readonly o: TransactionCallsOptions) {
     this.ids = new IdGenerator(o.settings.entropy);
@@ -58,24 +67,53 @@ export class TransactionCalls {
 
   async begin(request: BeginRequest): Promise<Answer> {
     if (!this.o.accepting()) throw new UnavailableError('commitd is not accepting new transactions', 1);
-    const idempotencyKey =
-      request.idempotencyKey === null ? null : scopedKey(request.idempotencyScope, request.idempotencyKey);
-    if (idempotencyKey !== null) {
-      const existing = await this.o.keys.find(idempotencyKey);
-      if (existing) {
-        if (existing.requestHash !== request.requestHash) {
-          throw new ConflictError('this idempotency key was used for a different request');
-        }
-        // Finished, perhaps with only the key's snapshot left: answered from it.
-        if (!this.o.live.has(existing.id) && existing.finishedAtMs !== null) {
-          return this.answerStored(existing, request.commit ? { type: 'commit' } : null);
-        }
-        // Unfinished and driven by another instance: the whole begin goes there.
-        if (!this.o.live.has(existing.id)) this.o.reads.elsewhere(existing.id);
-        if (request.commit) return this.commit(existing.id);
-        return { tx: existing, refusal: null, created: false };
-      }
+    const { idempotencyKey: key, idempotencyScope: scope } = request;
+    // One begin per key at a time here, until its begin is on disk (or
+    // failed): a second one with the key then finds the first.
+    const begun =
+      key === null
+        ? await this.create(request, null)
+        : await this.sameKey.run(scopedKey(scope, key), async () => {
+            const existing = await this.o.keys.find(scope, key);
+            if (existing) return { existing };
+            try {
+              return await this.create(request, scopedKey(scope, key));
+            } catch (error) {
+              if (!(error instanceof IdempotencyKeyTakenError)) throw error;
+              // Begun with the same key at the same moment at another
+              // instance, which the store took first: that one stands.
+              const winner = await this.o.keys.find(scope, key);
+              if (!winner) throw new UnavailableError('the idempotency key is being taken; retry', 1);
+              return { existing: winner };
+            }
+          });
+    if ('existing' in begun) return this.answerExisting(begun.existing, request);
+    const { live, origin } = begun;
+    this.o.observer.begun();
+    const answer: Answer = request.commit
+      ? await origin.around(this.dispatchAndWait(live, { type: 'commit', withBegin: true }, commitCallMayAnswer))
+      : { tx: live.published as Transaction, refusal: null, created: true };
+    if (!request.commit) origin.end(answer.tx, null);
+    return answer;
+  }
+
+  /** A begin whose key names a transaction already: answered by that one (a retry), never a second one. */
+  private answerExisting(existing: Transaction, request: BeginRequest): Promise<Answer> | Answer {
+    if (existing.requestHash !== request.requestHash) {
+      throw new ConflictError('this idempotency key was used for a different request');
     }
+    // Finished, perhaps with only the key's snapshot left: answered from it.
+    if (!this.o.live.has(existing.id) && existing.finishedAtMs !== null) {
+      return this.answerStored(existing, request.commit ? { type: 'commit' } : null);
+    }
+    // Unfinished and driven by another instance: the whole begin goes there.
+    if (!this.o.live.has(existing.id)) this.o.reads.elsewhere(existing.id);
+    if (request.commit) return this.commit(existing.id);
+    return { tx: existing, refusal: null, created: false };
+  }
+
+  /** A new transaction, its begin on disk. */
+  private async create(request: BeginRequest, idempotencyKey: string | null): Promise<Created> {
     this.o.admission.admitBegin(request.callerId, request.participants, request.metadataJson);
     const shard = this.o.placement.shardForNew();
     // Owning no shard yet (a newcomer, before the others handed some over):
@@ -111,12 +149,7 @@ export class TransactionCalls {
       origin.failed(error);
       throw error;
     }
-    this.o.observer.begun();
-    const answer: Answer = request.commit
-      ? await origin.around(this.dispatchAndWait(live, { type: 'commit', withBegin: true }, commitCallMayAnswer))
-      : { tx: live.published as Transaction, refusal: null, created: true };
-    if (!request.commit) origin.end(answer.tx, null);
-    return answer;
+    return { live, origin };
   }
 
   /** `traceParent` (here and in the calls below): the valid W3C traceparent the call came with, or null. */
@@ -181,7 +214,14 @@ export class TransactionCalls {
    * participants resolved; none means there was nothing to resolve.
    */
   async resolveHeuristics(id: string, participant: string | null, note: string, call: CallContext): Promise<string[]> {
-    await this.o.reads.read(id);
+    // Another instance's transaction is resolved there: its history entry
+    // is written under that instance's ownership (one written here would be
+    // fenced off), and it answers for what it holds.
+    if (this.o.live.has(id)) await this.o.reads.read(id);
+    else await this.o.reads.readHere(id);
+    // An instance that slept through a takeover still believes the shard is
+    // its own: the store says whose it is.
+    if (this.o.sharded && !(await readingLog(() => this.o.placement.confirmOwnership(id)))) this.o.reads.elsewhere(id);
     const log = this.o.log;
     try {
       // The heuristic may still be queued with a lazy snapshot.
@@ -196,6 +236,11 @@ export class TransactionCalls {
       id,
       resolved.map((name) => ({ type: 'heuristic-resolved', participant: name, note, by: call.by, atMs })),
     );
+    // On disk before the operator hears: the entry would otherwise wait for
+    // the next write, and be lost with this instance if it went first. A
+    // failure that may pass leaves it queued for the next batch; the
+    // resolution itself is written already, so the answer stands.
+    await log.flush().catch(() => {});
     this.o.observer.operatorAction('resolve');
     this.o.observer.unresolvedHeuristics(await log.unresolvedHeuristics());
     return resolved;

@@ -103,6 +103,13 @@ export class TransactionReads {
   /** The transaction's history, oldest first; NotFoundError for a transaction readers cannot see. */
   async history(id: string): Promise<HistoryEntry[]> {
     await this.read(id);
+    // Another instance's: its newest entries (those of a live transaction,
+    // and the last ones of one just finished) ride along with its next write
+    // and are in its memory only, so the read goes there, for the whole history.
+    if (this.o.sharded && !this.o.live.has(id)) {
+      const where = this.o.placement.whereIs(id);
+      if (where.at === 'peer') throw new ElsewhereError(id, where.url);
+    }
     return readingLog(() => this.o.log.history(id));
   }
 

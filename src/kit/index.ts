@@ -17,6 +17,7 @@ export {
   type ParticipantOptions,
   type PrepareContext,
   type PrepareResult,
+  type PrepareReturn,
 } from './participant.js';
 export { type Action, decide, type Step } from './protocol.js';
 export {

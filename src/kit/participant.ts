@@ -32,18 +32,30 @@ import type { ParticipantStore, RecordState, TxKey, TxRecord, Vote } from './sto
 
 export type { KitResponse } from './problem.js';
 
-export interface PrepareContext<Tx> {
+/**
+ * What prepare gets. `Payload` is the payload's type as the service expects
+ * it (the kit does not check it: it is what the client sent, as JSON); give
+ * it on prepare's parameter, `prepare({ payload }: PrepareContext<Tx, Order>)`,
+ * and commit and abort get the same type.
+ */
+export interface PrepareContext<Tx, Payload = unknown> {
   readonly transactionId: string;
   readonly participant: string;
   /** The payload the client gave this participant when it began the transaction (null when none). */
-  readonly payload: unknown;
+  readonly payload: Payload;
   /** The open local transaction: do the work here, so it commits with the kit's record or not at all. */
   readonly tx: Tx;
 }
 
-export interface FinishContext<Tx> {
+export interface FinishContext<Tx, Payload = unknown> {
   readonly transactionId: string;
   readonly participant: string;
+  /**
+   * The payload prepare got, kept with the prepared record; null when the
+   * record holds none (prepared by a kit that did not keep payloads yet, or
+   * a store that does not keep them).
+   */
+  readonly payload: Payload | null;
   readonly tx: Tx;
 }
 
@@ -55,7 +67,10 @@ export interface MessageEvent {
   readonly transactionId: string;
   readonly participant: string;
   readonly status: number;
-  /** yes, no, read-only (prepare); committed, aborted, tombstone, refused (commit/abort). */
+  /**
+   * yes, no, read-only (prepare); committed, aborted, tombstone, refused
+   * (commit/abort); failed: a callback or the store threw (answered 500).
+   */
   readonly result: string;
   /** Answered from the record, without calling the service. */
   readonly repeat: boolean;
@@ -67,7 +82,10 @@ export interface ParticipantHooks {
   onMessage?(event: MessageEvent): void;
   /** A call refused before it reached the protocol (bad signature, bad body). */
   onRefused?(event: { readonly status: number; readonly detail: string; readonly path: string }): void;
-  /** A callback or the store failed; commitd will repeat the message. */
+  /**
+   * A callback or the store failed; commitd will repeat the message. Without
+   * this hook the kit writes the error to stderr (console.error).
+   */
   onError?(error: unknown, context: { readonly action: Action | 'background'; readonly transactionId?: string }): void;
   /** Transactions prepared for longer than `stalePreparedAfterMs` (each background pass that finds some). */
   onStalePrepared?(records: readonly TxRecord[]): void;
@@ -75,14 +93,25 @@ export interface ParticipantHooks {
   onInquiry?(event: { readonly transactionId: string; readonly participant: string; readonly outcome: string }): void;
 }
 
-export interface ParticipantOptions<Tx> {
+/**
+ * What prepare may return. An async prepare whose only return is a string
+ * literal (`async prepare() { return 'yes' }`) has the type Promise<string>:
+ * TypeScript keeps the literal only when the contextual return type is a
+ * promise, which it cannot be for a callback that may also be synchronous.
+ * So an async prepare may resolve to any string, and the kit checks it at
+ * run time: anything but a vote fails the prepare (500, logged, counted as
+ * no by commitd). A synchronous prepare is checked by the compiler.
+ */
+export type PrepareReturn = PrepareResult | Promise<PrepareResult | string>;
+
+export interface ParticipantOptions<Tx, Payload = unknown> {
   readonly store: ParticipantStore<Tx>;
   /** Vote. Runs inside the local transaction; throwing rolls it back and answers 500 (counted as no). */
-  prepare(context: PrepareContext<Tx>): PrepareResult | Promise<PrepareResult>;
+  prepare(context: PrepareContext<Tx, Payload>): PrepareReturn;
   /** Make the prepared change final. Runs inside a local transaction with the `committed` record. */
-  commit?(context: FinishContext<Tx>): void | Promise<void>;
+  commit?(context: FinishContext<Tx, Payload>): void | Promise<void>;
   /** Undo the prepared change. Runs inside a local transaction with the `aborted` record. */
-  abort?(context: FinishContext<Tx>): void | Promise<void>;
+  abort?(context: FinishContext<Tx, Payload>): void | Promise<void>;
   /** commitd's signing secret (or several while rotating); when set, unsigned calls are refused. */
   readonly signingSecret?: string | readonly string[] | null;
   /** Accepted distance between the call's timestamp and this host's clock. Default 5 minutes. */
@@ -132,7 +161,7 @@ class VotedNo {
   constructor(readonly reason: string | null) {}
 }
 
-export class Participant<Tx> implements KitHandler {
+export class Participant<Tx, Payload = unknown> implements KitHandler {
   private readonly lock = new KeyedLock();
   private readonly secrets: readonly string[];
   private readonly now: () => number;
@@ -141,7 +170,7 @@ export class Participant<Tx> implements KitHandler {
   /** Per prepared transaction: attempts so far and when to ask next (in memory; a restart asks again). */
   private readonly inquiries = new Map<string, { attempts: number; nextAtMs: number }>();
 
-  constructor(private readonly o: ParticipantOptions<Tx>) {
+  constructor(private readonly o: ParticipantOptions<Tx, Payload>) {
     const secret = o.signingSecret ?? null;
     this.secrets = secret === null ? [] : typeof secret === 'string' ? [secret] : [...secret];
     if (this.secrets.some((s) => s.length === 0)) throw new Error('an empty signing secret would accept forgeries');
@@ -223,7 +252,7 @@ export class Participant<Tx> implements KitHandler {
         return outcome.response;
       });
     } catch (error) {
-      this.o.hooks?.onError?.(error, { action, transactionId: key.transactionId });
+      this.failed(error, { action, transactionId: key.transactionId });
       report(500, 'failed', false);
       return problem('internal', 500, 'Internal error', `the participant failed to ${action}; it is safe to repeat`);
     }
@@ -247,17 +276,21 @@ export class Participant<Tx> implements KitHandler {
           await store.write(tx, this.record(key, 'aborted', null, null, null));
           return { response: json(200, {}), result: 'tombstone', repeat: false };
         }
-        const context = { transactionId: key.transactionId, participant: key.participant, tx };
+        const ids = { transactionId: key.transactionId, participant: key.participant, tx };
         if (action === 'prepare') {
-          const { vote, reason } = normalizeVote(await this.o.prepare({ ...context, payload }));
+          // The payload is the client's JSON; its type is the service's claim.
+          const { vote, reason } = normalizeVote(await this.o.prepare({ ...ids, payload: payload as Payload }));
           if (vote === 'no') throw new VotedNo(reason);
+          // Kept only while prepared: commit and abort get it, nothing after them needs it.
+          const prepared = vote === 'yes' ? { payload } : {};
           const state: RecordState = vote === 'yes' ? 'prepared' : 'read-only';
-          await store.write(tx, this.record(key, state, vote, reason, this.now()));
+          await store.write(tx, { ...this.record(key, state, vote, reason, this.now()), ...prepared });
           return { response: json(200, voteBody(vote, reason)), result: vote, repeat: false };
         }
+        const context = { ...ids, payload: ((record as TxRecord).payload ?? null) as Payload | null };
         if (action === 'commit') await this.o.commit?.(context);
         else await this.o.abort?.(context);
-        await store.write(tx, { ...(record as TxRecord), state: step.next, updatedAtMs: this.now() });
+        await store.write(tx, { ...(record as TxRecord), state: step.next, updatedAtMs: this.now(), payload: null });
         return { response: json(200, {}), result: step.next, repeat: false };
       });
     } catch (error) {
@@ -287,6 +320,21 @@ export class Participant<Tx> implements KitHandler {
     };
   }
 
+  /**
+   * A callback, the store or the inquiry failed. The service's hook hears it;
+   * without one it goes to stderr, since otherwise commitd's "prepare
+   * answered HTTP 500" would be the only trace of it.
+   */
+  private failed(error: unknown, context: { readonly action: Action | 'background'; readonly transactionId?: string }) {
+    const onError = this.o.hooks?.onError;
+    if (onError !== undefined) {
+      onError(error, context);
+      return;
+    }
+    const what = context.transactionId === undefined ? context.action : `${context.action} of ${context.transactionId}`;
+    console.error(`commitd/participant: ${what} failed (commitd will repeat it):`, error);
+  }
+
   private refuse(request: KitRequest, response: KitResponse): KitResponse {
     const detail = (JSON.parse(response.body) as { detail: string }).detail;
     this.o.hooks?.onRefused?.({ status: response.status, detail, path: request.path });
@@ -302,7 +350,7 @@ export class Participant<Tx> implements KitHandler {
   background(): Promise<void> {
     if (this.backgroundRunning === null) {
       this.backgroundRunning = this.backgroundPass()
-        .catch((error) => this.o.hooks?.onError?.(error, { action: 'background' }))
+        .catch((error) => this.failed(error, { action: 'background' }))
         .finally(() => {
           this.backgroundRunning = null;
         });
@@ -337,7 +385,7 @@ export class Participant<Tx> implements KitHandler {
       try {
         outcome = await inquireOutcome(coordinatorUrl, record.transactionId, this.o.coordinatorToken ?? null);
       } catch (error) {
-        this.o.hooks?.onError?.(error, { action: 'background', transactionId: record.transactionId });
+        this.failed(error, { action: 'background', transactionId: record.transactionId });
         continue;
       }
       this.o.hooks?.onInquiry?.({ transactionId: record.transactionId, participant: record.participant, outcome });
@@ -349,8 +397,10 @@ export class Participant<Tx> implements KitHandler {
   }
 }
 
-export function createParticipant<Tx>(options: ParticipantOptions<Tx>): Participant<Tx> {
-  return new Participant(options);
+export function createParticipant<Tx, Payload = unknown>(
+  options: ParticipantOptions<Tx, Payload>,
+): Participant<Tx, Payload> {
+  return new Participant<Tx, Payload>(options);
 }
 
 function actionOf(path: string): Action | null {
@@ -385,7 +435,7 @@ function parseMessage(body: Buffer): Message | string {
   return { transactionId: m.transactionId as string, participant: m.participant as string, payload: m.payload ?? null };
 }
 
-function normalizeVote(result: PrepareResult): { vote: Vote; reason: string | null } {
+function normalizeVote(result: PrepareResult | string): { vote: Vote; reason: string | null } {
   const vote = typeof result === 'string' ? result : result?.vote;
   if (vote !== 'yes' && vote !== 'no' && vote !== 'read-only') {
     throw new Error(`prepare returned ${JSON.stringify(result)}, not a vote (yes, no, read-only)`);

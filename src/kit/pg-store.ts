@@ -9,7 +9,8 @@
 // loads nothing itself.
 
 import type { Pool, PoolClient } from 'pg';
-import { tableName } from './sqlite-store.js';
+import { inPgTransaction } from './pg-transaction.js';
+import { payloadOf, payloadText, tableName } from './sqlite-store.js';
 import type { ParticipantStore, TxKey, TxRecord } from './store.js';
 
 export interface PgStoreOptions {
@@ -25,6 +26,7 @@ interface Row {
   reason: string | null;
   prepared_at_ms: string | null;
   updated_at_ms: string;
+  payload: string | null;
 }
 
 export class PgParticipantStore implements ParticipantStore<PoolClient> {
@@ -48,35 +50,30 @@ export class PgParticipantStore implements ParticipantStore<PoolClient> {
       reason TEXT,
       prepared_at_ms BIGINT,
       updated_at_ms BIGINT NOT NULL,
+      payload TEXT,
       PRIMARY KEY (transaction_id, participant)
     )`);
+    // Tables made before the kit kept payloads lack the column: add it,
+    // keeping every row (their payload reads as null). Looked up first, so an
+    // up-to-date table is not locked by an ALTER at every start.
+    const { rows } = await pool.query(
+      `SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'payload' AND NOT attisdropped`,
+      [table],
+    );
+    if (rows.length === 0) await pool.query(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS payload TEXT`);
     // An index is created in its table's schema, so its own name is unqualified.
     const index = `${table.replace(/\./g, '_')}_by_state`;
     await pool.query(`CREATE INDEX IF NOT EXISTS ${index} ON ${table} (state, updated_at_ms)`);
     return new PgParticipantStore(pool, table);
   }
 
-  async run<R>(key: TxKey, work: (tx: PoolClient) => Promise<R>): Promise<R> {
-    const client = await this.pool.connect();
-    let broken = false;
-    try {
-      await client.query('BEGIN');
+  run<R>(key: TxKey, work: (tx: PoolClient) => Promise<R>): Promise<R> {
+    return inPgTransaction(this.pool, async (client) => {
       await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
         `commitd:${this.table}:${key.participant}:${key.transactionId}`,
       ]);
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      try {
-        await client.query('ROLLBACK');
-      } catch {
-        broken = true; // the connection is gone: do not hand it back to the pool
-      }
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+      return work(client);
+    });
   }
 
   async read(tx: PoolClient, key: TxKey): Promise<TxRecord | null> {
@@ -89,12 +86,14 @@ export class PgParticipantStore implements ParticipantStore<PoolClient> {
 
   async write(tx: PoolClient, r: TxRecord): Promise<void> {
     await tx.query(
-      `INSERT INTO ${this.table} (transaction_id, participant, state, vote, reason, prepared_at_ms, updated_at_ms)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
+      `INSERT INTO ${this.table}
+         (transaction_id, participant, state, vote, reason, prepared_at_ms, updated_at_ms, payload)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (transaction_id, participant) DO UPDATE SET
          state = EXCLUDED.state, vote = EXCLUDED.vote, reason = EXCLUDED.reason,
-         prepared_at_ms = EXCLUDED.prepared_at_ms, updated_at_ms = EXCLUDED.updated_at_ms`,
-      [r.transactionId, r.participant, r.state, r.vote, r.reason, r.preparedAtMs, r.updatedAtMs],
+         prepared_at_ms = EXCLUDED.prepared_at_ms, updated_at_ms = EXCLUDED.updated_at_ms,
+         payload = EXCLUDED.payload`,
+      [r.transactionId, r.participant, r.state, r.vote, r.reason, r.preparedAtMs, r.updatedAtMs, payloadText(r)],
     );
   }
 
@@ -129,5 +128,6 @@ function fromRow(row: Row): TxRecord {
     reason: row.reason,
     preparedAtMs: row.prepared_at_ms === null ? null : Number(row.prepared_at_ms),
     updatedAtMs: Number(row.updated_at_ms),
+    payload: payloadOf(row.payload),
   };
 }

@@ -10,6 +10,7 @@
 // this module loads nothing itself.
 
 import type { Database } from 'better-sqlite3';
+import { type SerialSqliteTransactions, sqliteTransactionsOf } from './sqlite-transactions.js';
 import type { ParticipantStore, TxKey, TxRecord } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -25,17 +26,19 @@ interface Row {
   reason: string | null;
   prepared_at_ms: number | null;
   updated_at_ms: number;
+  payload: string | null;
 }
 
 export class SqliteParticipantStore implements ParticipantStore<Database> {
   private readonly table: string;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly transactions: SerialSqliteTransactions;
 
   constructor(
     private readonly db: Database,
     options: SqliteStoreOptions = {},
   ) {
     this.table = tableName(options.table ?? 'commitd_participant');
+    this.transactions = sqliteTransactionsOf(db);
     db.exec(`CREATE TABLE IF NOT EXISTS ${this.table} (
       transaction_id TEXT NOT NULL,
       participant TEXT NOT NULL,
@@ -44,27 +47,15 @@ export class SqliteParticipantStore implements ParticipantStore<Database> {
       reason TEXT,
       prepared_at_ms INTEGER,
       updated_at_ms INTEGER NOT NULL,
+      payload TEXT,
       PRIMARY KEY (transaction_id, participant)
     ) WITHOUT ROWID`);
     db.exec(`CREATE INDEX IF NOT EXISTS ${this.table}_by_state ON ${this.table} (state, updated_at_ms)`);
+    addPayloadColumn(db, this.table);
   }
 
   run<R>(_key: TxKey, work: (tx: Database) => Promise<R>): Promise<R> {
-    const next = this.queue.then(() => this.transaction(work));
-    this.queue = next.catch(() => {});
-    return next;
-  }
-
-  private async transaction<R>(work: (tx: Database) => Promise<R>): Promise<R> {
-    this.db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = await work(this.db);
-      this.db.exec('COMMIT');
-      return result;
-    } catch (error) {
-      if (this.db.inTransaction) this.db.exec('ROLLBACK');
-      throw error;
-    }
+    return this.transactions.run(work);
   }
 
   async read(tx: Database, key: TxKey): Promise<TxRecord | null> {
@@ -77,9 +68,9 @@ export class SqliteParticipantStore implements ParticipantStore<Database> {
   async write(tx: Database, r: TxRecord): Promise<void> {
     tx.prepare(
       `INSERT OR REPLACE INTO ${this.table}
-         (transaction_id, participant, state, vote, reason, prepared_at_ms, updated_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    ).run(r.transactionId, r.participant, r.state, r.vote, r.reason, r.preparedAtMs, r.updatedAtMs);
+         (transaction_id, participant, state, vote, reason, prepared_at_ms, updated_at_ms, payload)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(r.transactionId, r.participant, r.state, r.vote, r.reason, r.preparedAtMs, r.updatedAtMs, payloadText(r));
   }
 
   async prepared(limit: number): Promise<TxRecord[]> {
@@ -104,8 +95,33 @@ export class SqliteParticipantStore implements ParticipantStore<Database> {
 
   /** The Database belongs to the service, which closes it. */
   async close(): Promise<void> {
-    await this.queue;
+    await this.transactions.idle();
   }
+}
+
+/**
+ * Tables made before the kit kept payloads lack the column: add it, keeping
+ * every row (their payload reads as null). Another process on the same file
+ * may add it between the look and the ALTER; that is fine.
+ */
+function addPayloadColumn(db: Database, table: string): void {
+  const hasPayload = () =>
+    (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).some((c) => c.name === 'payload');
+  if (hasPayload()) return;
+  try {
+    db.exec(`ALTER TABLE ${table} ADD COLUMN payload TEXT`);
+  } catch (error) {
+    if (!hasPayload()) throw error;
+  }
+}
+
+/** The record's payload as stored: JSON text, or NULL when there is none to keep. */
+export function payloadText(record: TxRecord): string | null {
+  return record.payload === undefined || record.payload === null ? null : JSON.stringify(record.payload);
+}
+
+export function payloadOf(text: string | null): unknown {
+  return text === null ? null : JSON.parse(text);
 }
 
 export function tableName(name: string): string {
@@ -122,5 +138,6 @@ function fromRow(row: Row): TxRecord {
     reason: row.reason,
     preparedAtMs: row.prepared_at_ms,
     updatedAtMs: row.updated_at_ms,
+    payload: payloadOf(row.payload),
   };
 }

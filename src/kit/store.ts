@@ -27,6 +27,13 @@ export interface TxRecord extends TxKey {
   readonly reason: string | null;
   readonly preparedAtMs: number | null;
   readonly updatedAtMs: number;
+  /**
+   * The payload prepare received, kept while the record is `prepared` so
+   * commit and abort get it too; null once finished, for other states, and
+   * for records written before the kit kept payloads. A store that leaves it
+   * out hands commit and abort null.
+   */
+  readonly payload?: unknown;
 }
 
 /**

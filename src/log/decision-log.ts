@@ -94,6 +94,13 @@ export interface DecisionLog {
    * each. Returns how many transactions it forgot.
    */
   compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): Promise<number>;
+  /**
+   * The deployment's identity (participants/databases/transaction-names.ts),
+   * kept in the store: `proposed` becomes it if the store has none yet (a new
+   * store, or one an older build made); otherwise the kept one stands.
+   * Returns the kept one: every instance on one store answers the same.
+   */
+  claimDeploymentId(proposed: string): Promise<string>;
   /** Writes what is queued (what cannot be written is lost, as in a crash) and lets go of the log. */
   close(): Promise<void>;
 }
@@ -115,6 +122,18 @@ export class WriteRefusedError extends Error {
         ? `${txId}: this instance no longer owns the transaction's shard; its owner goes on with it`
         : `${txId}: the store already holds the other decision; it stands`,
     );
+  }
+}
+
+/**
+ * A new transaction's first record the store did not take, nothing of it
+ * written: another transaction (begun at the same moment at another instance
+ * on the same store) holds its idempotency key. The begin answers with that one.
+ */
+export class IdempotencyKeyTakenError extends Error {
+  override name = 'IdempotencyKeyTakenError';
+  constructor(readonly txId: string) {
+    super(`${txId}: another transaction holds its idempotency key; that one stands`);
   }
 }
 

@@ -24,6 +24,7 @@ import {
   type DecisionLog,
   type FlushStats,
   type HeuristicResolution,
+  IdempotencyKeyTakenError,
   type ListPage,
   type ListQuery,
   LogUnusableError,
@@ -74,6 +75,8 @@ export interface Fence {
 interface Written {
   readonly ids: ReadonlySet<string>;
   readonly fencesHeld: ReadonlySet<string>;
+  /** New transactions left out: another transaction holds their idempotency key. */
+  readonly keyTaken: ReadonlySet<string>;
 }
 
 /** A batch whose COMMIT may or may not have happened: the connection went while it was on its way. */
@@ -321,6 +324,18 @@ export class PostgresLog implements DecisionLog {
     }));
   }
 
+  async claimDeploymentId(proposed: string): Promise<string> {
+    // Instances starting together may both propose: the first insert wins and
+    // every one reads the row that stands.
+    await this.pool.query(`INSERT INTO ${this.s}.deployment (one, id) VALUES (true, $1) ON CONFLICT (one) DO NOTHING`, [
+      proposed,
+    ]);
+    const { rows } = await this.pool.query<{ id: string }>(`SELECT id FROM ${this.s}.deployment`);
+    const id = rows[0]?.id;
+    if (id === undefined) throw new LogUnusableError('the decision store lost its deployment identity');
+    return id;
+  }
+
   async unresolvedHeuristics(): Promise<number> {
     const { rows } = await this.pool.query<{ n: number }>(
       `SELECT count(*) AS n FROM ${this.s}.heuristics WHERE resolved_at_ms IS NULL`,
@@ -500,18 +515,32 @@ export class PostgresLog implements DecisionLog {
              finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, epoch)
          -- Each record under the epoch it was queued under, and no other.
          WHERE NOT $29 OR (${SHARD_SQL('i.id')}, i.epoch) IN (SELECT shard, epoch FROM fence)
-       ), tx AS (
+       ), fresh AS (
+         -- A transaction's first record. Another instance may have begun one
+         -- with the same (scoped) idempotency key at the same moment: the
+         -- insert waits for that one's statement and, once it committed,
+         -- leaves this row out (key_taken) instead of failing the batch.
          INSERT INTO ${s}.transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
            decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent)
          SELECT id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
-           finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent FROM input
-         ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
-           abort_reason = excluded.abort_reason, decided_at_ms = excluded.decided_at_ms,
-           finished_at_ms = excluded.finished_at_ms, participants = excluded.participants
+           finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent FROM input i
+         WHERE NOT EXISTS (SELECT 1 FROM ${s}.transactions t WHERE t.id = i.id)
+         ON CONFLICT DO NOTHING
+         RETURNING id
+       ), known AS (
+         UPDATE ${s}.transactions t SET state = i.state, outcome = i.outcome, abort_reason = i.abort_reason,
+           decided_at_ms = i.decided_at_ms, finished_at_ms = i.finished_at_ms, participants = i.participants
+         FROM input i
          -- The decision is an insert-if-absent: a row holding the other
          -- outcome is not touched, and the writer adopts the stored one.
-         WHERE ${s}.transactions.outcome IS NULL OR ${s}.transactions.outcome = excluded.outcome
-         RETURNING id
+         WHERE t.id = i.id AND (t.outcome IS NULL OR t.outcome = i.outcome)
+         RETURNING t.id
+       ), tx AS (
+         SELECT id FROM fresh UNION ALL SELECT id FROM known
+       ), key_taken AS (
+         SELECT i.id FROM input i
+         WHERE i.idempotency_key IS NOT NULL AND i.id NOT IN (SELECT id FROM fresh)
+           AND NOT EXISTS (SELECT 1 FROM ${s}.transactions t WHERE t.id = i.id)
        ), payloads AS (
          INSERT INTO ${s}.payloads (tx_id, name, payload)
          SELECT * FROM unnest($14::text[], $15::text[], $16::text[]) AS p(tx_id, name, payload)
@@ -539,7 +568,8 @@ export class PostgresLog implements DecisionLog {
          -- lost mid-COMMIT, the marker says whether it committed and what it took.
          INSERT INTO ${s}.flush_markers (writer, token)
          VALUES ($17, $18 || '|' || COALESCE((SELECT string_agg(id, ',') FROM tx), '')
-           || '|' || COALESCE((SELECT string_agg(shard || ':' || epoch, ',') FROM fence), ''))
+           || '|' || COALESCE((SELECT string_agg(shard || ':' || epoch, ',') FROM fence), '')
+           || '|' || COALESCE((SELECT string_agg(id, ',') FROM key_taken), ''))
          ON CONFLICT (writer) DO UPDATE SET token = excluded.token
          RETURNING token
        )
@@ -561,7 +591,7 @@ export class PostgresLog implements DecisionLog {
         [...history.values()].map((h) => h.epoch),
       ],
     );
-    return parseMarker(rows[0]?.marker ?? '', token) ?? { ids: new Set(), fencesHeld: new Set() };
+    return parseMarker(rows[0]?.marker ?? '', token) ?? { ids: new Set(), fencesHeld: new Set(), keyTaken: new Set() };
   }
 
   /**
@@ -592,6 +622,11 @@ export class PostgresLog implements DecisionLog {
     for (const entry of batch) {
       if (written.ids.has(entry.tx.id)) {
         taken.push(entry);
+        continue;
+      }
+      if (written.keyTaken.has(entry.tx.id)) {
+        const error = new IdempotencyKeyTakenError(entry.tx.id);
+        for (const w of entry.waiters) w.reject(error);
         continue;
       }
       const shard = shardOfId(entry.tx.id) ?? -1;
@@ -699,6 +734,9 @@ export class PostgresLog implements DecisionLog {
   }
 
   async findByIdempotencyKey(key: string): Promise<Transaction | undefined> {
+    // text cannot hold NUL, so no key stored here has one (the SQLite log's
+    // keys of older builds do: idempotency-keys.ts); asked, it would fail.
+    if (key.includes('\u0000')) return undefined;
     const { rows } = await this.pool.query<TxRow>(`SELECT * FROM ${this.s}.transactions WHERE idempotency_key = $1`, [
       key,
     ]);
@@ -836,12 +874,10 @@ function SHARD_SQL(idColumn: string): string {
  * fences that held.
  */
 function parseMarker(marker: string, token: string): Written | null {
-  const [markerToken, ids = '', fences = ''] = marker.split('|');
+  const [markerToken, ids = '', fences = '', keyTaken = ''] = marker.split('|');
   if (markerToken !== token) return null;
-  return {
-    ids: new Set(ids === '' ? [] : ids.split(',')),
-    fencesHeld: new Set(fences === '' ? [] : fences.split(',')),
-  };
+  const set = (list: string) => new Set(list === '' ? [] : list.split(','));
+  return { ids: set(ids), fencesHeld: set(fences), keyTaken: set(keyTaken) };
 }
 
 function isTransient(error: pg.DatabaseError): boolean {

@@ -111,6 +111,16 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   -- however many finished ones the retention keeps.
   CREATE INDEX transactions_unfinished ON $S.transactions (id) WHERE finished_at_ms IS NULL;
   `,
+  // The deployment's identity, in the name of every transaction commitd
+  // prepares in a database (participants/databases/transaction-names.ts),
+  // shared by every instance on the store. One row, written at the first
+  // start of a build that knows it.
+  `
+  CREATE TABLE $S.deployment (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    id  text NOT NULL
+  );
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;

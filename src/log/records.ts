@@ -36,6 +36,8 @@ type StoredParticipant = Pick<
   readonly message?: MessageSpec;
   /** Where the broker stored it, once acknowledged. */
   readonly receipt?: PublishReceipt;
+  /** Absent when null: from HTTP participants, XA ones, and records written before it was kept. */
+  readonly preparedId?: string;
 };
 
 /** The participants column of a snapshot. */
@@ -69,6 +71,7 @@ function storedParticipant(p: Participant): StoredParticipant {
       reason: p.reason,
       acknowledged: p.acknowledged,
       heuristic: p.heuristic,
+      ...(p.preparedId === null ? {} : { preparedId: p.preparedId }),
     };
   }
   return {
@@ -99,9 +102,10 @@ export function fromRow(row: TxRow, payloads: Map<string, string> | null): Trans
     requestHash: row.request_hash,
     metadataJson: row.metadata,
     traceParent: row.trace_parent ?? null,
-    participants: stored.map(({ database, ...p }) => ({
+    participants: stored.map(({ database, preparedId, ...p }) => ({
       ...p,
       database: database ?? null,
+      preparedId: preparedId ?? null,
       payloadJson: payloads?.get(p.name) ?? null,
       attempts: 0,
       lastError: null,

@@ -105,6 +105,15 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE transactions ADD COLUMN trace_parent TEXT;
   `,
+  // 6: the deployment's identity, in the name of every transaction commitd
+  // prepares in a database (participants/databases/transaction-names.ts).
+  // One row, written at the first start of a build that knows it.
+  `
+  CREATE TABLE deployment (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    id  TEXT NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

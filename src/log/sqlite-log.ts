@@ -141,6 +141,8 @@ export class SqliteLog implements DecisionLog {
       ),
       unresolvedHeuristics: this.db.prepare('SELECT count(*) AS n FROM heuristics WHERE resolved_at_ms IS NULL'),
       deleteHeuristics: this.db.prepare('DELETE FROM heuristics WHERE tx_id = ?'),
+      claimDeployment: this.db.prepare('INSERT OR IGNORE INTO deployment (one, id) VALUES (1, ?)'),
+      deployment: this.db.prepare('SELECT id FROM deployment'),
     };
   }
 
@@ -196,6 +198,14 @@ export class SqliteLog implements DecisionLog {
       note: r.note,
       by: r.resolved_by === null ? null : (JSON.parse(r.resolved_by) as Actor),
     }));
+  }
+
+  async claimDeploymentId(proposed: string): Promise<string> {
+    // Written at once: no name carrying it reaches a database before a
+    // transaction's begin is forced, and that fsync of the WAL covers this
+    // row, written before it.
+    this.statements.claimDeployment.run(proposed);
+    return (this.statements.deployment.get() as { id: string }).id;
   }
 
   async unresolvedHeuristics(): Promise<number> {

@@ -9,10 +9,18 @@ export interface ParticipantTarget {
   readonly url: string | null;
   readonly database: string | null;
   readonly message?: MessageSpec | null;
+  /** Participant.preparedId: what the vote saw of a database participant's prepared transaction. */
+  readonly preparedId?: string | null;
 }
 
 export type PrepareAnswer =
-  | { readonly kind: 'vote'; readonly vote: Vote; readonly reason: string | null }
+  | {
+      readonly kind: 'vote';
+      readonly vote: Vote;
+      readonly reason: string | null;
+      /** Participant.preparedId, with a database participant's `yes`. */
+      readonly preparedId?: string;
+    }
   /** No usable answer: counts as `no`, and the participant may be prepared. */
   | { readonly kind: 'lost'; readonly reason: string };
 

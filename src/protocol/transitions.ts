@@ -50,6 +50,7 @@ export function newParticipant(p: NewParticipant): Participant {
     vote: null,
     voteLost: false,
     reason: null,
+    preparedId: null,
     acknowledged: false,
     heuristic: null,
     attempts: 0,
@@ -144,9 +145,9 @@ function apply(tx: Transaction, event: Event, nowMs: number): Result {
     case 'deadline':
       return unchanged(tx); // not yet expired, or already decided
     case 'vote':
-      return vote(tx, event.participant, event.vote, false, event.reason ?? null, nowMs);
+      return vote(tx, event.participant, event.vote, false, event.reason ?? null, nowMs, event.preparedId ?? null);
     case 'vote-lost':
-      return vote(tx, event.participant, 'no', true, event.reason, nowMs);
+      return vote(tx, event.participant, 'no', true, event.reason, nowMs, null);
     case 'acknowledged':
       return acknowledged(tx, event.participant, null, nowMs, event.receipt ?? null);
     case 'heuristic':
@@ -277,10 +278,11 @@ function vote(
   voteLost: boolean,
   reason: string | null,
   nowMs: number,
+  preparedId: string | null,
 ): Result {
   const p = participant(tx, name);
   if (p.vote !== null) return unchanged(tx); // a duplicate answer
-  const voted: Participant = { ...p, vote, voteLost, reason };
+  const voted: Participant = { ...p, vote, voteLost, reason, preparedId };
   if (tx.state === 'aborting') {
     // The abort was decided while this prepare was on its way; now that the
     // answer is in, the participant hears the abort unless it rolled back.

@@ -59,6 +59,15 @@ export interface Participant {
    */
   readonly voteLost: boolean;
   readonly reason: string | null;
+  /**
+   * What the `yes` vote saw of a database participant's prepared transaction
+   * (PostgreSQL's 64-bit transaction id), kept with the vote so that any
+   * instance, after any restart, tells a prepared transaction finished by
+   * hand the other way from one finished as decided. Null for HTTP
+   * participants and where the database has nothing of the kind. The
+   * protocol never looks inside.
+   */
+  readonly preparedId: string | null;
   /** Phase two is done for it: it acknowledged, answered heuristically, or needs no message. */
   readonly acknowledged: boolean;
   readonly heuristic: Heuristic | null;
@@ -128,7 +137,14 @@ export type Event =
   /** An operator's "retry now": phase two resent at once to every participant waiting for a retry. */
   | { readonly type: 'retry' }
   | { readonly type: 'deadline' }
-  | { readonly type: 'vote'; readonly participant: string; readonly vote: Vote; readonly reason?: string }
+  | {
+      readonly type: 'vote';
+      readonly participant: string;
+      readonly vote: Vote;
+      readonly reason?: string;
+      /** Participant.preparedId. */
+      readonly preparedId?: string;
+    }
   | { readonly type: 'vote-lost'; readonly participant: string; readonly reason: string }
   /** `receipt`: a message participant's publish acknowledgement (where the broker stored it). */
   | { readonly type: 'acknowledged'; readonly participant: string; readonly receipt?: PublishReceipt }

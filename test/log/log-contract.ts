@@ -104,6 +104,47 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
     t.equal(await u.log.get('tx_unknown'), undefined, 'an id never written is unknown');
   });
 
+  check("a database participant's vote keeps what it saw (preparedId); others keep null", async (t, u) => {
+    const tx = createTransaction({
+      id: 'tx_db1',
+      nowMs: T0,
+      timeoutMs: 60_000,
+      oneShot: false,
+      participants: [
+        { name: 'debit', url: null, database: 'orders-db', payloadJson: null },
+        { name: 'credit', url: null, database: 'stock-db', payloadJson: null },
+      ],
+      idempotencyKey: null,
+      requestHash: null,
+      metadataJson: null,
+      traceParent: null,
+    }).tx;
+    const decided = apply(
+      tx,
+      [
+        { type: 'commit' },
+        { type: 'vote', participant: 'debit', vote: 'yes', preparedId: '12884901890' },
+        { type: 'vote', participant: 'credit', vote: 'yes' },
+      ],
+      T0 + 10,
+    );
+    await forced(u, decided);
+    const read = await u.log.get(tx.id);
+    t.same(
+      read?.participants.map((p) => [p.database, p.preparedId]),
+      [
+        ['orders-db', '12884901890'],
+        ['stock-db', null],
+      ],
+    );
+    t.same(read, durablePart(decided));
+  });
+
+  check('the deployment identity: the first one proposed is kept, whatever is proposed later', async (t, u) => {
+    t.equal(await u.log.claimDeploymentId('first-1'), 'first-1');
+    t.equal(await u.log.claimDeploymentId('second-2'), 'first-1', 'the kept one stands');
+  });
+
   check('the newest snapshot of a transaction is the one kept', async (t, u) => {
     const tx = begun('tx_001');
     await forced(u, tx);

@@ -6,7 +6,7 @@
 
 import net from 'node:net';
 import t, { type Test } from 'tap';
-import { LogUnusableError, WriteRefusedError } from '../../src/log/decision-log.js';
+import { IdempotencyKeyTakenError, LogUnusableError, WriteRefusedError } from '../../src/log/decision-log.js';
 import { PostgresLog, type PostgresLogOptions } from '../../src/log/postgres-log.js';
 import { POSTGRES_SCHEMA_VERSION } from '../../src/log/postgres-schema.js';
 import { createTransaction, step } from '../../src/protocol/transitions.js';
@@ -113,6 +113,39 @@ t.test('a decision is an insert-if-absent: the other outcome is refused, in the 
   );
   t.same(errors, [], 'a refused record is not a failure of the store (the fence, when there is one, hears of it)');
 });
+
+t.test(
+  'a new transaction whose idempotency key another one holds is left out, alone, with its writer told',
+  async (t) => {
+    const { log: first } = await open(t, { schema: 'keys' });
+    const { log: second, errors } = await open(t, { schema: 'keys' });
+    const keyed = (id: string, key: string) => ({ ...begin(id), idempotencyKey: key });
+    // Scope and key as stored for a token (idempotency-keys.ts).
+    await first.writeForced(keyed('tx_a', 'scope\u001forder-1'));
+    // At the other instance, the same key in a batch with a record that is fine.
+    const other = second.writeForced(begin('tx_c'));
+    await t.rejects(second.writeForced(keyed('tx_b', 'scope\u001forder-1')), new IdempotencyKeyTakenError('tx_b'));
+    await other;
+    t.same(await storedIds('keys'), ['tx_a', 'tx_c'], 'nothing of tx_b, and the rest of its batch written');
+    t.equal((await second.findByIdempotencyKey('scope\u001forder-1'))?.id, 'tx_a', 'the key names the one that won');
+    // The first record of a transaction only: its later ones update it.
+    await first.writeForced(apply(keyed('tx_a', 'scope\u001forder-1'), [{ type: 'abort' }]));
+    t.equal((await first.get('tx_a'))?.state, 'aborted');
+    // At the same moment from both: one wins, the other hears, every time.
+    for (let round = 0; round < 20; round++) {
+      const key = `scope\u001frace-${round}`;
+      const results = await Promise.allSettled([
+        first.writeForced(keyed(`tx_r${round}a`, key)),
+        second.writeForced(keyed(`tx_r${round}b`, key)),
+      ]);
+      t.same(results.map((r) => r.status).sort(), ['fulfilled', 'rejected'], `round ${round}: one written, one told`);
+      const lost = results.find((r) => r.status === 'rejected');
+      t.type(lost?.status === 'rejected' ? lost.reason : null, IdempotencyKeyTakenError);
+    }
+    t.equal((await storedIds('keys')).length, 22);
+    t.same(errors, [], 'a key taken is not a failure of the store');
+  },
+);
 
 /**
  * A TCP relay in front of the cluster. `cut` arms it: the next chunk in the

@@ -21,6 +21,7 @@ import t from 'tap';
 import { PACKAGE_ROOT } from '../../src/config.js';
 import { tempDir } from '../support/harness.js';
 import { FAST_SETTINGS, spawnService, startService } from '../support/service.js';
+import { typeCheckStrict } from '../support/typescript.js';
 
 // Installing better-sqlite3 compiles it when no prebuilt binary can be
 // downloaded: minutes on a busy machine.
@@ -238,29 +239,8 @@ t.test('the shipped declarations type-check a consumer', async (t) => {
      // @ts-expect-error only the entry points in \`exports\` are public
      export type { Coordinator } from 'commitd/dist/src/coordinator/coordinator.js';`,
   );
-  fs.writeFileSync(
-    path.join(app, 'tsconfig.json'),
-    JSON.stringify({
-      compilerOptions: {
-        module: 'NodeNext',
-        moduleResolution: 'NodeNext',
-        target: 'ES2022',
-        strict: true,
-        noEmit: true,
-        skipLibCheck: true,
-        types: ['node'],
-        typeRoots: [path.join(PACKAGE_ROOT, 'node_modules', '@types')],
-      },
-      files: ['consumer.ts'],
-    }),
-  );
-  const tsc = path.join(PACKAGE_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  try {
-    execFileSync(process.execPath, [tsc, '-p', app], { cwd: app, encoding: 'utf8' });
-    t.pass('the consumer type-checks');
-  } catch (error) {
-    t.fail(`tsc: ${(error as { stdout?: string }).stdout}`);
-  }
+  const tsc = typeCheckStrict(app, ['consumer.ts']);
+  t.equal(tsc.status, 0, `the consumer type-checks: ${tsc.output}`);
 });
 
 const installedMain = path.join(app, 'node_modules', 'commitd', 'dist', 'src', 'main.js');

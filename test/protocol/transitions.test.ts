@@ -126,6 +126,25 @@ function part(name: string, fields: Partial<Participant> = {}) {
   };
 }
 
+t.test("a yes vote keeps what the database participant's vote saw; the decision record carries it", async (t) => {
+  const tx = preparing(['orders', 'stock'], { commit: true });
+  const first = apply(tx, { type: 'vote', participant: 'orders', vote: 'yes', preparedId: '4294967301' });
+  t.equal(first.tx.participants[0]?.preparedId, '4294967301');
+  t.equal(first.tx.participants[1]?.preparedId, null, 'the other has not voted');
+  const again = apply(first.tx, { type: 'vote', participant: 'orders', vote: 'yes', preparedId: '7' });
+  t.equal(again.changed, false, 'a duplicate answer changes nothing');
+  t.equal(again.tx.participants[0]?.preparedId, '4294967301');
+  const decided = apply(first.tx, vote('stock', 'yes'));
+  t.equal(decided.tx.state, 'committing');
+  t.same(decided.effects[0], FORCED, 'the decision is forced first');
+  t.same(
+    decided.tx.participants.map((p) => p.preparedId),
+    ['4294967301', null],
+    'and holds the id, so a restart has it',
+  );
+  t.equal(apply(tx, lost('orders')).tx.participants[0]?.preparedId, null, 'a lost vote saw nothing');
+});
+
 t.test('create', async (t) => {
   t.test('a new transaction is active, its begin record forced', async (t) => {
     const s = begin(['orders', 'payments']);
@@ -150,6 +169,7 @@ t.test('create', async (t) => {
         vote: null,
         voteLost: false,
         reason: null,
+        preparedId: null,
         acknowledged: false,
         heuristic: null,
         attempts: 0,
@@ -163,6 +183,7 @@ t.test('create', async (t) => {
         vote: null,
         voteLost: false,
         reason: null,
+        preparedId: null,
         acknowledged: false,
         heuristic: null,
         attempts: 0,

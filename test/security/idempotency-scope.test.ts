@@ -2,7 +2,10 @@
 // `order-42` first and the real client then got 409 forever. Keys are now
 // scoped to the token that used them: another caller's key is never found.
 
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import t from 'tap';
+import { LOG_FILE } from '../../src/log/sqlite-log.js';
 import { startHarness } from '../support/harness.js';
 
 const ALICE = 'alice-client-token-0123456789';
@@ -46,6 +49,34 @@ t.test("another token's idempotency key is never found", async (t) => {
   t.equal(afterRestart.statusCode, 200);
   t.equal(afterRestart.json().id, real.json().id, 'found again after a restart');
   t.equal(afterRestart.json().idempotencyKey, 'order-42');
+});
+
+t.test('a key stored by an older build (scope and key joined by NUL) is still found, and shown as sent', async (t) => {
+  const tokens = [`client:${ALICE}`];
+  const h = await startHarness({ server: { tokens } });
+  const payload = { idempotencyKey: 'order-7', metadata: { order: 7 } };
+  const headers = { authorization: `Bearer ${ALICE}` };
+  const first = await h.app.inject({ method: 'POST', url: '/v1/transactions', payload, headers });
+  t.equal(first.statusCode, 201);
+  const id = first.json().id as string;
+  const dataDir = h.dataDir;
+  await h.close();
+  // What an older build wrote: tokenId NUL key.
+  const db = new Database(path.join(dataDir, LOG_FILE));
+  const row = db.prepare('SELECT idempotency_key AS k FROM transactions WHERE id = ?').get(id) as { k: string };
+  t.equal(row.k.endsWith('order-7'), true);
+  t.equal(row.k.includes('\u0000'), false, 'this build does not store NUL');
+  // The scope (the token's id), then NUL, then the key.
+  const legacy = `${row.k.slice(0, -'order-7'.length - 1)}\u0000order-7`;
+  t.not(legacy, row.k);
+  db.prepare('UPDATE transactions SET idempotency_key = ? WHERE id = ?').run(legacy, id);
+  db.close();
+  const again = await startHarness({ server: { tokens } }, dataDir);
+  t.teardown(() => again.close(true));
+  const retry = await again.app.inject({ method: 'POST', url: '/v1/transactions', payload, headers });
+  t.equal(retry.statusCode, 200, 'the retry finds the old one');
+  t.equal(retry.json().id, id);
+  t.equal(retry.json().idempotencyKey, 'order-7', 'shown as the client sent it');
 });
 
 t.test('a key with NUL in it is refused (it separates the scope where keys are stored)', async (t) => {

@@ -14,6 +14,7 @@ export type Invariant =
   | 'liveness: when faults stop, every transaction finishes and no participant stays prepared'
   | 'the coordinator asserts its own invariants'
   | "a transaction's history never contradicts its decision"
+  | "an operator's resolve is applied once and in the history"
   | "a committed transaction's message is in the stream exactly once, an aborted one's never";
 
 export interface Violation {

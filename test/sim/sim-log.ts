@@ -65,6 +65,8 @@ export class SimLog implements DecisionLog {
   private flushScheduled = false;
   /** Set by the simulator: crash the coordinator right after a flush, before anyone hears of it. */
   crashAfterFlush: (() => boolean) | null = null;
+  /** Set by the simulator: a contradicting heuristic reached the disk (an operator may now resolve it). */
+  onHeuristic: ((txId: string) => void) | null = null;
   /** Set by the simulator: extra milliseconds a flush takes (a slow disk), 0 for none. */
   slowFlushMs: () => number = () => 0;
 
@@ -107,6 +109,7 @@ export class SimLog implements DecisionLog {
       resolveHeuristics: (txId, participant, resolution) => this.resolveHeuristics(txId, participant, resolution),
       resolutions: (txId) => this.resolutions(txId),
       unresolvedHeuristics: () => this.unresolvedHeuristics(),
+      claimDeploymentId: (proposed) => this.claimDeploymentId(proposed),
       loadUnfinished: (shards) => this.loadUnfinished(shards),
       compact: (a, b, n) => this.compact(a, b, n),
       close: () => this.close(),
@@ -155,10 +158,32 @@ export class SimLog implements DecisionLog {
     return [...(this.heuristics.get(txId)?.values() ?? [])].filter((r): r is HeuristicResolution => r !== null);
   }
 
+  /** The store's deployment identity: the first one proposed. */
+  private deploymentId: string | null = null;
+
+  async claimDeploymentId(proposed: string): Promise<string> {
+    this.deploymentId ??= proposed;
+    return this.deploymentId;
+  }
+
   async unresolvedHeuristics(): Promise<number> {
     let n = 0;
     for (const byName of this.heuristics.values()) for (const r of byName.values()) if (r === null) n++;
     return n;
+  }
+
+  /** An operator's resolve is applied once and in the history: one heuristic-resolved entry per resolution. */
+  checkResolutionsRecorded(txId: string): void {
+    const entries = this.durableHistory.get(txId) ?? [];
+    for (const [name, resolution] of this.heuristics.get(txId) ?? []) {
+      const recorded = entries.filter((e) => e.type === 'heuristic-resolved' && e.participant === name).length;
+      if (recorded !== (resolution === null ? 0 : 1)) {
+        this.checks.fail(
+          "an operator's resolve is applied once and in the history",
+          `${txId}: ${name} ${resolution === null ? 'unresolved' : 'resolved'}, ${recorded} heuristic-resolved entries`,
+        );
+      }
+    }
   }
 
   private hasUnresolvedHeuristic(txId: string): boolean {
@@ -244,7 +269,10 @@ export class SimLog implements DecisionLog {
       for (const p of tx.participants) {
         if (p.heuristic === null || p.heuristic === tx.outcome) continue;
         const byName = this.heuristics.get(tx.id) ?? new Map<string, HeuristicResolution | null>();
-        if (!byName.has(p.name)) byName.set(p.name, null);
+        if (!byName.has(p.name)) {
+          byName.set(p.name, null);
+          this.onHeuristic?.(tx.id);
+        }
         this.heuristics.set(tx.id, byName);
       }
     }
@@ -309,6 +337,7 @@ export class SimLog implements DecisionLog {
           `${tx.id} forgotten while ${tx.participants.filter((p) => !p.acknowledged).map((p) => p.name)} had not acknowledged`,
         );
       }
+      this.checkResolutionsRecorded(tx.id);
       this.durable.delete(tx.id);
       this.durableHistory.delete(tx.id);
       this.heuristics.delete(tx.id);

@@ -93,6 +93,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   simulation.checkNothingLeftInDoubt();
   simulation.checkWhatClientsWereTold();
   simulation.checkHistories();
+  simulation.checkResolutions();
   simulation.checkMessages();
   return simulation.result();
 }
@@ -105,6 +106,11 @@ class Simulation {
    * their own: the draws of the main stream stay what they were.
    */
   private readonly operatorRng: Rng;
+  /**
+   * Draws operators' resolves of heuristic outcomes, in the runs where
+   * participants decide heuristically (the other runs replay as before).
+   */
+  private readonly resolveRng: Rng;
   /** Message participants and the broker draw from a stream of their own too. */
   private readonly messageRng: Rng;
   private readonly broker: SimBroker;
@@ -147,6 +153,7 @@ class Simulation {
     const rng = new Rng(options.seed);
     this.rng = rng;
     this.operatorRng = new Rng(options.seed + 0x0e7a7);
+    this.resolveRng = new Rng(options.seed + 0x4e501);
     this.messageRng = new Rng(options.seed + 0x3e55a);
     this.clusterRng = new Rng(options.seed + 0xc1a55);
     this.world = new World(rng);
@@ -162,6 +169,14 @@ class Simulation {
     };
     const heuristics = rng.chance(0.1);
     this.log = new SimLog(this.world, this.checks, rng.int(0, 5), options.logBugs);
+    // An operator resolves a heuristic outcome some time after it shows,
+    // through whichever instance the call reaches: while an instance that
+    // slept through a takeover still runs, most often that one.
+    this.log.onHeuristic = (id) => {
+      const r = this.resolveRng;
+      if (!r.chance(0.7)) return;
+      this.world.at(r.int(0, 1500), () => void this.resolveByHand(id, r.chance(0.7)));
+    };
     // A slow disk in some runs: now and then a flush takes seconds, longer
     // than a caller may wait for its answer.
     const slowFlushRate = rng.pick([0, 0, 0.01, 0.05]);
@@ -319,6 +334,8 @@ class Simulation {
     this.placement = null;
     void this.start();
     this.world.at(this.clusterRng.int(0, STALE_BELIEF_MS_MAX), () => this.retireStale());
+    // An operator deals with the heuristic outcomes known now, and the
+    // call reaches the instance that only believes it owns them.
   }
 
   /** The stale instance learns it no longer owns anything: it lets go of every transaction. */
@@ -459,6 +476,20 @@ class Simulation {
       } else {
         this.readCommitAnswer(await this.attempt((c) => c.commit(id)));
       }
+    }
+  }
+
+  /** An operator's resolve, retried a few times; `atStale`: the first try reaches the stale instance, if one runs. */
+  private async resolveByHand(id: string, atStale: boolean): Promise<void> {
+    const r = this.resolveRng;
+    for (let i = 0; i < 4; i++) {
+      const c = i === 0 && atStale && this.stale?.incarnation.alive ? this.stale.coordinator : this.reached();
+      const done = await c?.resolveHeuristics(id, null, 'settled by hand', { by: null, operator: true }).then(
+        () => true,
+        () => false,
+      );
+      if (done) return;
+      await this.sleep(r.int(50, 400));
     }
   }
 
@@ -613,6 +644,11 @@ class Simulation {
         }
       }
     }
+  }
+
+  /** An operator's resolve is applied once, and in the history (the log checks too, before it forgets one). */
+  checkResolutions(): void {
+    for (const id of this.log.durable.keys()) this.log.checkResolutionsRecorded(id);
   }
 
   private finalOutcome(id: string): Outcome | null {

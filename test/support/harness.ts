@@ -70,7 +70,7 @@ export async function startHarness(
   const metrics = new Metrics({ processMetrics: false });
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const errors: Error[] = [];
-  const { log, member, participants, coordinator, orphans } = await assemble(config, metrics, readiness, {
+  const { log, member, participants, coordinator, orphans, deploymentId } = await assemble(config, metrics, readiness, {
     logError: (e) => {
       errors.push(e);
       report?.logError(e);
@@ -82,7 +82,7 @@ export async function startHarness(
     heuristic: (message, about) => report?.heuristic(message, about),
     orphan: (message, about) => report?.orphan?.(message, about),
   });
-  const app = await buildApi({ coordinator, member, config, metrics, readiness, logger, tls });
+  const app = await buildApi({ coordinator, deploymentId, member, config, metrics, readiness, logger, tls });
   await app.ready();
   if (member === null) await coordinator.recover();
   else {

@@ -16,6 +16,16 @@ export type DatabaseKind = 'postgres' | 'mysql';
  */
 export type FinishResult = 'finished' | 'absent' | 'contrary';
 
+/** What a vote saw of a prepared transaction, kept with the vote in the decision log. */
+export interface PreparedEvidence {
+  /**
+   * PostgreSQL's 64-bit id of the prepared transaction: once its gid is gone,
+   * pg_xact_status on it says how it ended, at any instance, after any
+   * restart. Null where the database has nothing of the kind (XA).
+   */
+  readonly preparedId: string | null;
+}
+
 export interface PreparedTransaction extends TransactionName {
   /** How long ago it was prepared, by the database's clock; null when the database does not say. */
   readonly ageMs: number | null;
@@ -31,10 +41,17 @@ export interface DatabaseAdapter {
    * what it finds may belong to another configured database on the same server.
    */
   readonly listsWholeServer: boolean;
-  /** Is this participant's transaction prepared in the database now? */
-  isPrepared(txId: string, participant: string): Promise<boolean>;
-  finish(message: PhaseTwoMessage, txId: string, participant: string): Promise<FinishResult>;
-  /** commitd's prepared transactions in this database, at most `limit` of them. */
+  /**
+   * This participant's transaction as prepared in the database now (under its
+   * name, or the name an older build gave it), or null when it is not.
+   */
+  findPrepared(txId: string, participant: string): Promise<PreparedEvidence | null>;
+  /** `preparedId`: what the vote saw (PreparedEvidence), null when nothing was kept. */
+  finish(message: PhaseTwoMessage, txId: string, participant: string, preparedId: string | null): Promise<FinishResult>;
+  /**
+   * This deployment's prepared transactions in this database, and those an
+   * older build prepared (no deployment in their names), at most `limit`.
+   */
   listPrepared(limit: number): Promise<PreparedTransaction[]>;
   close(): Promise<void>;
 }

@@ -65,7 +65,15 @@ export class DatabaseParticipants implements ParticipantClient {
     let lastError: string | null = null;
     while (!this.closed) {
       try {
-        if (await adapter.isPrepared(txId, target.name)) return { kind: 'vote', vote: 'yes', reason: null };
+        const found = await adapter.findPrepared(txId, target.name);
+        if (found !== null) {
+          return {
+            kind: 'vote',
+            vote: 'yes',
+            reason: null,
+            ...(found.preparedId === null ? {} : { preparedId: found.preparedId }),
+          };
+        }
         lastError = null;
       } catch (error) {
         lastError = describe(error);
@@ -98,7 +106,7 @@ export class DatabaseParticipants implements ParticipantClient {
     const adapter = this.adapter(target);
     if (adapter === undefined) return { kind: 'failed', error: `database '${target.database}' is not configured` };
     try {
-      const result = await adapter.finish(message, txId, target.name);
+      const result = await adapter.finish(message, txId, target.name, target.preparedId ?? null);
       // Absent: commitd saw it prepared (it voted yes, or the abort follows
       // a vote), so after the decision its absence means it is finished.
       if (result === 'contrary') return { kind: 'heuristic', heuristic: message === 'commit' ? 'abort' : 'commit' };

@@ -4,17 +4,26 @@
 // XA COMMIT / XA ROLLBACK from its own connections.
 //
 // XA RECOVER lists every prepared xid of the server, not of one database: the
-// formatID and the names tell commitd's apart, and a transaction id with a
-// participant name identifies one participant however many databases share
-// the server.
+// formatID and the names tell commitd's apart, the deployment in the gtrid
+// tells this deployment's from another one's on the same server, and a
+// transaction id with a participant name identifies one participant however
+// many databases share the server.
 
 import type mysql from 'mysql2/promise';
 import type { PhaseTwoMessage } from '../../protocol/types.js';
-import type { DatabaseAdapter, FinishResult, PreparedTransaction } from './database-adapter.js';
-import { parseXaRecoverRow, type XaRecoverRow, xaXidLiteral } from './transaction-names.js';
+import type { DatabaseAdapter, FinishResult, PreparedEvidence, PreparedTransaction } from './database-adapter.js';
+import {
+  legacyXaXidLiteral,
+  parseXaRecoverRow,
+  type TransactionName,
+  type XaRecoverRow,
+  xaXidLiteral,
+} from './transaction-names.js';
 
 export interface MysqlOptions {
   readonly name: string;
+  /** This deployment's identity, in every xid (transaction-names.ts). */
+  readonly deployment: string;
   readonly url: string;
   readonly poolSize: number;
   /** Bounds connecting and every statement. */
@@ -28,11 +37,13 @@ export class MysqlAdapter implements DatabaseAdapter {
   readonly kind = 'mysql' as const;
   readonly name: string;
   readonly listsWholeServer = true;
+  private readonly deployment: string;
   private poolPromise: Promise<mysql.Pool> | null = null;
   private readonly callTimeoutMs: number;
 
   constructor(private readonly options: MysqlOptions) {
     this.name = options.name;
+    this.deployment = options.deployment;
     this.callTimeoutMs = options.callTimeoutMs;
   }
 
@@ -52,21 +63,35 @@ export class MysqlAdapter implements DatabaseAdapter {
     return this.poolPromise;
   }
 
-  async isPrepared(txId: string, participant: string): Promise<boolean> {
-    const found = await this.recover();
-    return found.some((t) => t.txId === txId && t.participant === participant);
+  /** XA has nothing like PostgreSQL's transaction id to keep with the vote. */
+  async findPrepared(txId: string, participant: string): Promise<PreparedEvidence | null> {
+    return (await this.isPrepared(txId, participant)) ? { preparedId: null } : null;
   }
 
+  /** Under this build's xid or an older build's. */
+  private async isPrepared(txId: string, participant: string): Promise<boolean> {
+    const found = await this.recover();
+    return found.some(
+      (t) =>
+        t.txId === txId && t.participant === participant && (t.deployment === null || t.deployment === this.deployment),
+    );
+  }
+
+  /**
+   * XA cannot tell how a vanished xid ended: once XA COMMIT or XA ROLLBACK
+   * (ours, or one by hand) has run, the server keeps nothing of the xid, and
+   * InnoDB's transaction ids are not exposed to look up afterwards. So a
+   * branch finished by hand the other way answers `absent`, never `contrary`.
+   */
   async finish(message: PhaseTwoMessage, txId: string, participant: string): Promise<FinishResult> {
     const verb = message === 'commit' ? 'XA COMMIT' : 'XA ROLLBACK';
-    try {
-      await (await this.pool()).query({
-        sql: `${verb} ${xaXidLiteral(txId, participant)}`,
-        timeout: this.callTimeoutMs,
-      });
-      return 'finished';
-    } catch (error) {
-      if ((error as { errno?: number }).errno !== XAER_NOTA) throw error;
+    for (const xid of [xaXidLiteral(this.deployment, txId, participant), legacyXaXidLiteral(txId, participant)]) {
+      try {
+        await (await this.pool()).query({ sql: `${verb} ${xid}`, timeout: this.callTimeoutMs });
+        return 'finished';
+      } catch (error) {
+        if ((error as { errno?: number }).errno !== XAER_NOTA) throw error;
+      }
     }
     // The server answers "unknown XID" also while the xid is still attached to
     // the session that prepared it (the service has not closed it yet): only
@@ -79,12 +104,16 @@ export class MysqlAdapter implements DatabaseAdapter {
   }
 
   async listPrepared(limit: number): Promise<PreparedTransaction[]> {
-    return (await this.recover()).slice(0, limit).map((t) => ({ ...t, ageMs: null }));
+    return (await this.recover())
+      .filter((t) => t.deployment === null || t.deployment === this.deployment)
+      .slice(0, limit)
+      .map((t) => ({ ...t, ageMs: null }));
   }
 
-  private async recover() {
+  /** commitd's xids on the whole server, every deployment's. */
+  private async recover(): Promise<TransactionName[]> {
     const [rows] = await (await this.pool()).query({ sql: 'XA RECOVER', timeout: this.callTimeoutMs });
-    const found = [];
+    const found: TransactionName[] = [];
     for (const row of rows as XaRecoverRow[]) {
       const name = parseXaRecoverRow(row);
       if (name) found.push(name);

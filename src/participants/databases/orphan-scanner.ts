@@ -8,6 +8,13 @@
 // participant was finished) and is rolled back once it has been prepared for
 // the safety interval. This is what finishes a transaction a service prepared
 // after commitd had already counted its vote as `no`.
+//
+// Only this deployment's names are listed (the adapters filter by the
+// deployment in the name): another deployment sharing the server has
+// transactions this one's log knows nothing of, and presumed abort would
+// roll back its decided work. A name an older build prepared carries no
+// deployment: it is finished when this log knows its transaction, but never
+// rolled back as unknown, since it may be another deployment's.
 
 import type { DatabaseAdapter, PreparedTransaction } from './database-adapter.js';
 
@@ -34,8 +41,15 @@ export interface OrphanScannerOptions {
    * commitd's verdict on one participant's prepared transaction (built on
    * Coordinator.outcome): found in `database`, or somewhere on its server
    * when `database` is null (XA RECOVER cannot say which database).
+   * `presumeAbort`: an unknown transaction is an orphan; false for a name
+   * without a deployment, which may be another deployment's.
    */
-  readonly verdictOf: (txId: string, participant: string, database: string | null) => Promise<OrphanVerdict>;
+  readonly verdictOf: (
+    txId: string,
+    participant: string,
+    database: string | null,
+    presumeAbort: boolean,
+  ) => Promise<OrphanVerdict>;
   readonly scanIntervalMs: number;
   readonly safetyIntervalMs: number;
   /** Most prepared transactions looked at per database per scan. */
@@ -116,7 +130,12 @@ export class OrphanScanner {
       seen.set(key, firstSeenMs);
       const ageMs = t.ageMs ?? nowMs - firstSeenMs;
       const action = orphanAction(
-        await this.o.verdictOf(t.txId, t.participant, adapter.listsWholeServer ? null : adapter.name),
+        await this.o.verdictOf(
+          t.txId,
+          t.participant,
+          adapter.listsWholeServer ? null : adapter.name,
+          t.deployment !== null,
+        ),
         ageMs,
         this.o.safetyIntervalMs,
       );
@@ -125,7 +144,7 @@ export class OrphanScanner {
       else {
         try {
           // 'absent': someone finished it between the listing and now.
-          if ((await adapter.finish('abort', t.txId, t.participant)) === 'finished') {
+          if ((await adapter.finish('abort', t.txId, t.participant, null)) === 'finished') {
             report.rolledBack++;
             this.o.onRolledBack?.(adapter.name, t);
           }

@@ -6,11 +6,20 @@
 
 import type pg from 'pg';
 import type { PhaseTwoMessage } from '../../protocol/types.js';
-import type { DatabaseAdapter, FinishResult, PreparedTransaction } from './database-adapter.js';
-import { GID_PREFIX, parsePostgresGid, postgresGid, postgresGidLiteral } from './transaction-names.js';
+import type { DatabaseAdapter, FinishResult, PreparedEvidence, PreparedTransaction } from './database-adapter.js';
+import {
+  deploymentGidPrefix,
+  LEGACY_GID_PREFIX,
+  legacyPostgresGid,
+  parsePostgresGid,
+  postgresGid,
+  postgresLiteral,
+} from './transaction-names.js';
 
 export interface PostgresOptions {
   readonly name: string;
+  /** This deployment's identity, in every gid (transaction-names.ts). */
+  readonly deployment: string;
   readonly url: string;
   readonly poolSize: number;
   /** Bounds connecting and every statement. */
@@ -22,23 +31,12 @@ export interface PostgresOptions {
 /** SQLSTATE 42704 undefined_object: "prepared transaction with identifier … does not exist". */
 const UNDEFINED_OBJECT = '42704';
 
-/** Transaction ids remembered from votes, to tell how a vanished prepared transaction ended. */
-const MAX_REMEMBERED = 100_000;
-
 export class PostgresAdapter implements DatabaseAdapter {
   readonly kind = 'postgres' as const;
   readonly name: string;
   /** pg_prepared_xacts filtered by current_database(). */
   readonly listsWholeServer = false;
   private poolPromise: Promise<pg.Pool> | null = null;
-  /**
-   * gid -> the prepared transaction's 64-bit id, as seen when it voted. If the
-   * gid is gone when phase two comes, pg_xact_status on this id says whether
-   * it committed or rolled back, which tells a heuristic outcome (finished
-   * by hand the other way) from a retry of our own call. In memory only:
-   * after a restart a vanished gid is `absent`.
-   */
-  private readonly seenXids = new Map<string, string>();
 
   constructor(private readonly options: PostgresOptions) {
     this.name = options.name;
@@ -64,37 +62,48 @@ export class PostgresAdapter implements DatabaseAdapter {
     return this.poolPromise;
   }
 
-  async isPrepared(txId: string, participant: string): Promise<boolean> {
-    const gid = postgresGid(txId, participant);
-    const result = await (await this.pool()).query<{ xid: string; next_xid: string }>(
-      `SELECT transaction::text AS xid, pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid
-         FROM pg_prepared_xacts WHERE gid = $1 AND database = current_database()`,
-      [gid],
-    );
-    const row = result.rows[0];
-    if (row === undefined) return false;
-    if (this.seenXids.size >= MAX_REMEMBERED) this.seenXids.clear();
-    this.seenXids.set(gid, fullTransactionId(row.xid, row.next_xid));
-    return true;
+  /** The gid this build gives a participant, then the one an older build gave it. */
+  private gids(txId: string, participant: string): [string, string] {
+    return [postgresGid(this.options.deployment, txId, participant), legacyPostgresGid(txId, participant)];
   }
 
-  async finish(message: PhaseTwoMessage, txId: string, participant: string): Promise<FinishResult> {
-    const gid = postgresGid(txId, participant);
+  async findPrepared(txId: string, participant: string): Promise<PreparedEvidence | null> {
+    const result = await (await this.pool()).query<{ xid: string; next_xid: string }>(
+      `SELECT transaction::text AS xid, pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid
+         FROM pg_prepared_xacts WHERE gid = ANY($1) AND database = current_database()`,
+      [this.gids(txId, participant)],
+    );
+    const row = result.rows[0];
+    return row === undefined ? null : { preparedId: fullTransactionId(row.xid, row.next_xid) };
+  }
+
+  /**
+   * `preparedId` is the prepared transaction's 64-bit id as its vote saw it,
+   * kept with the vote in the decision log. If the gid is gone when phase two
+   * comes, pg_xact_status on it says whether it committed or rolled back,
+   * which tells a heuristic outcome (finished by hand the other way) from a
+   * retry of commitd's own call, at any instance and after any restart.
+   */
+  async finish(
+    message: PhaseTwoMessage,
+    txId: string,
+    participant: string,
+    preparedId: string | null,
+  ): Promise<FinishResult> {
     const verb = message === 'commit' ? 'COMMIT PREPARED' : 'ROLLBACK PREPARED';
-    try {
-      await (await this.pool()).query(`${verb} ${postgresGidLiteral(txId, participant)}`);
-      this.seenXids.delete(gid);
-      return 'finished';
-    } catch (error) {
-      if ((error as { code?: string }).code !== UNDEFINED_OBJECT) throw error;
+    for (const gid of this.gids(txId, participant)) {
+      try {
+        await (await this.pool()).query(`${verb} ${postgresLiteral(gid)}`);
+        return 'finished';
+      } catch (error) {
+        if ((error as { code?: string }).code !== UNDEFINED_OBJECT) throw error;
+      }
     }
-    const xid = this.seenXids.get(gid);
-    if (xid === undefined) return 'absent';
+    if (preparedId === null) return 'absent';
     const status = await (await this.pool()).query<{ status: string | null }>(
       'SELECT pg_xact_status($1::xid8) AS status',
-      [xid],
+      [preparedId],
     );
-    this.seenXids.delete(gid);
     const ended = status.rows[0]?.status;
     if (ended === 'committed') return message === 'commit' ? 'finished' : 'contrary';
     if (ended === 'aborted') return message === 'abort' ? 'finished' : 'contrary';
@@ -102,12 +111,14 @@ export class PostgresAdapter implements DatabaseAdapter {
   }
 
   async listPrepared(limit: number): Promise<PreparedTransaction[]> {
+    // This deployment's gids, and an older build's (which carry none): never
+    // another deployment's, whose transactions this one knows nothing of.
     const result = await (await this.pool()).query<{ gid: string; age_ms: number }>(
       `SELECT gid, (extract(epoch FROM now() - prepared) * 1000)::float8 AS age_ms
          FROM pg_prepared_xacts
-        WHERE database = current_database() AND starts_with(gid, $1)
-        ORDER BY prepared LIMIT $2`,
-      [GID_PREFIX, limit],
+        WHERE database = current_database() AND (starts_with(gid, $1) OR starts_with(gid, $2))
+        ORDER BY prepared LIMIT $3`,
+      [deploymentGidPrefix(this.options.deployment), LEGACY_GID_PREFIX, limit],
     );
     const found: PreparedTransaction[] = [];
     for (const row of result.rows) {

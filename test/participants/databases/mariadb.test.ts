@@ -4,7 +4,8 @@
 import type mysql from 'mysql2/promise';
 import pg from 'pg';
 import t, { type Test } from 'tap';
-import { type Harness, startHarness } from '../../support/harness.js';
+import { LEGACY_XA_FORMAT_ID, XA_FORMAT_ID } from '../../../src/participants/databases/transaction-names.js';
+import { type Harness, startHarness, tempDir } from '../../support/harness.js';
 import { createMariaDatabase, type MariaDatabase, mariadbAvailable } from '../../support/mariadb.js';
 import { waitUntil } from '../../support/participant.js';
 import { type PostgresCluster, postgresAvailable, startPostgres } from '../../support/postgres-cluster.js';
@@ -31,15 +32,31 @@ t.teardown(async () => {
   await maria.drop();
 });
 
-async function harness(t: Test, participants: Record<string, number> = {}): Promise<Harness> {
-  const h = await startHarness({
-    participants: { orphanScanIntervalMs: 100, orphanSafetyIntervalMs: 300, ...participants },
-    databases: [
-      { name: 'orders-db', kind: 'postgres', url: cluster.url('orders'), poolSize: 2 },
-      { name: 'stock-db', kind: 'mysql', url: maria.url, poolSize: 2 },
-    ],
-  });
-  t.teardown(() => h.close(true));
+/** This test's deployment, set explicitly so the test can tell the names commitd gives. */
+const DEPLOYMENT = 'xa-test';
+
+async function harness(
+  t: Test,
+  participants: Record<string, number> = {},
+  dataDir?: string,
+  closeAtEnd = true,
+): Promise<Harness> {
+  const h = await startHarness(
+    {
+      participants: {
+        orphanScanIntervalMs: 100,
+        orphanSafetyIntervalMs: 300,
+        deploymentId: DEPLOYMENT,
+        ...participants,
+      },
+      databases: [
+        { name: 'orders-db', kind: 'postgres', url: cluster.url('orders'), poolSize: 2 },
+        { name: 'stock-db', kind: 'mysql', url: maria.url, poolSize: 2 },
+      ],
+    },
+    dataDir,
+  );
+  if (closeAtEnd) t.teardown(() => h.close(true));
   return h;
 }
 
@@ -64,7 +81,7 @@ async function mariaRows(txId: string): Promise<string[]> {
 
 async function xaPrepared(txId: string): Promise<number> {
   const rows = await maria.query<{ data: Buffer }>('XA RECOVER');
-  return rows.filter((r) => r.data.toString('latin1').startsWith(txId)).length;
+  return rows.filter((r) => r.data.toString('latin1').includes(txId)).length;
 }
 
 t.test('PostgreSQL and MariaDB in one transaction commit together', async (t) => {
@@ -78,7 +95,7 @@ t.test('PostgreSQL and MariaDB in one transaction commit together', async (t) =>
   t.equal(begun.status, 201);
   const tx = begun.body;
   const xid = tx.participants[1].xid as string;
-  t.match(xid, new RegExp(`^'${tx.id}','credit',1668117604$`), 'the xid as XA START takes it');
+  t.equal(xid, `'${DEPLOYMENT}:${tx.id}','credit',${XA_FORMAT_ID}`, 'the xid as XA START takes it');
 
   const client = new pg.Client({ connectionString: cluster.url('orders') });
   await client.connect();
@@ -146,6 +163,54 @@ t.test("two databases on one XA server: neither scan takes the other one's branc
   await waitUntil(async () => (await h.coordinator.reads.get(tx.id)).state === 'committed', 10_000, 'the commit');
   t.same(await mariaRows(tx.id), ['credit']);
 });
+
+t.test('an XA branch an older build named (no deployment) is finished by recovery after a restart', async (t) => {
+  const dataDir = tempDir('commitd-xa-legacy-');
+  const first = await harness(t, {}, dataDir, false);
+  const tx = (await post(first, '/v1/transactions', { participants: [{ name: 'credit', database: 'stock-db' }] })).body;
+  // As the older build named it, and as its view showed it to the service.
+  const legacyXid = `'${tx.id}','credit',${LEGACY_XA_FORMAT_ID}`;
+  const session = await xaPrepares(legacyXid, tx.id, 'credit');
+  const decided = await post(first, `/v1/transactions/${tx.id}/commit`);
+  t.equal(decided.status, 202, 'voted yes on the old name; decided, the branch still attached');
+  await first.close();
+  await session.end();
+  t.equal(await xaPrepared(tx.id), 1, 'still prepared across the restart');
+
+  const second = await harness(t, {}, dataDir);
+  await waitUntil(
+    async () => (await second.coordinator.reads.get(tx.id)).state === 'committed',
+    10_000,
+    'recovery to commit',
+  );
+  t.same(await mariaRows(tx.id), ['credit'], 'committed under its old name');
+  t.equal(await xaPrepared(tx.id), 0);
+});
+
+t.test(
+  "another deployment's XA branch on the same server is left alone; an unknown one of its own is not",
+  async (t) => {
+    const h = await harness(t, { orphanScanIntervalMs: 3_600_000, orphanSafetyIntervalMs: 0 });
+    await h.orphans.scan();
+    const unknown = 'tx_00000000000000000000000001';
+    const mine = await xaPrepares(`'${DEPLOYMENT}:${unknown}','ghost',${XA_FORMAT_ID}`, `${unknown}-m`, 'mine');
+    const theirs = await xaPrepares(`'other:${unknown}','ghost',${XA_FORMAT_ID}`, `${unknown}-t`, 'theirs');
+    const old = await xaPrepares(`'${unknown}','ghost',${LEGACY_XA_FORMAT_ID}`, `${unknown}-o`, 'old');
+    for (const c of [mine, theirs, old]) await c.end();
+    t.teardown(async () => {
+      for (const xid of [`'other:${unknown}','ghost',${XA_FORMAT_ID}`, `'${unknown}','ghost',${LEGACY_XA_FORMAT_ID}`]) {
+        await maria.query(`XA ROLLBACK ${xid}`).catch(() => {});
+      }
+    });
+    const reports = [await h.orphans.scan(), await h.orphans.scan()];
+    t.equal(reports[0]?.rolledBack, 1, `one rolled back: ${JSON.stringify(reports)}`);
+    t.equal(reports[1]?.rolledBack, 0, 'and nothing more');
+    const left = (await maria.query<{ data: Buffer }>('XA RECOVER')).map((r) => r.data.toString('latin1'));
+    t.notOk(left.includes(`${DEPLOYMENT}:${unknown}ghost`), 'its own unknown one: presumed abort');
+    t.ok(left.includes(`other:${unknown}ghost`), "another deployment's: not this one's business");
+    t.ok(left.includes(`${unknown}ghost`), "an unknown one an older build named: perhaps another deployment's");
+  },
+);
 
 t.test('a participant name longer than an XA bqual is refused on a MySQL database', async (t) => {
   const h = await harness(t);

@@ -17,6 +17,8 @@ if (missing) {
 
 let cluster: PostgresCluster;
 const SAFETY_MS = 300;
+/** This test's deployment, set explicitly so the test can write names the way commitd does. */
+const DEPLOYMENT = 'pg-test';
 
 t.before(async () => {
   cluster = await startPostgres();
@@ -29,7 +31,12 @@ t.teardown(() => cluster.destroy());
 
 async function harness(t: Test, participants: Record<string, number> = {}): Promise<Harness> {
   const h = await startHarness({
-    participants: { orphanScanIntervalMs: 100, orphanSafetyIntervalMs: SAFETY_MS, ...participants },
+    participants: {
+      orphanScanIntervalMs: 100,
+      orphanSafetyIntervalMs: SAFETY_MS,
+      deploymentId: DEPLOYMENT,
+      ...participants,
+    },
     databases: ['orders', 'stock'].map((name) => ({
       name: `${name}-db`,
       kind: 'postgres' as const,
@@ -83,7 +90,7 @@ t.test('two PostgreSQL databases commit atomically; the view names the gid', asy
   ]);
   const [debit, credit] = tx.participants;
   t.equal(debit?.database, 'orders-db');
-  t.equal(debit?.xid, `commitd:${tx.id}:debit`, 'the documented gid');
+  t.equal(debit?.xid, `commitd-${DEPLOYMENT}:${tx.id}:debit`, 'the documented gid');
   t.notOk('url' in (debit ?? {}), 'a database participant has no url');
   await servicePrepares('orders', debit?.xid as string, tx.id, 'debit 10');
   await servicePrepares('stock', credit?.xid as string, tx.id, 'credit 10');
@@ -145,11 +152,18 @@ t.test('the orphan scan never touches an undecided transaction, and rolls back u
   const tx = await begin(h, [{ name: 'held', database: 'orders-db' }]);
   const gid = tx.participants[0]?.xid as string;
   await servicePrepares('orders', gid, tx.id, 'held');
-  // Presumed abort: a transaction commitd never had. And someone else's gid.
+  // Presumed abort: a transaction commitd never had. And someone else's gid;
+  // another deployment's; one an older build prepared (no deployment in it:
+  // perhaps another deployment's, so an unknown one is never rolled back).
   const unknown = 'tx_00000000000000000000000000';
-  await servicePrepares('orders', `commitd:${unknown}:ghost`, unknown, 'ghost');
-  await servicePrepares('orders', 'not-commitd:1', 'foreign', 'foreign');
-  t.teardown(() => cluster.query("ROLLBACK PREPARED 'not-commitd:1'", [], 'orders').catch(() => {}));
+  await servicePrepares('orders', `commitd-${DEPLOYMENT}:${unknown}:ghost`, unknown, 'ghost');
+  const foreign = ['not-commitd:1', `commitd-other:${unknown}:ghost`, `commitd:${unknown}:old-ghost`];
+  for (const [i, name] of foreign.entries()) await servicePrepares('orders', name, `foreign-${i}`, 'foreign');
+  t.teardown(async () => {
+    for (const name of foreign) {
+      await cluster.query(`ROLLBACK PREPARED ${pg.escapeLiteral(name)}`, [], 'orders').catch(() => {});
+    }
+  });
 
   // Several scans, each allowed to roll back anything at once (interval 0).
   for (let i = 0; i < 5; i++) {
@@ -158,8 +172,10 @@ t.test('the orphan scan never touches an undecided transaction, and rolls back u
   }
   const still = await preparedGids('orders');
   t.ok(still.includes(gid), 'the undecided transaction is still prepared');
-  t.notOk(still.includes(`commitd:${unknown}:ghost`), "an unknown transaction's is rolled back");
+  t.notOk(still.includes(`commitd-${DEPLOYMENT}:${unknown}:ghost`), "an unknown transaction's is rolled back");
   t.ok(still.includes('not-commitd:1'), "someone else's prepared transaction is not commitd's business");
+  t.ok(still.includes(`commitd-other:${unknown}:ghost`), "nor another deployment's");
+  t.ok(still.includes(`commitd:${unknown}:old-ghost`), 'nor an unknown one an older build prepared');
 
   const res = await post(h, `/v1/transactions/${tx.id}/commit`);
   t.equal(res.status, 200, 'the held transaction commits afterwards');
@@ -185,10 +201,13 @@ t.test('a committed transaction does not cover what nobody voted on: the scan ro
   };
   await cluster.query('DELETE FROM items WHERE tx = $1', [tx.id], 'orders');
   await servicePrepares('orders', gid, tx.id, 'twice');
-  await servicePrepares('orders', `commitd:${tx.id}:stranger`, `${tx.id}-s`, 'stranger');
+  await servicePrepares('orders', `commitd-${DEPLOYMENT}:${tx.id}:stranger`, `${tx.id}-s`, 'stranger');
+  // An older build's name for a transaction this log knows: ours, rolled back too.
+  await servicePrepares('orders', `commitd:${tx.id}:old-stranger`, `${tx.id}-o`, 'old stranger');
   await cleared('orders');
   t.same(await rows('orders', tx.id), [], 'the second prepare was rolled back, not committed');
   t.same(await rows('orders', `${tx.id}-s`), []);
+  t.same(await rows('orders', `${tx.id}-o`), []);
   await servicePrepares('stock', gid, tx.id, 'elsewhere');
   await cleared('stock');
   t.same(await rows('stock', tx.id), []);

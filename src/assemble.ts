@@ -188,6 +188,7 @@ export async function assemble(
   metrics.inFlightSource = () => coordinator.reads.inFlightByState();
   const orphans = new OrphanScanner({
     adapters: [...adapters.values()],
+    deployment: deploymentId,
     verdictOf: (txId, participant, database, presumeAbort) =>
       orphanVerdict(coordinator.reads, txId, participant, database, presumeAbort),
     scanIntervalMs: p.orphanScanIntervalMs,

@@ -135,6 +135,16 @@ export class SimParticipant {
     return reply;
   }
 
+  /**
+   * Someone other than the coordinator rolls a prepared transaction back (an
+   * orphan scan): true if it was prepared. Checked as every local decision is.
+   */
+  rollBackPrepared(txId: string): boolean {
+    if (this.states.get(txId) !== 'prepared') return false;
+    this.set(txId, 'aborted', ok());
+    return true;
+  }
+
   crashFor(ms: number): void {
     this.down = true;
     this.world.at(ms, () => {

@@ -16,6 +16,7 @@ import type { TimerHandle, Timers } from '../../src/timers.js';
 import { Checks, type Violation } from './checks.js';
 import { SimBroker } from './sim-broker.js';
 import { SimLog, type SimLogBugs } from './sim-log.js';
+import { scheduleOtherDeployment } from './sim-other-deployment.js';
 import { type Faults, type Incarnation, SimClient, SimNetwork, SimParticipant } from './sim-participants.js';
 import { SimPlacement } from './sim-placement.js';
 import { Rng, World } from './world.js';
@@ -42,6 +43,8 @@ export interface RuntimeBugs {
   readonly callTimeFromWire?: boolean;
   /** A message's Nats-Msg-Id names the coordinator process: a republish after a restart is stored again. */
   readonly msgIdPerProcess?: boolean;
+  /** A second deployment sharing the participants' database server runs under the simulated one's identity. */
+  readonly sharedDeploymentId?: boolean;
 }
 
 export interface SimResult {
@@ -169,6 +172,7 @@ class Simulation {
     };
     const heuristics = rng.chance(0.1);
     this.log = new SimLog(this.world, this.checks, rng.int(0, 5), options.logBugs);
+    this.log.checkResolutionsBeforeCompaction = true;
     // An operator resolves a heuristic outcome some time after it shows,
     // through whichever instance the call reaches: while an instance that
     // slept through a takeover still runs, most often that one.
@@ -215,6 +219,14 @@ class Simulation {
     };
     void this.start();
     this.letParticipantsInquire();
+    // From a stream of its own: the other draws stay what they were.
+    scheduleOtherDeployment(
+      this.world,
+      new Rng(options.seed + 0xde910),
+      () => this.participants.values(),
+      this.faultMs + 2000,
+      options.runtimeBugs?.sharedDeploymentId === true,
+    );
   }
 
   /**

@@ -17,6 +17,7 @@ export type {
   Caller,
   HeuristicResolution,
   HistoryEntry,
+  InquiryOutcome,
   ListOptions,
   MessageReceiptView,
   NewDatabaseParticipant,

@@ -164,7 +164,9 @@ export class SimParticipant {
       this.inquire?.(txId, (outcome) => {
         if (this.states.get(txId) !== 'prepared') return;
         if (outcome === 'commit') this.set(txId, 'committed', ok());
-        if (outcome === 'abort') this.set(txId, 'aborted', ok());
+        // Forgotten: rolled back, as the participant kit does (docs/protocol.md
+        // says why that is safe); the inquiry check sees if it ever was not.
+        if (outcome === 'abort' || outcome === 'forgotten') this.set(txId, 'aborted', ok());
       });
       this.scheduleDoubt(txId);
     });

@@ -98,6 +98,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   simulation.checkHistories();
   simulation.checkResolutions();
   simulation.checkMessages();
+  await simulation.checkOutcomeInquiry();
   return simulation.result();
 }
 
@@ -292,6 +293,7 @@ class Simulation {
       inFlightMax: 10_000,
       inFlightBytesMax: 1_000_000,
       inFlightPerCallerMax: 0,
+      inFlightBytesPerCallerMax: 0,
       participantsMax: 8,
       retryDelayMsMin: 5,
       retryDelayMsMax: 200,
@@ -639,6 +641,34 @@ class Simulation {
     for (const id of this.begun) {
       if (!this.log.durable.has(id) && !this.log.forgotten.has(id)) {
         this.checks.fail('an acknowledged begin is never lost', `${id} is in no log`);
+      }
+    }
+  }
+
+  /**
+   * The outcome inquiry never answers the contrary outcome, for a
+   * transaction that is finished and forgotten (compacted) as much as for
+   * one still held: asked of the running coordinator after healing, for
+   * every transaction begun.
+   */
+  async checkOutcomeInquiry(): Promise<void> {
+    const c = this.coordinator;
+    if (!c) return;
+    for (const id of this.begun) {
+      const final = this.finalOutcome(id);
+      if (final === null) continue;
+      let answer: string;
+      try {
+        answer = await c.reads.outcome(id);
+      } catch {
+        continue; // another instance's to say: nothing was answered
+      }
+      if ((answer === 'commit' || answer === 'abort') && answer !== final) {
+        const where = this.log.durable.has(id) ? 'held' : 'forgotten';
+        this.checks.fail(
+          'the outcome inquiry never answers the contrary outcome',
+          `${id} (${where}): ended ${final}, the inquiry answered ${answer}`,
+        );
       }
     }
   }

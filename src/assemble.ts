@@ -21,6 +21,8 @@ import { MysqlAdapter } from './participants/databases/mysql.js';
 import { OrphanScanner } from './participants/databases/orphan-scanner.js';
 import { PostgresAdapter } from './participants/databases/postgres.js';
 import { HttpParticipants } from './participants/http-participants.js';
+import { MessageParticipants } from './participants/messages/message-participants.js';
+import { NatsBroker } from './participants/messages/nats-broker.js';
 import type { ParticipantClient } from './participants/participant-client.js';
 import { RoutingParticipants } from './participants/routing-participants.js';
 import { CommitdOrigins } from './participants/self-origins.js';
@@ -193,7 +195,8 @@ export async function assemble(
     callsInFlightMax: p.maxCallsInFlight,
     onCall,
   });
-  const participants = new RoutingParticipants(http, databases);
+  const messages = messageParticipants(config, metrics, report, onCall, deploymentId);
+  const participants = new RoutingParticipants(http, databases, messages);
   const t = config.transactions;
   const coordinator = new Coordinator({
     log,
@@ -264,6 +267,44 @@ async function claimDeploymentId(log: DecisionLog, configured: string | null): P
   }
   return kept;
 }
+
+/** Message participants, publishing through the broker when one is configured. */
+function messageParticipants(
+  config: Config,
+  metrics: Metrics,
+  report: Reporting,
+  onCall: (c: { message: string; result: string; durationMs: number }) => void,
+  deploymentId: string,
+): MessageParticipants {
+  const m = config.messages;
+  const p = config.participants;
+  const broker =
+    m.natsUrl === null
+      ? null
+      : new NatsBroker({
+          url: m.natsUrl,
+          credsFile: m.natsCredsFile,
+          caFile: m.natsCaFile,
+          reconnectDelayMs: Math.min(p.retryDelayMsMax, BROKER_RECONNECT_DELAY_MS_MAX),
+          onError: (e) => report.error(e, 'the message broker'),
+        });
+  const messages = new MessageParticipants(broker, {
+    deploymentId,
+    publishTimeoutMs: p.phaseTwoTimeoutMs,
+    callsInFlightMax: p.maxCallsInFlight,
+    pendingStaleAfterMs: 2 * (p.retryDelayMsMax + p.phaseTwoTimeoutMs),
+    onCall,
+    onPublished: (pendingMs, duplicate) => {
+      metrics.messagesPublished.inc({ duplicate: String(duplicate) });
+      metrics.messagePublishLatency.observe(pendingMs / 1000);
+    },
+  });
+  metrics.messagesPendingSource = () => messages.pendingNow();
+  return messages;
+}
+
+/** The broker is tried again this often while it is down: a restarted broker is found within it. */
+const BROKER_RECONNECT_DELAY_MS_MAX = 1000;
 
 /** The PostgreSQL store when a store URL is configured, else the SQLite log in the data directory. */
 async function openLog(

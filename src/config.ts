@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { STORE_SCHEMA_PATTERN } from './log/postgres-schema.js';
 import { DEPLOYMENT_ID_PATTERN } from './participants/databases/transaction-names.js';
+import { parseBrokerUrl } from './participants/messages/nats-broker.js';
 import { parseParticipantSecrets, SecretFormatError } from './participants/signing.js';
 import { parseAllowedPrefixes, UrlPolicyError } from './participants/url-policy.js';
 import { normalOrigin } from './security/access.js';
@@ -102,6 +103,12 @@ export const SETTINGS = {
     /** postgres://… : decisions in PostgreSQL instead of the SQLite log in dataDir. */
     storeUrl: optionalSecret,
     storeSchema: str,
+  },
+  messages: {
+    /** nats://… : the broker message participants publish to; null: message participants are refused. */
+    natsUrl: optionalSecret,
+    natsCredsFile: optionalStr,
+    natsCaFile: optionalStr,
   },
   cluster: {
     advertiseUrl: optionalStr,
@@ -250,6 +257,7 @@ export function resolveConfig(
   if (t.listLimitDefault > t.listLimitMax)
     throw new ConfigError('transactions.listLimitDefault must not exceed listLimitMax');
   checkStore(config.log.storeUrl, config.log.storeSchema);
+  checkBroker(config.messages.natsUrl);
   checkCluster(config.cluster);
   if (config.server.headersTimeoutMs > config.server.requestTimeoutMs) {
     throw new ConfigError('server.headersTimeoutMs must not exceed requestTimeoutMs');
@@ -326,6 +334,16 @@ function checkCluster(c: Config['cluster']): void {
   }
   if (c.peerSilenceMs < c.peerProbeIntervalMs * 2) {
     throw new ConfigError('cluster.peerSilenceMs (COMMITD_PEER_SILENCE_MS) must be at least twice peerProbeIntervalMs');
+  }
+}
+
+function checkBroker(url: string | null): void {
+  if (url === null) return;
+  try {
+    parseBrokerUrl(url);
+  } catch (error) {
+    // The message names the setting, never the value: it may hold a password.
+    throw new ConfigError(`messages.natsUrl (${(error as Error).message})`);
   }
 }
 

@@ -49,6 +49,41 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Set where the message participants are built: read when Prometheus scrapes. */
+  messagesPendingSource: (() => { count: number; oldestSeconds: number }) | null = null;
+
+  readonly messagesPending: Gauge = new Gauge({
+    name: 'commitd_messages_pending',
+    help: 'Message participants of committed transactions this instance is publishing, not yet acknowledged by the broker.',
+    registers: [this.registry],
+    collect: (): void => {
+      this.messagesPending.set(this.messagesPendingSource?.().count ?? 0);
+    },
+  });
+
+  readonly messagesPendingOldestAge: Gauge = new Gauge({
+    name: 'commitd_messages_pending_oldest_age_seconds',
+    help: 'How long the oldest pending message has waited for the broker since its first publish attempt here (0: none).',
+    registers: [this.registry],
+    collect: (): void => {
+      this.messagesPendingOldestAge.set(this.messagesPendingSource?.().oldestSeconds ?? 0);
+    },
+  });
+
+  readonly messagesPublished = new Counter({
+    name: 'commitd_messages_published_total',
+    help: 'Messages the broker acknowledged (`duplicate`: it had them already, a republish after a crash or a lost acknowledgement).',
+    labelNames: ['duplicate'] as const,
+    registers: [this.registry],
+  });
+
+  readonly messagePublishLatency = new Histogram({
+    name: 'commitd_message_publish_seconds',
+    help: "From a message's first publish attempt by this instance to the broker's acknowledgement, retries included.",
+    buckets: LATENCY_BUCKETS_S,
+    registers: [this.registry],
+  });
+
   readonly participantRequests = new Counter({
     name: 'commitd_participant_requests_total',
     help: 'Calls to participants, by message and result.',

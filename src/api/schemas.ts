@@ -4,6 +4,11 @@
 
 import { type Config, DATABASE_NAME_PATTERN } from '../config.js';
 import { TX_ID_PATTERN } from '../coordinator/ids.js';
+import {
+  HEADER_VALUE_LENGTH_MAX,
+  HEADERS_COUNT_MAX,
+  SUBJECT_LENGTH_MAX,
+} from '../participants/messages/message-rules.js';
 import { PARTICIPANT_NAME_PATTERN, TX_STATES } from '../protocol/types.js';
 
 const URL_MAX_LENGTH = 2048;
@@ -57,6 +62,19 @@ export const transactionSchema = {
           name: { type: 'string' },
           url: { type: 'string', description: 'an HTTP participant: its base url' },
           database: { type: 'string', description: 'a database participant: the configured database' },
+          message: {
+            type: 'object',
+            description: 'a message participant: where its message goes, and where the broker stored it once published',
+            properties: {
+              subject: { type: 'string' },
+              stream: { type: ['string', 'null'], description: 'the stream that stored it (null: not published)' },
+              seq: {
+                type: ['integer', 'null'],
+                description: 'its sequence number in that stream (null: not published)',
+              },
+            },
+            required: ['subject', 'stream', 'seq'],
+          },
           xid: {
             type: ['string', 'null'],
             description:
@@ -112,6 +130,23 @@ function participantSchema(config: Config) {
       },
       payload: {
         description: `any JSON value handed to the participant with prepare; at most ${config.transactions.maxPayloadBytes} bytes`,
+      },
+      message: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['subject', 'data'],
+        description:
+          'a message participant, instead of url or database: published to NATS JetStream when the transaction commits, ' +
+          `never when it aborts (needs COMMITD_NATS_URL); data and headers together at most ${config.transactions.maxPayloadBytes} bytes`,
+        properties: {
+          subject: { type: 'string', maxLength: SUBJECT_LENGTH_MAX, description: 'a NATS subject, no wildcards' },
+          data: { description: "any JSON value: the message's body is exactly its JSON" },
+          headers: {
+            type: 'object',
+            maxProperties: HEADERS_COUNT_MAX,
+            additionalProperties: { type: 'string', maxLength: HEADER_VALUE_LENGTH_MAX },
+          },
+        },
       },
     },
   } as const;

@@ -13,6 +13,7 @@ import {
   postgresGid,
   xaXidText,
 } from '../participants/databases/transaction-names.js';
+import { headersProblem, subjectProblem } from '../participants/messages/message-rules.js';
 import {
   checkParticipantUrl,
   OPEN_POLICY,
@@ -35,6 +36,7 @@ interface ParticipantBody {
   url?: string;
   database?: string;
   payload?: unknown;
+  message?: { subject: string; data: unknown; headers?: Record<string, string> };
 }
 
 interface BeginBody {
@@ -71,7 +73,11 @@ export function transactionRoutes(
     viewOf(tx, xidOf, mixedOutcome(tx) ? await coordinator.reads.resolutions(tx.id) : undefined);
   // Validated at start (config.ts): parsing cannot fail here.
   const policy = urlPolicy ?? { ...OPEN_POLICY, allowed: parseAllowedPrefixes(config.participants.participantOrigins) };
-  const newParticipant = (p: ParticipantBody) => checkParticipant(p, limits.maxPayloadBytes, kinds, policy);
+  const brokerConfigured = config.messages.natsUrl !== null;
+  const newParticipant = (p: ParticipantBody) =>
+    p.message !== undefined
+      ? checkMessageParticipant(p, limits.maxPayloadBytes, brokerConfigured)
+      : checkParticipant(p, limits.maxPayloadBytes, kinds, policy);
 
   app.post<{ Body: BeginBody }>('/v1/transactions', { schema: beginSchema(config) }, async (request, reply) => {
     const body = request.body;
@@ -311,6 +317,48 @@ function checkParticipant(
     throw tooLarge(`participant '${p.name}' payload is larger than ${maxPayloadBytes} bytes`);
   }
   return { name: p.name, url: p.url, database: null, payloadJson };
+}
+
+function checkMessageParticipant(
+  p: ParticipantBody,
+  maxPayloadBytes: number,
+  brokerConfigured: boolean,
+): NewParticipant {
+  const m = p.message;
+  if (m === undefined) throw invalid(`participant '${p.name}' has no message`);
+  if (p.url !== undefined || p.database !== undefined) {
+    throw invalid(
+      `participant '${p.name}' names a message and a ${p.url !== undefined ? 'url' : 'database'}: it is one or the other`,
+    );
+  }
+  if (p.payload !== undefined) {
+    throw invalid(
+      `participant '${p.name}' is a message participant: its message's data is what it carries, not a payload`,
+    );
+  }
+  if (!brokerConfigured) {
+    throw invalid(
+      `participant '${p.name}' is a message participant: set COMMITD_NATS_URL (messages.natsUrl) to a NATS broker first`,
+    );
+  }
+  const subjectIssue = subjectProblem(m.subject);
+  if (subjectIssue !== null) throw invalid(`participant '${p.name}': ${subjectIssue}`);
+  const headers = m.headers ?? {};
+  const headersIssue = headersProblem(headers);
+  if (headersIssue !== null) throw invalid(`participant '${p.name}': ${headersIssue}`);
+  const dataJson = JSON.stringify(m.data);
+  let bytes = Buffer.byteLength(dataJson);
+  for (const [k, v] of Object.entries(headers)) bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
+  if (bytes > maxPayloadBytes) {
+    throw tooLarge(`participant '${p.name}' message data and headers are larger than ${maxPayloadBytes} bytes`);
+  }
+  return {
+    name: p.name,
+    url: null,
+    database: null,
+    message: { subject: m.subject, dataJson, headers },
+    payloadJson: null,
+  };
 }
 
 function invalid(detail: string): ProblemError {

@@ -13,6 +13,8 @@ export interface ParticipantView {
   database?: string;
   /** The prepared transaction's name in the database (gid or XA xid), null if the database is no longer configured. */
   xid?: string | null;
+  /** A message participant: its subject, and the stream and sequence the broker stored it at (null until then). */
+  message?: { subject: string; stream: string | null; seq: number | null };
   vote: Participant['vote'];
   acknowledged: boolean;
   heuristic?: Participant['heuristic'];
@@ -77,8 +79,14 @@ function participantView(
   xidOf: XidNamer,
   resolution: HeuristicResolution | undefined,
 ): ParticipantView {
-  const view: ParticipantView =
-    p.database === null
+  const view: ParticipantView = p.message
+    ? {
+        name: p.name,
+        message: { subject: p.message.subject, stream: p.receipt?.stream ?? null, seq: p.receipt?.seq ?? null },
+        vote: p.vote,
+        acknowledged: p.acknowledged,
+      }
+    : p.database === null
       ? { name: p.name, url: p.url ?? '', vote: p.vote, acknowledged: p.acknowledged }
       : {
           name: p.name,

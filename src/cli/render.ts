@@ -120,6 +120,10 @@ function heuristic(p: ParticipantView): string {
 }
 
 function target(p: ParticipantView): string {
+  if (p.message !== undefined) {
+    const m = p.message;
+    return `message ${m.subject}${m.stream === null ? '' : ` stream ${m.stream} seq ${m.seq}`}`;
+  }
   if (p.database !== undefined) return `database ${p.database}${p.xid ? ` xid ${p.xid}` : ''}`;
   return p.url ?? '-';
 }

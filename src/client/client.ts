@@ -21,6 +21,7 @@ import type {
   BeginOptions,
   InquiryOutcome,
   ListOptions,
+  NewMessageParticipant,
   NewParticipant,
   Problem,
   ResolveOptions,
@@ -94,7 +95,11 @@ export class CommitdClient {
     return this.send('POST', '/v1/transactions', this.beginBody(options, true), call) as Promise<Transaction>;
   }
 
-  enlist(id: string, participant: NewParticipant, call: CallOptions = {}): Promise<Transaction> {
+  enlist(
+    id: string,
+    participant: NewParticipant | NewMessageParticipant,
+    call: CallOptions = {},
+  ): Promise<Transaction> {
     return this.send('POST', `${txPath(id)}/participants`, participant, call) as Promise<Transaction>;
   }
 

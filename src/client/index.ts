@@ -19,6 +19,7 @@ export type {
   HistoryEntry,
   InquiryOutcome,
   ListOptions,
+  MessageReceiptView,
   NewDatabaseParticipant,
   NewHttpParticipant,
   NewMessageParticipant,

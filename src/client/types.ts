@@ -19,6 +19,8 @@ export interface ParticipantView {
   readonly database?: string;
   /** The prepared transaction's name in the database; null when the database is no longer configured. */
   readonly xid?: string | null;
+  /** A message participant: its subject, and the stream and sequence the broker stored it at (null until then). */
+  readonly message?: MessageReceiptView;
   readonly vote: Vote | null;
   readonly acknowledged: boolean;
   /** The participant decided on its own, the other way from the outcome. */
@@ -29,6 +31,12 @@ export interface ParticipantView {
   /** Failed deliveries in a row; present when more than 0. */
   readonly attempts?: number;
   readonly lastError?: string;
+}
+
+export interface MessageReceiptView {
+  readonly subject: string;
+  readonly stream: string | null;
+  readonly seq: number | null;
 }
 
 export interface HeuristicResolution {
@@ -97,8 +105,23 @@ export interface NewMessageParticipant {
   readonly payload?: never;
 }
 
+/**
+ * A message participant (issue 21): its message is published to NATS
+ * JetStream when the transaction commits, never when it aborts (commitd
+ * needs COMMITD_NATS_URL). The body is exactly the JSON of `data`.
+ */
+export interface NewMessageParticipant {
+  readonly name: string;
+  readonly message: {
+    /** One NATS subject, no wildcards. */
+    readonly subject: string;
+    readonly data: unknown;
+    readonly headers?: Readonly<Record<string, string>>;
+  };
+}
+
 export interface BeginOptions {
-  readonly participants?: readonly NewParticipant[];
+  readonly participants?: readonly (NewParticipant | NewMessageParticipant)[];
   readonly timeoutMs?: number;
   /**
    * Makes retries of this begin safe: commitd answers a repeat with the same

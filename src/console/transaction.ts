@@ -70,6 +70,10 @@ function renderParticipants(target: Element, tx: TransactionView, stuckAfterAtte
 function where(p: ParticipantView): string {
   if (p.url !== undefined) return p.url;
   if (p.database !== undefined) return `database ${p.database}`;
+  if (p.message !== undefined) {
+    const m = p.message;
+    return `message ${m.subject}${m.stream === null ? ' (not published)' : ` → stream ${m.stream} #${m.seq}`}`;
+  }
   return '';
 }
 

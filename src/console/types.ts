@@ -13,6 +13,8 @@ export interface ParticipantView {
   name: string;
   url?: string;
   database?: string;
+  /** A message participant: its subject, and where the broker stored it (null until published). */
+  message?: { subject: string; stream: string | null; seq: number | null };
   vote: 'yes' | 'no' | 'read-only' | null;
   acknowledged: boolean;
   heuristic?: 'commit' | 'abort';

@@ -5,7 +5,7 @@
 // and the decisions per second the operators' overview shows. A begin or an
 // enlist beyond a limit is refused with a 503 and changes nothing.
 
-import type { NewParticipant, Transaction } from '../protocol/types.js';
+import type { MessageSpec, NewParticipant, Transaction } from '../protocol/types.js';
 import type { CoordinatorOptions } from './contract.js';
 import { DecisionRate } from './decision-rate.js';
 import { UnavailableError } from './errors.js';
@@ -113,8 +113,12 @@ function heldBytes(tx: Transaction | null): number {
   return tx === null ? 0 : requestBytes(tx.participants, tx.metadataJson);
 }
 
-function requestBytes(participants: readonly { payloadJson: string | null }[], metadataJson: string | null): number {
+/** A message participant's message counts too: it stays in memory until published. */
+function requestBytes(
+  participants: readonly { payloadJson: string | null; message?: MessageSpec | null }[],
+  metadataJson: string | null,
+): number {
   let bytes = metadataJson?.length ?? 0;
-  for (const p of participants) bytes += p.payloadJson?.length ?? 0;
+  for (const p of participants) bytes += (p.payloadJson?.length ?? 0) + (p.message?.dataJson.length ?? 0);
   return bytes;
 }

@@ -298,7 +298,13 @@ export class LiveTransaction {
     const tx = this.working;
     const p = tx.participants.find((q) => q.name === effect.participant);
     assert(p !== undefined, 'messages go to participants of the transaction');
-    const target: ParticipantTarget = { name: p.name, url: p.url, database: p.database, preparedId: p.preparedId };
+    const target: ParticipantTarget = {
+      name: p.name,
+      url: p.url,
+      database: p.database,
+      preparedId: p.preparedId,
+      ...(p.message ? { message: p.message } : {}),
+    };
     if (effect.message === 'prepare') {
       this.phaseOneStartedMs ??= this.context.timers.monotonicMs();
       this.trace.phaseOneStarted(tx);
@@ -369,7 +375,9 @@ export class LiveTransaction {
       .then((answer): Event => {
         switch (answer.kind) {
           case 'acknowledged':
-            return { type: 'acknowledged', participant: target.name };
+            return answer.receipt
+              ? { type: 'acknowledged', participant: target.name, receipt: answer.receipt }
+              : { type: 'acknowledged', participant: target.name };
           case 'heuristic':
             this.context.observer.heuristic({
               ...this.about,

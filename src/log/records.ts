@@ -1,7 +1,7 @@
 // A transaction as a log row and back: the columns both stores keep (SQLite
 // and PostgreSQL), participants as JSON without what lives only in memory.
 
-import type { Participant, Transaction, TxState } from '../protocol/types.js';
+import type { MessageSpec, Participant, PublishReceipt, Transaction, TxState } from '../protocol/types.js';
 
 export interface TxRow {
   id: string;
@@ -32,6 +32,14 @@ type StoredParticipant = Pick<
 > & {
   /** Absent from records written before database participants existed, and from HTTP participants. */
   readonly database?: string;
+  /**
+   * A message participant's message, in every snapshot: the commit decision
+   * on disk holds what it must publish, whatever state the payloads are in.
+   * Bounded by the payload limit. Absent for the other kinds.
+   */
+  readonly message?: MessageSpec;
+  /** Where the broker stored it, once acknowledged. */
+  readonly receipt?: PublishReceipt;
   /** Absent when null: from HTTP participants, XA ones, and records written before it was kept. */
   readonly preparedId?: string;
 };
@@ -42,6 +50,19 @@ export function participantsJson(tx: Transaction): string {
 }
 
 function storedParticipant(p: Participant): StoredParticipant {
+  if (p.message) {
+    return {
+      name: p.name,
+      url: null,
+      message: p.message,
+      ...(p.receipt ? { receipt: p.receipt } : {}),
+      vote: p.vote,
+      voteLost: p.voteLost,
+      reason: p.reason,
+      acknowledged: p.acknowledged,
+      heuristic: p.heuristic,
+    };
+  }
   // The database is written only when set: an HTTP participant's record
   // stays as it was, byte for byte.
   if (p.database !== null) {

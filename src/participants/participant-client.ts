@@ -1,10 +1,14 @@
-import type { Heuristic, PhaseTwoMessage, Vote } from '../protocol/types.js';
+import type { Heuristic, MessageSpec, PhaseTwoMessage, PublishReceipt, Vote } from '../protocol/types.js';
 
-/** Whom a call goes to: an HTTP endpoint (url) or a configured database (database), exactly one of the two. */
+/**
+ * Whom a call goes to: an HTTP endpoint (url), a configured database
+ * (database) or the message broker (message), exactly one of the three.
+ */
 export interface ParticipantTarget {
   readonly name: string;
   readonly url: string | null;
   readonly database: string | null;
+  readonly message?: MessageSpec | null;
   /** Participant.preparedId: what the vote saw of a database participant's prepared transaction. */
   readonly preparedId?: string | null;
 }
@@ -21,7 +25,8 @@ export type PrepareAnswer =
   | { readonly kind: 'lost'; readonly reason: string };
 
 export type PhaseTwoAnswer =
-  | { readonly kind: 'acknowledged' }
+  /** `receipt`: where the broker stored a message participant's message. */
+  | { readonly kind: 'acknowledged'; readonly receipt?: PublishReceipt }
   | { readonly kind: 'heuristic'; readonly heuristic: Heuristic }
   | { readonly kind: 'failed'; readonly error: string };
 

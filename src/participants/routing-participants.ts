@@ -1,6 +1,7 @@
 // The one participant client the coordinator sees: a call goes to the HTTP
-// client or to the database participants by the target's kind (a url or a
-// database), so the coordinator never needs to know there are two.
+// client, the database participants or the message participants by the
+// target's kind (a url, a database or a message), so the coordinator never
+// needs to know there are three.
 
 import type { PhaseTwoMessage } from '../protocol/types.js';
 import type { ParticipantClient, ParticipantTarget, PhaseTwoAnswer, PrepareAnswer } from './participant-client.js';
@@ -9,6 +10,7 @@ export class RoutingParticipants implements ParticipantClient {
   constructor(
     private readonly http: ParticipantClient,
     private readonly databases: ParticipantClient,
+    private readonly messages: ParticipantClient,
   ) {}
 
   prepare(
@@ -30,10 +32,11 @@ export class RoutingParticipants implements ParticipantClient {
   }
 
   private route(target: ParticipantTarget): ParticipantClient {
+    if (target.message) return this.messages;
     return target.database === null ? this.http : this.databases;
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.http.close(), this.databases.close()]);
+    await Promise.all([this.http.close(), this.databases.close(), this.messages.close()]);
   }
 }

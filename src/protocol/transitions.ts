@@ -25,9 +25,11 @@ import type {
   Event,
   Heuristic,
   Message,
+  MessageSpec,
   NewParticipant,
   NewTransaction,
   Participant,
+  PublishReceipt,
   Refusal,
   Step,
   Transaction,
@@ -43,6 +45,7 @@ export function newParticipant(p: NewParticipant): Participant {
     name: p.name,
     url: p.url,
     database: p.database,
+    ...(p.message ? { message: p.message } : {}),
     payloadJson: p.payloadJson,
     vote: null,
     voteLost: false,
@@ -148,9 +151,9 @@ function apply(tx: Transaction, event: Event, nowMs: number): Result {
     case 'vote-lost':
       return vote(tx, event.participant, 'no', true, event.reason, nowMs, null);
     case 'acknowledged':
-      return acknowledged(tx, event.participant, null, nowMs);
+      return acknowledged(tx, event.participant, null, nowMs, event.receipt ?? null);
     case 'heuristic':
-      return acknowledged(tx, event.participant, event.heuristic, nowMs);
+      return acknowledged(tx, event.participant, event.heuristic, nowMs, null);
     case 'delivery-failed':
       return deliveryFailed(tx, event.participant, event.error);
     case 'recover':
@@ -165,11 +168,21 @@ function enlist(tx: Transaction, p: NewParticipant): Result {
   }
   const existing = tx.participants.find((q) => q.name === p.name);
   if (existing) {
-    if (existing.url === p.url && existing.database === p.database) return unchanged(tx);
-    const other = existing.database === null ? 'url' : 'database';
+    if (existing.url === p.url && existing.database === p.database && sameMessage(existing.message, p.message)) {
+      return unchanged(tx);
+    }
+    const other = existing.message ? 'message' : existing.database === null ? 'url' : 'database';
     return refuse(tx, 'conflict', `participant '${p.name}' is already enlisted with another ${other}`);
   }
   return ok({ ...tx, participants: [...tx.participants, newParticipant(p)] }, [FORCED]);
+}
+
+/** The same message, or both without one: an enlist repeated (a retry) changes nothing. */
+function sameMessage(a: MessageSpec | null | undefined, b: MessageSpec | null | undefined): boolean {
+  if (!a || !b) return !a && !b;
+  return (
+    a.subject === b.subject && a.dataJson === b.dataJson && JSON.stringify(a.headers) === JSON.stringify(b.headers)
+  );
 }
 
 /**
@@ -362,10 +375,16 @@ export function abortIsForced(tx: Transaction, reason: AbortReason): boolean {
   return !tx.oneShot && reason !== 'recovery';
 }
 
-function acknowledged(tx: Transaction, name: string, heuristic: Heuristic | null, nowMs: number): Result {
+function acknowledged(
+  tx: Transaction,
+  name: string,
+  heuristic: Heuristic | null,
+  nowMs: number,
+  receipt: PublishReceipt | null,
+): Result {
   const p = participant(tx, name);
   if (p.acknowledged || tx.outcome === null) return unchanged(tx);
-  const next = replace(tx, { ...p, acknowledged: true, heuristic, lastError: null });
+  const next = replace(tx, { ...p, acknowledged: true, heuristic, lastError: null, ...(receipt ? { receipt } : {}) });
   const done = finishIfDone(next, nowMs);
   // A heuristic outcome is news an operator must see even if nothing else
   // finishes: record it.

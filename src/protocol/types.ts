@@ -18,12 +18,39 @@ export type Message = 'prepare' | PhaseTwoMessage;
 /** Why an abort was decided; kept so operators can tell a timeout from a refusal. */
 export type AbortReason = 'client' | 'vote' | 'deadline' | 'recovery' | 'operator';
 
+/**
+ * A message participant's message (issue 21): published to the broker when
+ * the transaction commits, never when it aborts. Kept with the participant's
+ * record from the begin (or enlist) on, so a commit decision on disk always
+ * holds the message it must publish.
+ */
+export interface MessageSpec {
+  readonly subject: string;
+  /** The message's body, exactly: the JSON text of the `data` given. */
+  readonly dataJson: string;
+  /** The user's headers (commitd adds its own when publishing); empty for none. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** Where the broker stored a published message: its publish acknowledgement. */
+export interface PublishReceipt {
+  readonly stream: string;
+  readonly seq: number;
+}
+
 export interface Participant {
   readonly name: string;
-  /** Where an HTTP participant listens; null for a database participant. Exactly one of url and database is set. */
+  /**
+   * Where an HTTP participant listens; null for a database or message
+   * participant. Exactly one of url, database and message is set.
+   */
   readonly url: string | null;
   /** The configured database holding this participant's prepared transaction; null for an HTTP participant. */
   readonly database: string | null;
+  /** A message participant's message; absent (or null) for the other kinds. */
+  readonly message?: MessageSpec | null;
+  /** A message participant's publish acknowledgement, once it came; absent before. */
+  readonly receipt?: PublishReceipt | null;
   /** The participant's payload as JSON text (or null): the protocol never looks inside. */
   readonly payloadJson: string | null;
   readonly vote: Vote | null;
@@ -91,9 +118,10 @@ export interface Transaction {
 
 export interface NewParticipant {
   readonly name: string;
-  /** Exactly one of url and database is set. */
+  /** Exactly one of url, database and message is set. */
   readonly url: string | null;
   readonly database: string | null;
+  readonly message?: MessageSpec | null;
   readonly payloadJson: string | null;
 }
 
@@ -136,7 +164,8 @@ export type Event =
       readonly preparedId?: string;
     }
   | { readonly type: 'vote-lost'; readonly participant: string; readonly reason: string }
-  | { readonly type: 'acknowledged'; readonly participant: string }
+  /** `receipt`: a message participant's publish acknowledgement (where the broker stored it). */
+  | { readonly type: 'acknowledged'; readonly participant: string; readonly receipt?: PublishReceipt }
   | { readonly type: 'heuristic'; readonly participant: string; readonly heuristic: Heuristic }
   | { readonly type: 'delivery-failed'; readonly participant: string; readonly error: string }
   | { readonly type: 'recover' };

@@ -123,7 +123,9 @@ t.test(
     t.comment(promtool.stdout.split('\n')[0] ?? '');
     const rules = runPromtool(['check', 'rules', RULES]);
     t.equal(rules.status, 0, 'promtool check rules', { output: rules.output });
-    t.match(rules.output, /SUCCESS: 10 rules found/);
+    // Every alert of the file, however many there are (others add theirs).
+    const alerts = [...fs.readFileSync(RULES, 'utf8').matchAll(/^\s+- alert: /gm)].length;
+    t.match(rules.output, new RegExp(`SUCCESS: ${alerts} rules found`));
     const unit = runPromtool(['test', 'rules', RULE_TESTS]);
     t.equal(unit.status, 0, 'promtool test rules', { output: unit.output });
     t.match(unit.output, /SUCCESS/);

@@ -15,6 +15,7 @@ export type Invariant =
   | 'the coordinator asserts its own invariants'
   | "a transaction's history never contradicts its decision"
   | "an operator's resolve is applied once and in the history"
+  | "a committed transaction's message is in the stream exactly once, an aborted one's never"
   | 'the outcome inquiry never answers the contrary outcome';
 
 export interface Violation {

@@ -7,9 +7,16 @@
 // participant receives is checked against the rules of the protocol.
 
 import type { CallLimiter } from '../../src/participants/call-limiter.js';
-import type { ParticipantClient, PhaseTwoAnswer, PrepareAnswer } from '../../src/participants/participant-client.js';
+import { messageId } from '../../src/participants/messages/message-rules.js';
+import type {
+  ParticipantClient,
+  ParticipantTarget,
+  PhaseTwoAnswer,
+  PrepareAnswer,
+} from '../../src/participants/participant-client.js';
 import type { PhaseTwoMessage } from '../../src/protocol/types.js';
 import type { Checks } from './checks.js';
+import type { SimBroker } from './sim-broker.js';
 import type { SimLog } from './sim-log.js';
 import type { World } from './world.js';
 
@@ -222,6 +229,10 @@ export class SimClient implements ParticipantClient {
     private readonly limiter: CallLimiter,
     /** Planted bug: the time limit counts from when a call got its slot (the wire), not from when it was asked for. */
     private readonly timeFromWire = false,
+    /** Where message participants publish. */
+    private readonly broker: SimBroker | null = null,
+    /** Planted bug: Nats-Msg-Id names the coordinator process, so a republish after a restart is not a duplicate. */
+    private readonly msgIdPerProcess: string | null = null,
   ) {}
 
   /** Set by the simulator: runs right after each message leaves (it may crash the coordinator there). */
@@ -243,7 +254,9 @@ export class SimClient implements ParticipantClient {
     );
   }
 
-  async prepare(txId: string, target: { name: string }): Promise<PrepareAnswer> {
+  async prepare(txId: string, target: ParticipantTarget): Promise<PrepareAnswer> {
+    // A message participant's message is in the transaction's record: it votes yes without a call.
+    if (target.message) return { kind: 'vote', vote: 'yes', reason: null };
     const reply = await this.limited('prepare', txId, target.name);
     if (typeof reply === 'string') return { kind: 'lost', reason: reply };
     const v = reply.body.vote;
@@ -253,13 +266,14 @@ export class SimClient implements ParticipantClient {
     return { kind: 'lost', reason: `HTTP ${reply.status}` };
   }
 
-  async deliver(message: PhaseTwoMessage, txId: string, target: { name: string }): Promise<PhaseTwoAnswer> {
+  async deliver(message: PhaseTwoMessage, txId: string, target: ParticipantTarget): Promise<PhaseTwoAnswer> {
     // Durable, or durable and since forgotten: an instance that slept
     // through a takeover may resend a commit after the new owner finished it.
     const stored = this.log.durable.get(txId) ?? this.log.forgotten.get(txId);
     if (message === 'commit' && stored?.outcome !== 'commit') {
       this.checks.fail('no commit message leaves before the commit decision is durable', `${txId} to ${target.name}`);
     }
+    if (target.message) return message === 'abort' ? { kind: 'acknowledged' } : this.publish(txId, target.name);
     const reply = await this.limited(message, txId, target.name);
     if (typeof reply === 'string') return { kind: 'failed', error: reply };
     if ((reply.status >= 200 && reply.status < 300) || (message === 'abort' && reply.status === 404)) {
@@ -268,6 +282,30 @@ export class SimClient implements ParticipantClient {
     const contrary = message === 'commit' ? 'abort' : 'commit';
     if (reply.status === 409 && reply.body.heuristic === contrary) return { kind: 'heuristic', heuristic: contrary };
     return { kind: 'failed', error: `HTTP ${reply.status}` };
+  }
+
+  /** A message participant's commit: a publish, acknowledged by the broker's PubAck (a duplicate's too). */
+  private publish(txId: string, name: string): Promise<PhaseTwoAnswer> {
+    const broker = this.broker;
+    if (broker === null) throw new Error('a message participant without a simulated broker');
+    const msgId =
+      this.msgIdPerProcess === null ? messageId('sim', txId, name) : messageId(this.msgIdPerProcess, txId, name);
+    return this.limiter.run(
+      (remainingMs) =>
+        new Promise<PhaseTwoAnswer>((resolve) => {
+          let settled = false;
+          const settle = (answer: PhaseTwoAnswer) => {
+            if (settled || !this.incarnation.alive) return;
+            settled = true;
+            resolve(answer);
+          };
+          this.world.at(remainingMs, () => settle({ kind: 'failed', error: 'no publish acknowledgement' }));
+          broker.publish(msgId, (ack) => settle({ kind: 'acknowledged', receipt: { stream: 'SIM', seq: ack.seq } }));
+          this.onSent('commit');
+        }),
+      this.timeoutMs,
+      () => ({ kind: 'failed', error: 'timeout while queued' }),
+    );
   }
 
   private call(action: string, txId: string, name: string, timeLimitMs: number): Promise<Reply | string> {

@@ -16,6 +16,7 @@ t.test(`${SEEDS} seeds hold every invariant`, async (t) => {
   let aborted = 0;
   let crashes = 0;
   let takeovers = 0;
+  let messages = 0;
   const failed: string[] = [];
   for (let seed = 1; seed <= SEEDS; seed++) {
     const r = await simulate({ seed });
@@ -24,6 +25,7 @@ t.test(`${SEEDS} seeds hold every invariant`, async (t) => {
     aborted += r.aborted;
     crashes += r.coordinatorCrashes;
     takeovers += r.takeovers;
+    messages += r.messagesStored;
     for (const v of r.violations)
       failed.push(`seed ${seed}: ${v.invariant}: ${v.detail} (npm run sim -- --seed ${seed})`);
   }
@@ -33,6 +35,7 @@ t.test(`${SEEDS} seeds hold every invariant`, async (t) => {
   t.ok(aborted > SEEDS, `aborts happened: ${aborted}`);
   t.ok(crashes > SEEDS, `coordinator crashes happened: ${crashes}`);
   t.ok(takeovers > SEEDS / 10, `takeovers with the old owner still running happened: ${takeovers}`);
+  t.ok(messages > SEEDS, `message participants' messages were published: ${messages}`);
   t.equal(committed + aborted, transactions, 'every begun transaction ended with an outcome');
 });
 
@@ -49,9 +52,12 @@ t.test('a seed replays exactly: the same trace, the same violations, the same co
       ? { ...r, effects: r.effects.map((e) => (e.type === 'persist' ? { ...e, forced: false } : e)) }
       : r,
   );
-  const first = await simulate({ seed: 1, protocolStep: lazyCommit });
-  t.ok(first.violations.length > 0, 'the planted bug is seen at seed 1');
-  t.same(await simulate({ seed: 1, protocolStep: lazyCommit }), first);
+  // The first seed that shows it (which one moves as the simulator draws more).
+  let seed = 1;
+  let first = await simulate({ seed, protocolStep: lazyCommit });
+  while (first.violations.length === 0 && seed < 10) first = await simulate({ seed: ++seed, protocolStep: lazyCommit });
+  t.ok(first.violations.length > 0, `the planted bug is seen at seed ${seed}`);
+  t.same(await simulate({ seed, protocolStep: lazyCommit }), first);
 });
 
 /** Runs seeds until one breaks `invariant`; returns the seed, or null within the bound. */
@@ -172,7 +178,9 @@ t.test('planted: a deadline abort is written lazily (a clock stepped back revive
       'an outcome, once decided, never changes',
       'what a client was told survives: an acknowledged outcome is the outcome',
     ] as Invariant[],
-    200,
+    // 300: message participants add draws of the coordinator's (their
+    // transactions' retries), which moved the first catch from seed 53 to 265.
+    300,
   );
   t.not(seed, null, `caught at seed ${seed}`);
 });
@@ -190,3 +198,15 @@ t.test('planted: no fence (an instance that slept through a takeover still write
   );
   t.not(seed, null, `caught at seed ${seed}`);
 });
+
+t.test(
+  'planted: a message id that names the coordinator process (a republish after a restart is stored again)',
+  async (t) => {
+    const seed = await firstCatch(
+      { runtimeBugs: { msgIdPerProcess: true } },
+      "a committed transaction's message is in the stream exactly once, an aborted one's never",
+      50,
+    );
+    t.not(seed, null, `caught at seed ${seed}`);
+  },
+);

@@ -11,9 +11,10 @@ import { CallLimiter } from '../../src/participants/call-limiter.js';
 import { answerWaitMsMax, commitAnswer, prepareAnswer } from '../../src/protocol/answers.js';
 import { ID_SHARDS } from '../../src/protocol/transaction-ids.js';
 import { step as realStep } from '../../src/protocol/transitions.js';
-import type { Outcome, Transaction } from '../../src/protocol/types.js';
+import type { NewParticipant, Outcome, Transaction } from '../../src/protocol/types.js';
 import type { TimerHandle, Timers } from '../../src/timers.js';
 import { Checks, type Violation } from './checks.js';
+import { SimBroker } from './sim-broker.js';
 import { SimLog, type SimLogBugs } from './sim-log.js';
 import { scheduleOtherDeployment } from './sim-other-deployment.js';
 import { type Faults, type Incarnation, SimClient, SimNetwork, SimParticipant } from './sim-participants.js';
@@ -40,6 +41,8 @@ export interface RuntimeBugs {
   readonly undecidedAnsweredAccepted?: boolean;
   /** A participant call's time limit counts from when it got a call slot, not from when it was asked for. */
   readonly callTimeFromWire?: boolean;
+  /** A message's Nats-Msg-Id names the coordinator process: a republish after a restart is stored again. */
+  readonly msgIdPerProcess?: boolean;
   /** A second deployment sharing the participants' database server runs under the simulated one's identity. */
   readonly sharedDeploymentId?: boolean;
 }
@@ -55,11 +58,17 @@ export interface SimResult {
   readonly coordinatorCrashes: number;
   /** Takeovers by another instance while the owner still ran (it went on, stale, for a while). */
   readonly takeovers: number;
+  /** Copies of message participants' messages the simulated stream stored (one per committed message, if all is well). */
+  readonly messagesStored: number;
   /** A line per transaction: its stored state and outcome, what its client was told, each participant's state. */
   readonly trace: readonly string[];
 }
 
 const PARTICIPANTS = ['alpha', 'bravo', 'charlie'];
+/** A message participant, in half the transactions. */
+const MESSAGE_PARTICIPANT = 'echo';
+/** The stream's duplicate window: longer than any run, so every republish is a duplicate. */
+const MESSAGE_DUPLICATE_WINDOW_MS = 3_600_000;
 const CALL_TIMEOUT_MS = 200;
 /** The largest step of the coordinator's wall clock, either way: longer than most deadlines. */
 const CLOCK_STEP_MS_MAX = 3000;
@@ -88,6 +97,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   simulation.checkWhatClientsWereTold();
   simulation.checkHistories();
   simulation.checkResolutions();
+  simulation.checkMessages();
   await simulation.checkOutcomeInquiry();
   return simulation.result();
 }
@@ -105,6 +115,9 @@ class Simulation {
    * participants decide heuristically (the other runs replay as before).
    */
   private readonly resolveRng: Rng;
+  /** Message participants and the broker draw from a stream of their own too. */
+  private readonly messageRng: Rng;
+  private readonly broker: SimBroker;
   private readonly world: World;
   private readonly checks: Checks;
   private readonly faultMs: number;
@@ -145,6 +158,7 @@ class Simulation {
     this.rng = rng;
     this.operatorRng = new Rng(options.seed + 0x0e7a7);
     this.resolveRng = new Rng(options.seed + 0x4e501);
+    this.messageRng = new Rng(options.seed + 0x3e55a);
     this.clusterRng = new Rng(options.seed + 0xc1a55);
     this.world = new World(rng);
     this.checks = new Checks(() => ({ atMs: this.world.now - START_MS, step: this.world.steps }));
@@ -178,6 +192,16 @@ class Simulation {
     // decision is on disk.
     this.crashAfterSendRate = rng.pick([0, 0.05, 0.25, 0.5]);
     this.network = new SimNetwork(this.world, this.faults);
+    const m = this.messageRng;
+    this.broker = new SimBroker(
+      this.world,
+      m,
+      this.faults,
+      MESSAGE_DUPLICATE_WINDOW_MS,
+      m.pick([0, 0.05, 0.2]),
+      m.pick([0, 0.05, 0.2]),
+      m.pick([0, 0.05, 0.2]),
+    );
     for (const name of PARTICIPANTS) {
       const profile = {
         noRate: rng.pick([0, 0, 0.02, 0.2]),
@@ -239,6 +263,8 @@ class Simulation {
       CALL_TIMEOUT_MS,
       new CallLimiter(this.callSlots, timers),
       options.runtimeBugs?.callTimeFromWire,
+      this.broker,
+      options.runtimeBugs?.msgIdPerProcess ? `process-${this.crashes}` : null,
     );
     client.onSent = (action) => {
       const rate = action === 'abort' ? this.crashAfterSendRate : this.crashAfterSendRate / 10;
@@ -481,13 +507,39 @@ class Simulation {
     }
   }
 
-  private pickParticipants() {
-    return PARTICIPANTS.filter(() => this.rng.chance(0.6)).map((name) => ({
+  private pickParticipants(): NewParticipant[] {
+    const picked: NewParticipant[] = PARTICIPANTS.filter(() => this.rng.chance(0.6)).map((name) => ({
       name,
       url: this.participant(name).url,
       database: null,
       payloadJson: null,
     }));
+    if (this.messageRng.chance(0.5)) {
+      picked.push({
+        name: MESSAGE_PARTICIPANT,
+        url: null,
+        database: null,
+        message: { subject: 'sim.events', dataJson: '{"sim":true}', headers: {} },
+        payloadJson: null,
+      });
+    }
+    return picked;
+  }
+
+  /** Every committed transaction's message stored once (its republishes dropped as duplicates), no aborted one's. */
+  checkMessages(): void {
+    const invariant = "a committed transaction's message is in the stream exactly once, an aborted one's never";
+    const transactions = new Map([...this.log.forgotten, ...this.log.durable]);
+    for (const [id, tx] of transactions) {
+      const p = tx.participants.find((q) => q.message);
+      if (!p) continue;
+      const copies = [...this.broker.stored].filter(([msgId]) => msgId.endsWith(`:${id}:${p.name}`));
+      const count = copies.reduce((sum, [, n]) => sum + n, 0);
+      if (tx.outcome === 'commit' && count !== 1)
+        this.checks.fail(invariant, `${id}: committed, ${count} copies stored`);
+      if (tx.outcome !== 'commit' && count !== 0)
+        this.checks.fail(invariant, `${id}: ${tx.outcome}, ${count} copies stored`);
+    }
   }
 
   private participant(name: string): SimParticipant {
@@ -676,6 +728,7 @@ class Simulation {
       aborted,
       coordinatorCrashes: this.crashes,
       takeovers: this.takeovers,
+      messagesStored: [...this.broker.stored.values()].reduce((sum, n) => sum + n, 0),
       trace,
     };
   }

@@ -50,6 +50,7 @@ export function testConfig(overrides: Overrides = {}, dataDir = tempDir()): Conf
       ...overrides.participants,
     },
     log: { ...base.log, sweepIntervalMs: 50, ...overrides.log },
+    messages: { ...base.messages, ...overrides.messages },
     cluster: { ...base.cluster, ...overrides.cluster },
     databases: overrides.databases ?? base.databases,
   };

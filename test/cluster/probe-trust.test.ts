@@ -87,6 +87,13 @@ async function pair(t: Test, env: Record<string, string> = {}): Promise<Pair> {
   return p;
 }
 
+let shared: Promise<Pair> | null = null;
+/** One pair for the cases that kill nothing (instances start slowly on a loaded machine); stopped with the file. */
+function sharedPair(): Promise<Pair> {
+  shared ??= pair(t);
+  return shared;
+}
+
 async function call(
   service: Service,
   method: 'GET' | 'POST',
@@ -233,7 +240,7 @@ async function heuristicPair(t: Test) {
 }
 
 t.test('resolve sent twice at once, once to each instance: applied once, one 200, one entry', async (t) => {
-  const { a, b } = await pair(t);
+  const { a, b } = await sharedPair();
   const rounds = ROUNDS;
   for (let round = 0; round < rounds; round++) {
     const h = await heuristicPair(t);
@@ -290,7 +297,7 @@ t.test('resolve through the other instance after the owner was SIGKILLed: applie
 });
 
 t.test('tokens and roles across instances: no call crosses from one token or role to another', async (t) => {
-  const { a, b } = await pair(t);
+  const { a, b } = await sharedPair();
   const yes = await participant(t);
   const begun = await call(a, 'POST', '/v1/transactions', ALICE, {
     idempotencyKey: 'alice-order',
@@ -345,18 +352,19 @@ t.test('tokens and roles across instances: no call crosses from one token or rol
   }
 });
 
-t.test('two different keys of one token are two transactions on the PostgreSQL store', async (t) => {
-  // A lone surrogate is valid in a JSON string and passes the key's schema;
-  // PostgreSQL (UTF-8) stores it as U+FFFD, so it meets the key spelled
-  // with U+FFFD, which the client sent as a different key.
-  const { a } = await pair(t);
+t.test('two different keys of one token are never one transaction on the PostgreSQL store', async (t) => {
+  // A lone surrogate is valid in a JSON string; PostgreSQL (UTF-8) stores it
+  // as U+FFFD, where it met the key spelled with U+FFFD, which the client sent
+  // as another key: the second begin answered 200 with the first's id. Such
+  // a key is now refused.
+  const { a } = await sharedPair();
   const yes = await participant(t);
   const body = (key: string) => ({ idempotencyKey: key, participants: [{ name: 'p', url: yes.url }] });
-  const first = await call(a, 'POST', '/v1/transactions', ALICE, body('order-\ud800'));
-  t.equal(first.status, 201, JSON.stringify(first.body));
-  const second = await call(a, 'POST', '/v1/transactions', ALICE, body('order-\ufffd'));
-  t.equal(second.status, 201, `another key, another transaction: ${JSON.stringify(second.body)}`);
-  t.not(second.body?.id, first.body?.id, 'two transactions');
+  const lone = await call(a, 'POST', '/v1/transactions', ALICE, body('order-\ud800'));
+  t.equal(lone.status, 400, `a key that UTF-8 cannot hold is refused: ${JSON.stringify(lone.body)}`);
+  const replacement = await call(a, 'POST', '/v1/transactions', ALICE, body('order-\ufffd'));
+  t.equal(replacement.status, 201, `the key spelled with U+FFFD is its own: ${JSON.stringify(replacement.body)}`);
+  t.equal(replacement.body?.idempotencyKey, 'order-\ufffd');
 });
 
 t.test(
@@ -431,4 +439,38 @@ t.test('resolve through the other instance while the owner is paused (SIGSTOP): 
   }
   const view = await callRetrying(b, 'GET', `/v1/transactions/${id}`, ADMIN);
   t.equal(view.body.participants[0].heuristicResolved?.note, note, 'the view shows the one applied');
+});
+
+t.test("an operator's abort sent to both instances at once: decided once, in the history once", async (t) => {
+  const { a, b } = await sharedPair();
+  for (let round = 0; round < ROUNDS; round++) {
+    const yes = await participant(t);
+    const begun = await call(a, 'POST', '/v1/transactions', ALICE, { participants: [{ name: 'p', url: yes.url }] });
+    const id = begun.body.id as string;
+    if (round % 2 === 1) t.equal((await call(b, 'POST', `/v1/transactions/${id}/prepare`, ALICE)).status, 200);
+    const answers = await Promise.all([a, b].map((s) => call(s, 'POST', `/v1/transactions/${id}/abort`, ADMIN)));
+    t.same(
+      answers.map((x) => [x.status, x.body?.outcome]),
+      [
+        [200, 'abort'],
+        [200, 'abort'],
+      ],
+      `round ${round}: both told abort: ${JSON.stringify(answers.map((x) => x.body))}`,
+    );
+    await waitUntil(async () => (await call(b, 'GET', `/v1/transactions/${id}`, ADMIN)).body.state === 'aborted');
+    for (const s of [a, b]) {
+      const entries = await historyOf(s, id);
+      t.equal(
+        entries.filter((e) => e.type === 'decided').length,
+        1,
+        `round ${round}: decided once at ${s === a ? 'a' : 'b'}`,
+      );
+      t.equal(
+        entries.filter((e) => e.type === 'requested' && e.action === 'abort').length,
+        2,
+        `round ${round}: both requests in the history at ${s === a ? 'a' : 'b'}`,
+      );
+    }
+    t.equal(yes.count('commit', id), 0, `round ${round}: never a commit`);
+  }
 });

@@ -106,6 +106,7 @@ async function measure(root, count) {
     defaultTimeoutMs: 30_000,
     inFlightBytesMax: 1e9,
     inFlightPerCallerMax: 0,
+    inFlightBytesPerCallerMax: 0,
     retryDelayMsMin: 10,
     retryDelayMsMax: 100,
     stuckAfterAttempts: 10,

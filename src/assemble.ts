@@ -23,8 +23,11 @@ import { PostgresAdapter } from './participants/databases/postgres.js';
 import { HttpParticipants } from './participants/http-participants.js';
 import type { ParticipantClient } from './participants/participant-client.js';
 import { RoutingParticipants } from './participants/routing-participants.js';
+import { CommitdOrigins } from './participants/self-origins.js';
 import { parseParticipantSecrets } from './participants/signing.js';
+import { internalRefused, parseAllowedPrefixes, type UrlPolicyContext } from './participants/url-policy.js';
 import { answerWaitMsMax } from './protocol/answers.js';
+import { isLoopbackName } from './security/access.js';
 import { readPair, readPem } from './security/pem-files.js';
 import { traceIdOf } from './tracing/traceparent.js';
 
@@ -33,6 +36,8 @@ export interface Reporting {
   readonly logError: (error: Error) => void;
   readonly error: (error: Error, context: string, about?: AboutTransaction) => void;
   readonly heuristic: (message: string, about: AboutTransaction) => void;
+  /** Something an operator should know that the service deals with itself (a warning). */
+  readonly warn?: (message: string, fields: object) => void;
   /** The orphan scan finished a prepared transaction in a database: worth a line in the service's log. */
   readonly orphan?: (message: string, about: AboutTransaction) => void;
   /** The log can no longer say what is on disk (an fsync failed); a service stops. */
@@ -48,9 +53,25 @@ export interface Assembled {
   readonly coordinator: Coordinator;
   /** Start once the coordinator has recovered (its outcomes are right only then); stop before closing participants. */
   readonly orphans: OrphanScanner;
+  /** Which participant URLs are accepted (the API checks them at begin and enlist). */
+  readonly urlPolicy: UrlPolicyContext;
+  /** The commitd instances no participant URL may reach; tell it the port once listening. */
+  readonly commitdOrigins: CommitdOrigins;
   /** The deployment's identity, in the names of prepared transactions (transaction-names.ts). */
   readonly deploymentId: string;
 }
+
+/**
+ * A per-caller limit: the one configured, or by default (0) a quarter of the
+ * global one: a caller alone, or three together, cannot lock the others out
+ * (issue 23: 50 begins with an hour's timeout did), and a quarter still lets
+ * one busy client use most of what one instance takes in the benchmarks.
+ */
+export function callerShare(configured: number, global: number): number {
+  return configured > 0 ? configured : Math.max(1, Math.floor(global / CALLER_SHARE_DIVISOR));
+}
+
+const CALLER_SHARE_DIVISOR = 4;
 
 /** Prepared transactions looked at per database per scan: bounds the work and memory of one scan. */
 const ORPHANS_PER_SCAN_MAX = 1000;
@@ -119,7 +140,20 @@ export async function assemble(
     metrics.participantRequests.inc({ message: c.message, result: c.result });
     metrics.participantLatency.observe({ message: c.message }, c.durationMs / 1000);
   };
+  const commitdOrigins = new CommitdOrigins(
+    config.server.host,
+    config.server.port,
+    config.cluster.advertiseUrl,
+    () => member?.instanceUrls ?? [],
+  );
+  const allowed = parseAllowedPrefixes(p.participantOrigins);
+  const urlPolicy: UrlPolicyContext = {
+    allowed,
+    internalRefused: internalRefused(!isLoopbackName(config.server.host), allowed),
+    reachesCommitd: (url) => commitdOrigins.reaches(url),
+  };
   const http = new HttpParticipants({
+    urlPolicy,
     prepareTimeoutMs: p.prepareTimeoutMs,
     phaseTwoTimeoutMs: p.phaseTwoTimeoutMs,
     connectionsPerOrigin: p.connectionsPerOrigin,
@@ -163,7 +197,8 @@ export async function assemble(
     defaultTimeoutMs: t.defaultTimeoutMs,
     inFlightMax: t.maxInFlight,
     inFlightBytesMax: t.maxInFlightBytes,
-    inFlightPerCallerMax: t.maxInFlightPerCaller,
+    inFlightPerCallerMax: callerShare(t.maxInFlightPerCaller, t.maxInFlight),
+    inFlightBytesPerCallerMax: callerShare(t.maxInFlightBytesPerCaller, t.maxInFlightBytes),
     participantsMax: t.maxParticipants,
     retryDelayMsMin: p.retryDelayMsMin,
     retryDelayMsMax: p.retryDelayMsMax,
@@ -185,6 +220,7 @@ export async function assemble(
   metrics.inFlightSource = () => coordinator.reads.inFlightByState();
   const orphans = new OrphanScanner({
     adapters: [...adapters.values()],
+    deployment: deploymentId,
     verdictOf: (txId, participant, database, presumeAbort) =>
       orphanVerdict(coordinator.reads, txId, participant, database, presumeAbort),
     scanIntervalMs: p.orphanScanIntervalMs,
@@ -197,7 +233,7 @@ export async function assemble(
       );
     },
   });
-  return { log, member, participants, coordinator, orphans, deploymentId };
+  return { log, member, participants, coordinator, orphans, deploymentId, urlPolicy, commitdOrigins };
 }
 
 /**
@@ -292,6 +328,14 @@ function clusterObserver(metrics: Metrics, report: Reporting): ClusterObserver {
     released: (shards) => metrics.shardChanges.inc({ change: 'released' }, shards),
     lost: (shards) => metrics.shardChanges.inc({ change: 'lost' }, shards),
     peerGone: (instance, why) => report.error(new Error(`instance ${instance} is gone: ${why}`), 'the cluster'),
+    stalled: (gapMs, leasesRunOut) =>
+      report.warn?.(
+        `this instance did not run for ${Math.round(gapMs)} ms (paused, or starved of CPU): ` +
+          (leasesRunOut > 0
+            ? `the leases of ${leasesRunOut} of its shards ran out meanwhile; it lets them go (another instance may have taken them over) and takes shards again as the plan says`
+            : 'its leases held'),
+        { gapMs: Math.round(gapMs), leasesRunOut },
+      ),
   };
 }
 

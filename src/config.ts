@@ -62,6 +62,7 @@ export const SETTINGS = {
     maxInFlight: int(1, 1_000_000),
     maxInFlightBytes: int(1024, 64 * 1024 * 1024 * 1024),
     maxInFlightPerCaller: int(0, 1_000_000),
+    maxInFlightBytesPerCaller: int(0, 64 * 1024 * 1024 * 1024),
     maxParticipants: int(1, 10_000),
     maxPayloadBytes: int(0, 64 * 1024 * 1024),
     maxMetadataBytes: int(0, 1024 * 1024),

@@ -19,6 +19,7 @@ export function logReporting(logger: () => LineLogger, fatal: Reporting['fatal']
   return {
     logError: (e) => logger().error({ err: e }, 'writing the decision log failed'),
     error: (e, context, about) => logger().error({ err: e, ...about }, context),
+    warn: (message, fields) => logger().warn(fields, message),
     heuristic: (message, about) => logger().warn(about, message),
     orphan: (message, about) => logger().warn(about, message),
     fatal,

@@ -65,7 +65,7 @@ async function start(): Promise<void> {
     if (error instanceof ConfigError) return exit(2, `commitd: configuration: ${error.message}`);
     return exit(error instanceof LogLockedError ? 3 : 4, `commitd: ${(error as Error).message}`);
   }
-  const { log, member, participants, coordinator, orphans, deploymentId } = assembled;
+  const { log, member, participants, coordinator, orphans, deploymentId, urlPolicy, commitdOrigins } = assembled;
 
   const server = await buildApi({
     coordinator,
@@ -76,6 +76,7 @@ async function start(): Promise<void> {
     readiness,
     logger: { level: config.server.logLevel },
     tls,
+    urlPolicy,
   });
   app.log = server.log;
 
@@ -93,6 +94,9 @@ async function start(): Promise<void> {
   // tells the orchestrator when to send traffic.
   const bound = server.server.address();
   const address = typeof bound === 'object' && bound !== null ? `${bound.address}:${bound.port}` : String(bound);
+  if (typeof bound === 'object' && bound !== null) {
+    commitdOrigins.listening(bound.port, config.cluster.advertiseUrl ?? listeningUrl(bound, tls !== null));
+  }
   let recovered: number;
   if (member === null) {
     try {

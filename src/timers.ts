@@ -18,8 +18,22 @@ export interface Timers {
   cancel(handle: TimerHandle): void;
 }
 
+/**
+ * Test only: how far this process's wall clock is moved from the system's
+ * (COMMITD_TEST_CLOCK_OFFSET_MS, milliseconds, either way), so that a process
+ * test can run an instance whose clock is skewed (test/cluster/outcomes.test.ts).
+ * Read once, here and nowhere else; not a setting, never documented for
+ * operators, 0 when absent or not a finite number.
+ */
+const TEST_CLOCK_OFFSET_MS = testClockOffsetMs(process.env.COMMITD_TEST_CLOCK_OFFSET_MS);
+
+function testClockOffsetMs(raw: string | undefined): number {
+  const offset = Number(raw ?? 0);
+  return Number.isFinite(offset) ? Math.trunc(offset) : 0;
+}
+
 export const realTimers: Timers = {
-  now: Date.now,
+  now: TEST_CLOCK_OFFSET_MS === 0 ? Date.now : () => Date.now() + TEST_CLOCK_OFFSET_MS,
   monotonicMs: () => performance.now(),
   after(delayMs, fn) {
     const t = setTimeout(fn, delayMs);

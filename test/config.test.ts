@@ -41,6 +41,11 @@ t.test('bad values stop the start with a message naming the key', async (t) => {
   t.throws(() => loadConfig({ COMMITD_CONFIG: '/nonexistent/commitd.yaml' }), {
     message: /cannot read the config file/,
   });
+  t.throws(() => loadConfig({ COMMITD_DEPLOYMENT_ID: 'a:b' }), {
+    message: /COMMITD_DEPLOYMENT_ID\) must be 1-32 letters/,
+  });
+  t.equal(loadConfig({ COMMITD_DEPLOYMENT_ID: 'prod-eu_1' }).participants.deploymentId, 'prod-eu_1');
+  t.equal(loadConfig({}).participants.deploymentId, null, 'unset: the store makes one');
 });
 
 t.test('a config file need only set what it changes; an unknown key in it is refused', async (t) => {

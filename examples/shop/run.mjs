@@ -5,47 +5,19 @@
 // shop commits after the restart), a kill -9 of the payments service
 // while prepared. Ends by checking that both services agree on every order.
 // Usage: npm run example:shop  (builds, then runs this; exits 0 when consistent)
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CommitdClient, TransactionAbortedError } from 'commitd/client';
+import { startProcess } from '../support/processes.mjs';
 
 const here = import.meta.dirname;
 const root = path.resolve(here, '../..');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'commitd-shop-'));
 const children = new Set();
 
-function start(name, file, env, ready) {
-  const child = spawn(process.execPath, [file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  let out = '';
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start:\n${out}`)), 20_000);
-    const onData = (chunk) => {
-      out += chunk;
-      const port = ready(out);
-      if (port) {
-        clearTimeout(timer);
-        resolve({
-          child,
-          port,
-          exited,
-          kill: () => {
-            child.kill('SIGKILL');
-            return exited;
-          },
-        });
-      }
-    };
-    child.stdout.setEncoding('utf8').on('data', onData);
-    child.stderr.setEncoding('utf8').on('data', onData);
-    child.once('exit', (code) => reject(new Error(`${name} exited (${code}):\n${out}`)));
-  });
-}
+const start = (name, file, env, ready) => startProcess(children, name, file, env, ready);
 
 const startCommitd = (port = 0) =>
   start(

@@ -172,12 +172,13 @@ export const getSchema = {
 };
 
 export const outcomeSchema = {
-  summary: 'Participant inquiry: the durable outcome (unknown ids are presumed aborted)',
+  summary:
+    'Participant inquiry: the durable outcome (unknown ids are presumed aborted; forgotten: finished and its outcome no longer kept)',
   params: idParams,
   response: {
     200: {
       type: 'object',
-      properties: { outcome: { type: 'string', enum: ['commit', 'abort', 'pending'] } },
+      properties: { outcome: { type: 'string', enum: ['commit', 'abort', 'pending', 'forgotten'] } },
       required: ['outcome'],
     },
     ...errors(400, 401, 403, 503),

@@ -10,6 +10,7 @@ import type { Config } from '../config.js';
 import type { Coordinator } from '../coordinator/coordinator.js';
 import { ElsewhereError } from '../coordinator/errors.js';
 import type { Metrics } from '../metrics.js';
+import type { UrlPolicyContext } from '../participants/url-policy.js';
 import { answerWaitMsMax } from '../protocol/answers.js';
 import { installAccessControl } from './access-control.js';
 import { consoleRoutes, readConsoleFiles } from './console-routes.js';
@@ -39,6 +40,8 @@ export interface ApiOptions {
   readonly member?: ClusterMember | null;
   /** Serve HTTPS with this certificate chain and key (PEM), read by the caller. */
   readonly tls?: { readonly cert: string; readonly key: string } | null;
+  /** Which participant URLs begin and enlist accept (assemble.ts); without it, the allowlist of the config alone. */
+  readonly urlPolicy?: UrlPolicyContext;
 }
 
 /** Beyond the owner's answer bound, for the hop itself. */
@@ -180,7 +183,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     return o.metrics.registry.metrics();
   });
 
-  transactionRoutes(app, o.coordinator, o.config, o.deploymentId);
+  transactionRoutes(app, o.coordinator, o.config, o.deploymentId, o.urlPolicy);
   consoleRoutes(app, readConsoleFiles());
   return app;
 }

@@ -12,7 +12,12 @@ import {
   postgresGid,
   xaXidText,
 } from '../participants/databases/transaction-names.js';
-import { type AllowedPrefix, checkParticipantUrl, parseAllowedPrefixes } from '../participants/url-policy.js';
+import {
+  checkParticipantUrl,
+  OPEN_POLICY,
+  parseAllowedPrefixes,
+  type UrlPolicyContext,
+} from '../participants/url-policy.js';
 import { commitAnswer, mixedOutcome, prepareAnswer } from '../protocol/answers.js';
 import { abortedDetail } from '../protocol/transitions.js';
 import type { NewParticipant, Transaction, TxState } from '../protocol/types.js';
@@ -48,6 +53,7 @@ export function transactionRoutes(
   coordinator: Coordinator,
   config: Config,
   deploymentId: string,
+  urlPolicy?: UrlPolicyContext,
 ): void {
   const limits = config.transactions;
   // A database participant's view names its prepared transaction the way its
@@ -63,8 +69,8 @@ export function transactionRoutes(
   const transactionView: View = async (tx) =>
     viewOf(tx, xidOf, mixedOutcome(tx) ? await coordinator.reads.resolutions(tx.id) : undefined);
   // Validated at start (config.ts): parsing cannot fail here.
-  const allowed = parseAllowedPrefixes(config.participants.participantOrigins);
-  const newParticipant = (p: ParticipantBody) => checkParticipant(p, limits.maxPayloadBytes, kinds, allowed);
+  const policy = urlPolicy ?? { ...OPEN_POLICY, allowed: parseAllowedPrefixes(config.participants.participantOrigins) };
+  const newParticipant = (p: ParticipantBody) => checkParticipant(p, limits.maxPayloadBytes, kinds, policy);
 
   app.post<{ Body: BeginBody }>('/v1/transactions', { schema: beginSchema(config) }, async (request, reply) => {
     const body = request.body;
@@ -271,7 +277,7 @@ function checkParticipant(
   p: ParticipantBody,
   maxPayloadBytes: number,
   databases: ReadonlyMap<string, DatabaseKind>,
-  allowed: readonly AllowedPrefix[],
+  policy: UrlPolicyContext,
 ): NewParticipant {
   if (p.url !== undefined && p.database !== undefined) {
     throw invalid(`participant '${p.name}' names both a url and a database: it is one or the other`);
@@ -287,7 +293,7 @@ function checkParticipant(
     return { name: p.name, url: null, database: p.database, payloadJson: null };
   }
   if (p.url === undefined) throw invalid(`participant '${p.name}' needs a url or a database`);
-  const verdict = checkParticipantUrl(p.url, allowed);
+  const verdict = checkParticipantUrl(p.url, policy);
   if (!verdict.ok) {
     throw new ProblemError(
       problem('participant-url-refused', 400, `participant '${p.name}' url ${verdict.detail}`, { rule: verdict.rule }),

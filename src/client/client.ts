@@ -19,6 +19,7 @@ import {
 } from './errors.js';
 import type {
   BeginOptions,
+  InquiryOutcome,
   ListOptions,
   NewParticipant,
   Problem,
@@ -160,10 +161,15 @@ export class CommitdClient {
     return this.send('GET', '/v1/stats', undefined, call) as Promise<Stats>;
   }
 
-  /** The participant inquiry: commit, abort, or pending (an unknown id answers abort: presumed abort). */
-  async outcome(id: string, call: CallOptions = {}): Promise<'commit' | 'abort' | 'pending'> {
+  /**
+   * The participant inquiry: commit, abort, or pending (an unknown id answers
+   * abort: presumed abort); forgotten for a transaction finished longer ago
+   * than commitd keeps outcomes (COMMITD_IDEMPOTENCY_KEY_RETENTION_MS): it
+   * no longer knows which it was.
+   */
+  async outcome(id: string, call: CallOptions = {}): Promise<InquiryOutcome> {
     const body = (await this.send('GET', `${txPath(id)}/outcome`, undefined, call)) as { outcome: string };
-    return body.outcome as 'commit' | 'abort' | 'pending';
+    return body.outcome as InquiryOutcome;
   }
 
   async close(): Promise<void> {

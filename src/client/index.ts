@@ -17,6 +17,7 @@ export type {
   Caller,
   HeuristicResolution,
   HistoryEntry,
+  InquiryOutcome,
   ListOptions,
   NewDatabaseParticipant,
   NewHttpParticipant,

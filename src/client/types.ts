@@ -2,6 +2,12 @@
 
 export type TxState = 'active' | 'preparing' | 'prepared' | 'committing' | 'committed' | 'aborting' | 'aborted';
 export type Outcome = 'commit' | 'abort';
+/**
+ * The outcome inquiry's answer: the outcome, pending while undecided, or
+ * forgotten: finished longer ago than commitd keeps outcomes, which it no
+ * longer knows (never the contrary one).
+ */
+export type InquiryOutcome = Outcome | 'pending' | 'forgotten';
 
 export type Vote = 'yes' | 'no' | 'read-only';
 export type AbortReason = 'client' | 'vote' | 'deadline' | 'recovery' | 'operator';
@@ -37,7 +43,7 @@ export interface Transaction {
   readonly state: TxState;
   readonly outcome: Outcome | null;
   /** Some participant decided the other way on its own: the effects are not atomic. */
-  readonly mixedOutcome?: boolean;
+  readonly mixedOutcome: boolean;
   readonly createdAt: string;
   readonly deadline: string;
   readonly decidedAt: string | null;

@@ -46,6 +46,12 @@ export interface ClusterObserver {
   released(shards: number): void;
   lost(shards: number): void;
   peerGone(instanceId: string, why: string): void;
+  /**
+   * This process did not run for `gapMs` (paused, starved of CPU): past the
+   * silence bound, so the others may have taken its shards; `leasesRunOut`
+   * of those it held had their lease run out meanwhile and are let go now.
+   */
+  stalled(gapMs: number, leasesRunOut: number): void;
 }
 
 interface OwnedShard {
@@ -132,7 +138,7 @@ export class ClusterMember implements Placement {
     await this.round();
     this.lastTickMs = this.monotonicMs();
     this.timer = setInterval(() => {
-      if (this.stalled()) this.wokeAtMs = this.monotonicMs();
+      if (this.stalled()) this.woke();
       this.lastTickMs = this.monotonicMs();
       // Apart from the round: a round waiting on an unreachable store must
       // not keep this instance acting on leases that may have run out.
@@ -173,6 +179,11 @@ export class ClusterMember implements Placement {
       }
     }
     return null;
+  }
+
+  /** Every instance's advertised URL as last seen, this one's included: no participant URL may reach one. */
+  get instanceUrls(): readonly string[] {
+    return this.instancesSeen.map((i) => i.url);
   }
 
   peerForNew(): string | null {
@@ -301,6 +312,19 @@ export class ClusterMember implements Placement {
     });
     if (plan.take.length > 0) await this.take(plan.take);
     if (plan.release.length > 0) await this.release(plan.release);
+  }
+
+  /**
+   * Back from not running past the silence bound: it is this process that
+   * was silent, not its peers (the probes count their silence afresh). Says
+   * so, with what it cost: the shards whose lease ran out meanwhile, which
+   * expire() lets go right after.
+   */
+  private woke(): void {
+    const now = this.monotonicMs();
+    this.wokeAtMs = now;
+    const runOut = [...this.owned.values()].filter((o) => o.validUntilMs <= now).length;
+    this.o.observer?.stalled(now - this.lastTickMs, runOut);
   }
 
   /** The interval has not run for longer than the silence bound: this process was not running, or starved. */

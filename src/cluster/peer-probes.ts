@@ -37,6 +37,8 @@ const PROBE_CONNECTIONS_PER_PEER = 2;
 
 export class PeerProbes {
   private readonly peers = new Map<string, PeerState>();
+  /** When the last round started (monotonic); null before the first. */
+  private lastRoundMs: number | null = null;
   private readonly agent = new Agent({ connections: PROBE_CONNECTIONS_PER_PEER, pipelining: 0 });
 
   constructor(private readonly o: ProbeOptions) {}
@@ -49,6 +51,12 @@ export class PeerProbes {
   probe(peers: ReadonlyArray<{ readonly id: string; readonly url: string }>): Promise<void> {
     const started: Promise<void>[] = [];
     const now = this.o.monotonicMs();
+    // Rounds further apart than the silence bound: this process did not
+    // probe meanwhile (it was paused, starved, or waited on the store), so
+    // no answer was missed; the silence it would measure is its own. Each
+    // peer's silence is counted from now (the member says what happened).
+    const ownGap = this.lastRoundMs !== null && now - this.lastRoundMs > this.o.silenceMs;
+    this.lastRoundMs = now;
     const listed = new Set(peers.map((p) => p.id));
     for (const id of this.peers.keys()) if (!listed.has(id)) this.peers.delete(id);
     for (const { id, url } of peers) {
@@ -58,6 +66,7 @@ export class PeerProbes {
         state = { url, lastAnswerMs: now, inFlight: false, gone: null };
         this.peers.set(id, state);
       }
+      if (ownGap) state.lastAnswerMs = Math.max(state.lastAnswerMs, now);
       if (state.gone === null && now - state.lastAnswerMs >= this.o.silenceMs) {
         this.markGone(id, state, 'silent', `no answer for ${Math.round(now - state.lastAnswerMs)} ms`);
       }

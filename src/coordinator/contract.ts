@@ -36,8 +36,13 @@ export interface CoordinatorOptions {
   readonly inFlightMax: number;
   /** Payload and metadata held in memory, as JSON characters (about bytes), across all live transactions. */
   readonly inFlightBytesMax: number;
-  /** Undecided transactions one caller may hold at once; 0: no limit per caller. */
+  /**
+   * Undecided transactions one caller may hold at once, and decided ones
+   * still owed phase two (each counted apart); 0: no limit per caller.
+   */
   readonly inFlightPerCallerMax: number;
+  /** Payload and metadata one caller's live transactions may hold; 0: no limit per caller. */
+  readonly inFlightBytesPerCallerMax: number;
   readonly participantsMax: number;
   readonly retryDelayMsMin: number;
   readonly retryDelayMsMax: number;

@@ -82,7 +82,8 @@ export class LiveTransaction {
 
   /** A transaction read back from the log: what is on disk is what was promised. */
   static recovered(context: TransactionContext, tx: Transaction): LiveTransaction {
-    const live = new LiveTransaction(context, tx);
+    // Its caller as the log kept it: the per-caller limits count it again.
+    const live = new LiveTransaction(context, tx, tx.callerId ?? '');
     live.published = tx;
     live.commitDurable = tx.outcome === 'commit';
     return live;

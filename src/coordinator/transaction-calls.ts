@@ -134,6 +134,7 @@ export class TransactionCalls {
       requestHash: request.requestHash,
       metadataJson: request.metadataJson,
       traceParent: request.traceParent ?? origin.traceParent(),
+      callerId: request.callerId,
     });
     const live = this.o.track(created.tx, request.callerId);
     live.trace.adopt(origin);
@@ -160,7 +161,7 @@ export class TransactionCalls {
     if (!known && live.current.participants.length >= this.o.settings.participantsMax) {
       throw new LimitError(`a transaction has at most ${this.o.settings.participantsMax} participants`);
     }
-    if (!known) this.o.admission.admitEnlist(participant);
+    if (!known) this.o.admission.admitEnlist(live.callerId, participant);
     const result = await live.trace
       .origin('enlist', traceParent)
       .around(live.dispatch({ type: 'enlist', participant }))

@@ -72,14 +72,21 @@ export class TransactionReads {
 
   /**
    * The participant inquiry. Only a durable decision is ever reported; an id
-   * the log does not know was never decided commit (its record would be kept
-   * until every participant acknowledged), so it is presumed aborted.
+   * the log does not hold is answered from what compaction kept of it: a
+   * committed one's id, as long as idempotency keys are kept; past that,
+   * `forgotten` for an id not after the newest one whose outcome expired
+   * (docs/protocol.md); and abort for the rest, which never committed (a
+   * committed transaction's record is kept until every participant
+   * acknowledged, then its id): presumed abort.
    */
-  async outcome(id: string): Promise<Outcome | 'pending'> {
+  async outcome(id: string): Promise<Outcome | 'pending' | 'forgotten'> {
     const live = this.o.live.get(id);
     if (live) return live.published?.outcome ?? 'pending';
     const stored = await readingLog(() => this.o.log.get(id));
     if (stored?.outcome) return stored.outcome;
+    // Compacted, committed: final, whoever asks and wherever.
+    const kept = stored ? null : await readingLog(() => this.o.log.keptOutcome(id));
+    if (kept === 'commit') return 'commit';
     // Undecided or unknown: only the owner may say. Another instance may
     // hold it in memory with prepares out and its begin not yet written.
     if (this.o.placement.whereIs(id).at !== 'here') this.elsewhere(id);
@@ -97,7 +104,9 @@ export class TransactionReads {
     const loaded = this.o.live.get(id);
     if (loaded) return loaded.published?.outcome ?? 'pending';
     if (!owned) this.elsewhere(id);
-    return 'abort';
+    // Not after the newest id whose outcome was forgotten: it may be one of
+    // them, committed. Never abort for it; forgotten says what is known.
+    return kept === 'forgotten' ? 'forgotten' : 'abort';
   }
 
   /** The transaction's history, oldest first; NotFoundError for a transaction readers cannot see. */

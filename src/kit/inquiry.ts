@@ -1,5 +1,6 @@
 // The outcome inquiry (participant → commitd): GET
-// /v1/transactions/{id}/outcome answers commit, abort or pending. Bounded in
+// /v1/transactions/{id}/outcome answers commit, abort, pending or forgotten
+// (docs/protocol.md). Bounded in
 // time and size; any other answer is an error the caller retries later.
 
 import { request } from 'undici';
@@ -12,7 +13,7 @@ export async function inquireOutcome(
   transactionId: string,
   token: string | null,
   timeoutMs = INQUIRY_TIMEOUT_MS,
-): Promise<'commit' | 'abort' | 'pending'> {
+): Promise<'commit' | 'abort' | 'pending' | 'forgotten'> {
   const url = `${coordinatorUrl.replace(/\/+$/, '')}/v1/transactions/${encodeURIComponent(transactionId)}/outcome`;
   const res = await request(url, {
     method: 'GET',
@@ -31,7 +32,7 @@ export async function inquireOutcome(
   }
   if (res.statusCode !== 200) throw new Error(`the outcome inquiry answered HTTP ${res.statusCode}`);
   const outcome = (JSON.parse(text) as { outcome?: unknown }).outcome;
-  if (outcome !== 'commit' && outcome !== 'abort' && outcome !== 'pending') {
+  if (outcome !== 'commit' && outcome !== 'abort' && outcome !== 'pending' && outcome !== 'forgotten') {
     throw new Error(`the outcome inquiry answered ${JSON.stringify(outcome)}`);
   }
   return outcome;

@@ -390,8 +390,13 @@ export class Participant<Tx, Payload = unknown> implements KitHandler {
       }
       this.o.hooks?.onInquiry?.({ transactionId: record.transactionId, participant: record.participant, outcome });
       // commitd's answer is its decision: apply it exactly as if its message had come.
-      if (outcome === 'commit' || outcome === 'abort') {
-        await this.apply(outcome, { transactionId: record.transactionId, participant: record.participant }, null);
+      // Forgotten is rolled back, as presumed abort: commitd forgets a
+      // transaction only after every participant had its outcome, so one
+      // still prepared for it never counted towards a commit
+      // (docs/protocol.md, "Outcome inquiry").
+      if (outcome === 'commit' || outcome === 'abort' || outcome === 'forgotten') {
+        const action = outcome === 'commit' ? 'commit' : 'abort';
+        await this.apply(action, { transactionId: record.transactionId, participant: record.participant }, null);
       }
     }
   }

@@ -9,6 +9,7 @@
 // loads nothing itself.
 
 import type { Pool, PoolClient } from 'pg';
+import { inPgTransaction } from './pg-transaction.js';
 import { payloadOf, payloadText, tableName } from './sqlite-store.js';
 import type { ParticipantStore, TxKey, TxRecord } from './store.js';
 
@@ -66,27 +67,13 @@ export class PgParticipantStore implements ParticipantStore<PoolClient> {
     return new PgParticipantStore(pool, table);
   }
 
-  async run<R>(key: TxKey, work: (tx: PoolClient) => Promise<R>): Promise<R> {
-    const client = await this.pool.connect();
-    let broken = false;
-    try {
-      await client.query('BEGIN');
+  run<R>(key: TxKey, work: (tx: PoolClient) => Promise<R>): Promise<R> {
+    return inPgTransaction(this.pool, async (client) => {
       await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
         `commitd:${this.table}:${key.participant}:${key.transactionId}`,
       ]);
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      try {
-        await client.query('ROLLBACK');
-      } catch {
-        broken = true; // the connection is gone: do not hand it back to the pool
-      }
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+      return work(client);
+    });
   }
 
   async read(tx: PoolClient, key: TxKey): Promise<TxRecord | null> {

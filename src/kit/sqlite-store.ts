@@ -10,6 +10,7 @@
 // this module loads nothing itself.
 
 import type { Database } from 'better-sqlite3';
+import { type SerialSqliteTransactions, sqliteTransactionsOf } from './sqlite-transactions.js';
 import type { ParticipantStore, TxKey, TxRecord } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -30,13 +31,14 @@ interface Row {
 
 export class SqliteParticipantStore implements ParticipantStore<Database> {
   private readonly table: string;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly transactions: SerialSqliteTransactions;
 
   constructor(
     private readonly db: Database,
     options: SqliteStoreOptions = {},
   ) {
     this.table = tableName(options.table ?? 'commitd_participant');
+    this.transactions = sqliteTransactionsOf(db);
     db.exec(`CREATE TABLE IF NOT EXISTS ${this.table} (
       transaction_id TEXT NOT NULL,
       participant TEXT NOT NULL,
@@ -53,21 +55,7 @@ export class SqliteParticipantStore implements ParticipantStore<Database> {
   }
 
   run<R>(_key: TxKey, work: (tx: Database) => Promise<R>): Promise<R> {
-    const next = this.queue.then(() => this.transaction(work));
-    this.queue = next.catch(() => {});
-    return next;
-  }
-
-  private async transaction<R>(work: (tx: Database) => Promise<R>): Promise<R> {
-    this.db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = await work(this.db);
-      this.db.exec('COMMIT');
-      return result;
-    } catch (error) {
-      if (this.db.inTransaction) this.db.exec('ROLLBACK');
-      throw error;
-    }
+    return this.transactions.run(work);
   }
 
   async read(tx: Database, key: TxKey): Promise<TxRecord | null> {
@@ -107,7 +95,7 @@ export class SqliteParticipantStore implements ParticipantStore<Database> {
 
   /** The Database belongs to the service, which closes it. */
   async close(): Promise<void> {
-    await this.queue;
+    await this.transactions.idle();
   }
 }
 

@@ -88,10 +88,23 @@ export interface DecisionLog {
    */
   loadUnfinished(shards?: readonly number[]): Promise<Transaction[]>;
   /**
+   * What the log still says of a transaction it does not hold (get found
+   * nothing): `commit` for one that committed and whose details were
+   * compacted, kept as long as idempotency keys are; `forgotten` for an id
+   * that may be one of those whose outcome was forgotten since (it is not
+   * after the newest id forgotten, ids sorting by creation); null when the
+   * log never held a committed transaction of that id (it aborted, or never
+   * began).
+   */
+  keptOutcome(id: string): Promise<'commit' | 'forgotten' | null>;
+  /**
    * Forgets finished transactions that finished before `finishedBeforeMs`
-   * (keeping a snapshot with each one's idempotency key), and keys whose
-   * transaction finished before `keysFinishedBeforeMs`; at most `maxRows` of
-   * each. Returns how many transactions it forgot.
+   * (keeping a snapshot with each one's idempotency key, and the id of each
+   * committed one), and keys and committed ids whose transaction finished
+   * before `keysFinishedBeforeMs`; at most `maxRows` of each. With several
+   * instances, only transactions of the shards this instance owns: each is
+   * judged on its owner's clock alone. Returns how many transactions it
+   * forgot.
    */
   compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): Promise<number>;
   /**

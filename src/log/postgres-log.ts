@@ -18,7 +18,7 @@
 
 import pg from 'pg';
 import type { Actor, HistoryEntry } from '../protocol/history.js';
-import { ALPHABET, SHARD_DIGIT_INDEX, shardOfId } from '../protocol/transaction-ids.js';
+import { ALPHABET, ID_SHARDS, SHARD_DIGIT_INDEX, shardOfId } from '../protocol/transaction-ids.js';
 import type { Transaction } from '../protocol/types.js';
 import {
   type DecisionLog,
@@ -510,9 +510,9 @@ export class PostgresLog implements DecisionLog {
        ), input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[],
            $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[], $25::text[],
-           $30::bigint[])
+           $30::bigint[], $32::text[])
            AS i(id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
-             finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, epoch)
+             finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, epoch, caller)
          -- Each record under the epoch it was queued under, and no other.
          WHERE NOT $29 OR (${SHARD_SQL('i.id')}, i.epoch) IN (SELECT shard, epoch FROM fence)
        ), fresh AS (
@@ -521,9 +521,9 @@ export class PostgresLog implements DecisionLog {
          -- insert waits for that one's statement and, once it committed,
          -- leaves this row out (key_taken) instead of failing the batch.
          INSERT INTO ${s}.transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
-           decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent)
+           decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, caller)
          SELECT id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
-           finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent FROM input i
+           finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, caller FROM input i
          WHERE NOT EXISTS (SELECT 1 FROM ${s}.transactions t WHERE t.id = i.id)
          ON CONFLICT DO NOTHING
          RETURNING id
@@ -547,6 +547,13 @@ export class PostgresLog implements DecisionLog {
          WHERE p.tx_id IN (SELECT id FROM tx)
          ON CONFLICT DO NOTHING
          RETURNING 1
+       ), finished_payloads AS (
+         -- Finished (every participant answered, a heuristic included): its
+         -- payloads are never read again, and a transaction with an
+         -- unresolved heuristic outlives retention (issue 23).
+         DELETE FROM ${s}.payloads
+         WHERE tx_id IN (SELECT id FROM input WHERE finished_at_ms IS NOT NULL)
+           AND tx_id IN (SELECT id FROM tx)
        ), heuristics AS (
          INSERT INTO ${s}.heuristics (tx_id, participant, heuristic, reported_at_ms)
          SELECT * FROM unnest($19::text[], $20::text[], $21::text[], $22::bigint[]) AS h(tx_id, participant, heuristic, at)
@@ -589,6 +596,7 @@ export class PostgresLog implements DecisionLog {
         fenced,
         batch.map((e) => e.epoch),
         [...history.values()].map((h) => h.epoch),
+        batch.map(({ tx }) => tx.callerId ?? null),
       ],
     );
     return parseMarker(rows[0]?.marker ?? '', token) ?? { ids: new Set(), fencesHeld: new Set(), keyTaken: new Set() };
@@ -800,18 +808,79 @@ export class PostgresLog implements DecisionLog {
     return rows.map((row) => fromRow(row, row.state === 'active' ? (payloads.get(row.id) ?? new Map()) : null));
   }
 
+  async keptOutcome(id: string): Promise<'commit' | 'forgotten' | null> {
+    // One statement, one snapshot: an expiry moves an id out of committed
+    // and the horizon over it in one transaction.
+    const { rows } = await this.pool.query<{ committed: boolean; forgotten: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM ${this.s}.committed WHERE id = $1) AS committed,
+         EXISTS (SELECT 1 FROM ${this.s}.forgotten_horizon WHERE through_id >= $1) AS forgotten`,
+      [id],
+    );
+    if (rows[0]?.committed) return 'commit';
+    return rows[0]?.forgotten ? 'forgotten' : null;
+  }
+
+  /**
+   * The shards whose transactions this instance compacts, with the epoch it
+   * owns each under (null: all, without a fence). Every instance judges
+   * retention on its own clock; owned shards only, and only while the store
+   * still says so (the statement checks the epochs), so that one whose clock
+   * runs ahead forgets early only what it drives itself, never the others'
+   * transactions, not even while it sleeps through a takeover.
+   */
+  private compactedShards(): { shards: number[]; epochs: number[] } | null {
+    const fence = this.options.fence;
+    if (fence === undefined) return null;
+    const shards: number[] = [];
+    const epochs: number[] = [];
+    for (let shard = 0; shard < ID_SHARDS; shard++) {
+      const epoch = fence.epochOf(shard);
+      if (epoch === null) continue;
+      shards.push(shard);
+      epochs.push(epoch);
+    }
+    return { shards, epochs };
+  }
+
   async compact(finishedBeforeMs: number, keysFinishedBeforeMs: number, maxRows: number): Promise<number> {
     const s = this.s;
-    // One statement: the rows go, their keys' snapshots stay, atomically.
+    const owned = this.compactedShards();
+    if (owned !== null && owned.shards.length === 0) return 0;
+    // One statement: the rows go, their keys' snapshots and committed ids
+    // stay, and an expired committed id moves the horizon, atomically.
     const { rows } = await this.pool.query<{ forgotten: number }>(
-      `WITH gone AS (
+      `WITH owned AS (
+         -- The shards this instance owns, by the store's word, under the
+         -- epochs it believes: none of a shard taken over meanwhile.
+         SELECT sh.shard FROM ${s}.shards sh
+         JOIN unnest($4::int[], $5::bigint[]) AS o(shard, epoch) ON sh.shard = o.shard AND sh.epoch = o.epoch
+         WHERE sh.owner = $6
+       ), gone AS (
          DELETE FROM ${s}.transactions WHERE id IN (
            SELECT id FROM ${s}.transactions
            WHERE finished_at_ms IS NOT NULL AND finished_at_ms < $1
+             AND ($4::int[] IS NULL OR ${SHARD_SQL('id')} IN (SELECT shard FROM owned))
              -- A transaction with an unresolved heuristic is kept until an operator resolves it.
              AND id NOT IN (SELECT tx_id FROM ${s}.heuristics WHERE resolved_at_ms IS NULL)
            LIMIT $3)
          RETURNING *
+       ), committed AS (
+         -- Every committed one, even one already past the keys' retention:
+         -- its expiry (a later compaction) is what moves the horizon over it.
+         INSERT INTO ${s}.committed (id, finished_at_ms)
+         SELECT id, finished_at_ms FROM gone WHERE outcome = 'commit'
+         ON CONFLICT (id) DO NOTHING
+       ), expired_committed AS (
+         DELETE FROM ${s}.committed WHERE id IN (
+           SELECT id FROM ${s}.committed
+           WHERE finished_at_ms < $2 AND ($4::int[] IS NULL OR ${SHARD_SQL('id')} IN (SELECT shard FROM owned))
+           LIMIT $3)
+         RETURNING id
+       ), horizon AS (
+         INSERT INTO ${s}.forgotten_horizon (one, through_id)
+         SELECT true, max(id) FROM expired_committed HAVING count(*) > 0
+         ON CONFLICT (one) DO UPDATE
+           SET through_id = GREATEST(${s}.forgotten_horizon.through_id, excluded.through_id)
        ), kept AS (
          INSERT INTO ${s}.idempotency_keys (idempotency_key, finished_at_ms, snapshot)
          SELECT idempotency_key, finished_at_ms, row_to_json(gone)::text FROM gone
@@ -829,7 +898,14 @@ export class PostgresLog implements DecisionLog {
            SELECT idempotency_key FROM ${s}.idempotency_keys WHERE finished_at_ms < $2 LIMIT $3)
        )
        SELECT count(*) AS forgotten FROM gone`,
-      [finishedBeforeMs, keysFinishedBeforeMs, maxRows],
+      [
+        finishedBeforeMs,
+        keysFinishedBeforeMs,
+        maxRows,
+        owned?.shards ?? null,
+        owned?.epochs ?? null,
+        this.options.fence?.ownerId ?? null,
+      ],
     );
     return rows[0]?.forgotten ?? 0;
   }

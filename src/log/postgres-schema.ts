@@ -121,6 +121,26 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     id  text NOT NULL
   );
   `,
+  // 5: the outcome of a compacted transaction (as the SQLite log's
+  // migration 7): committed ids, kept as long as idempotency keys, and the
+  // newest id that expired, below which an unknown id is "forgotten".
+  `
+  CREATE TABLE $S.committed (
+    id             text COLLATE "C" PRIMARY KEY,
+    finished_at_ms bigint NOT NULL
+  );
+  CREATE INDEX committed_finished ON $S.committed (finished_at_ms);
+  CREATE TABLE $S.forgotten_horizon (
+    one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+    through_id text COLLATE "C" NOT NULL
+  );
+  `,
+  // 6: the caller that began a transaction (a token's id, or a client address),
+  // so that the per-caller limits count it again after a restart or a
+  // takeover (issue 23). Written with the begin, never changed; NULL before.
+  `
+  ALTER TABLE $S.transactions ADD COLUMN caller text;
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;
@@ -133,8 +153,39 @@ export const STORE_SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
  * locked first, so that two commitd starting at once migrate one after the
  * other (a table lock, not an advisory lock: it holds on every database that
  * speaks PostgreSQL's protocol).
+ *
+ * The schema and the version table are created before that lock can be
+ * taken, and `IF NOT EXISTS` does not serialize creations: of instances that
+ * start together on an empty store, all but one fail on the catalog's unique
+ * index (`duplicate key … pg_namespace_nspname_index`) once the first
+ * commits. Nothing of theirs was kept (the whole transaction rolled back), so
+ * they start over, and find the schema and the lock there. A retry keeps the
+ * one-lock design (an advisory lock would serialize too, but not every
+ * PostgreSQL-speaking database has them); every retry follows a creation
+ * that committed, so a few are enough.
  */
 export async function migratePostgres(client: pg.ClientBase, schema: string, where: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await migrateOnce(client, schema, where);
+      return;
+    } catch (error) {
+      if (attempt >= CREATION_RACE_ATTEMPTS_MAX || !lostCreationRace(error)) throw error;
+    }
+  }
+}
+
+/** Attempts at a migration that lost a creation race; each loss follows another's creation that committed. */
+const CREATION_RACE_ATTEMPTS_MAX = 5;
+
+/** unique_violation (on the catalog), duplicate_schema, duplicate_table, duplicate_object. */
+const CREATION_RACE_CODES = new Set(['23505', '42P06', '42P07', '42710']);
+
+function lostCreationRace(error: unknown): boolean {
+  return CREATION_RACE_CODES.has((error as { code?: string }).code ?? '');
+}
+
+async function migrateOnce(client: pg.ClientBase, schema: string, where: string): Promise<void> {
   const s = quoted(schema);
   await client.query('BEGIN');
   try {

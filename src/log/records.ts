@@ -19,6 +19,8 @@ export interface TxRow {
   metadata: string | null;
   /** The begin's W3C traceparent; absent from snapshots kept with idempotency keys before the column existed. */
   trace_parent?: string | null;
+  /** Who began it; absent or null from rows written before the column existed. */
+  caller?: string | null;
   participants: string;
 }
 
@@ -81,6 +83,7 @@ export function fromRow(row: TxRow, payloads: Map<string, string> | null): Trans
     requestHash: row.request_hash,
     metadataJson: row.metadata,
     traceParent: row.trace_parent ?? null,
+    ...(row.caller ? { callerId: row.caller } : {}),
     participants: stored.map(({ database, preparedId, ...p }) => ({
       ...p,
       database: database ?? null,

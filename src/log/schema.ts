@@ -114,6 +114,28 @@ export const MIGRATIONS: readonly string[] = [
     id  TEXT NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 7: the outcome of a compacted transaction, so that the outcome inquiry
+  // never answers abort for one that committed (docs/protocol.md). Only
+  // committed ones, by id: an id the log does not hold and that is not here
+  // did not commit. Kept as long as idempotency keys; the newest id that
+  // expired is the horizon below which an unknown id is "forgotten".
+  `
+  CREATE TABLE committed (
+    id             TEXT PRIMARY KEY,
+    finished_at_ms INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX committed_finished ON committed (finished_at_ms);
+  CREATE TABLE forgotten_horizon (
+    one        INTEGER PRIMARY KEY CHECK (one = 1),
+    through_id TEXT NOT NULL
+  );
+  `,
+  // 8: the caller that began a transaction (a token's id, or a client address),
+  // so that the per-caller limits count it again after a restart (issue 23).
+  // Written with the begin, never changed; NULL for rows written before.
+  `
+  ALTER TABLE transactions ADD COLUMN caller TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -92,9 +92,10 @@ export class SqliteLog implements DecisionLog {
     this.statements = {
       upsert: this.db.prepare(`
         INSERT INTO transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
-          decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, trace_parent, participants)
+          decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, trace_parent, caller, participants)
         VALUES (@id, @state, @outcome, @abort_reason, @one_shot, @created_at_ms, @deadline_ms,
-          @decided_at_ms, @finished_at_ms, @idempotency_key, @request_hash, @metadata, @trace_parent, @participants)
+          @decided_at_ms, @finished_at_ms, @idempotency_key, @request_hash, @metadata, @trace_parent, @caller,
+          @participants)
         ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
           abort_reason = excluded.abort_reason, decided_at_ms = excluded.decided_at_ms,
           finished_at_ms = excluded.finished_at_ms, participants = excluded.participants`),
@@ -115,6 +116,17 @@ export class SqliteLog implements DecisionLog {
       expireKeys: this.db.prepare(
         `DELETE FROM idempotency_keys WHERE idempotency_key IN
            (SELECT idempotency_key FROM idempotency_keys WHERE finished_at_ms < ? LIMIT ?)`,
+      ),
+      keepCommitted: this.db.prepare('INSERT OR IGNORE INTO committed (id, finished_at_ms) VALUES (?, ?)'),
+      keptOutcome: this.db.prepare(
+        `SELECT EXISTS (SELECT 1 FROM committed WHERE id = @id) AS committed,
+           EXISTS (SELECT 1 FROM forgotten_horizon WHERE through_id >= @id) AS forgotten`,
+      ),
+      expiredCommitted: this.db.prepare('SELECT id FROM committed WHERE finished_at_ms < ? LIMIT ?'),
+      deleteCommitted: this.db.prepare('DELETE FROM committed WHERE id = ?'),
+      raiseHorizon: this.db.prepare(
+        `INSERT INTO forgotten_horizon (one, through_id) VALUES (1, @id)
+         ON CONFLICT (one) DO UPDATE SET through_id = max(through_id, excluded.through_id)`,
       ),
       deleteTx: this.db.prepare('DELETE FROM transactions WHERE id = ?'),
       deletePayloads: this.db.prepare('DELETE FROM payloads WHERE tx_id = ?'),
@@ -327,6 +339,7 @@ export class SqliteLog implements DecisionLog {
       request_hash: tx.requestHash,
       metadata: tx.metadataJson,
       trace_parent: tx.traceParent,
+      caller: tx.callerId ?? null,
       participants: participantsJson(tx),
     });
     if (tx.outcome !== null) {
@@ -343,6 +356,11 @@ export class SqliteLog implements DecisionLog {
         if (p.payloadJson !== null) this.statements.insertPayload.run(tx.id, p.name, p.payloadJson);
       }
     }
+    // Finished (every participant answered, a heuristic included): nothing
+    // will be prepared again, and a transaction with an unresolved heuristic
+    // outlives retention until an operator resolves it (issue 23: 100
+    // one-shots of 1 MB kept 96 MB on disk).
+    if (tx.finishedAtMs !== null) this.statements.deletePayloads.run(tx.id);
   }
 
   async get(id: string): Promise<Transaction | undefined> {
@@ -360,6 +378,12 @@ export class SqliteLog implements DecisionLog {
     if (row) return fromRow(row, null);
     const kept = this.statements.keptKey.get(key) as { snapshot: string } | undefined;
     return kept && fromRow(JSON.parse(kept.snapshot) as TxRow, null);
+  }
+
+  async keptOutcome(id: string): Promise<'commit' | 'forgotten' | null> {
+    const row = this.statements.keptOutcome.get({ id }) as { committed: number; forgotten: number };
+    if (row.committed === 1) return 'commit';
+    return row.forgotten === 1 ? 'forgotten' : null;
   }
 
   async list(query: ListQuery): Promise<ListPage> {
@@ -420,12 +444,22 @@ export class SqliteLog implements DecisionLog {
         if (row.idempotency_key !== null && finishedAtMs >= keysFinishedBeforeMs) {
           this.statements.keepKey.run(row.idempotency_key, finishedAtMs, JSON.stringify(row));
         }
+        // Every committed one, even one already past the keys' retention:
+        // its expiry below is what moves the horizon over its id.
+        if (row.outcome === 'commit') this.statements.keepCommitted.run(row.id, finishedAtMs);
         this.statements.deleteTx.run(row.id);
         this.statements.deletePayloads.run(row.id);
         this.statements.deleteHistory.run(row.id);
         this.statements.deleteHeuristics.run(row.id);
       }
       this.statements.expireKeys.run(keysFinishedBeforeMs, maxRows);
+      const expired = this.statements.expiredCommitted.all(keysFinishedBeforeMs, maxRows) as Array<{ id: string }>;
+      let newest: string | null = null;
+      for (const { id } of expired) {
+        this.statements.deleteCommitted.run(id);
+        if (newest === null || id > newest) newest = id;
+      }
+      if (newest !== null) this.statements.raiseHorizon.run({ id: newest });
     })();
     return rows.length;
   }

@@ -14,13 +14,14 @@ export class AddressRefusedError extends Error {
   override name = 'AddressRefusedError';
 }
 
-export function checkedLookup(resolve: Resolver = dns.lookup): LookupFunction {
+/** `internal`: loopback and private addresses are refused too (commitd exposed with no allowlist). */
+export function checkedLookup(resolve: Resolver = dns.lookup, internal = false): LookupFunction {
   return (hostname, options, callback) => {
     resolve(hostname, options, (error, address, family) => {
       if (error) return callback(error, address as string, family);
       const all = Array.isArray(address) ? address : [{ address, family: family ?? 4 }];
       for (const a of all) {
-        const rule = addressRule(a.address);
+        const rule = addressRule(a.address, internal);
         if (rule !== null) {
           return callback(
             new AddressRefusedError(`${hostname} resolves to a ${rule} address, refused`),

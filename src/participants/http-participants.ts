@@ -5,7 +5,12 @@
 // well as in total, so a slow participant cannot hold the calls of others;
 // every address connected to passes the URL policy (checked-lookup.ts);
 // HTTPS is verified against the system store plus an optional CA, with an
-// optional client certificate; calls are signed (signing.ts). Redirects are
+// optional client certificate; calls are signed (signing.ts). An origin whose
+// last call got no answer (timed out, no connection) is paced: one call to it
+// at a time, and all such origins together hold at most a quarter of the
+// calls in flight; a call beyond is not sent and fails at once (it is
+// retried later like any failed call), so participants that never answer
+// cannot take the slots healthy ones need (issue 23). Redirects are
 // never followed (undici's dispatcher does not, and no redirect interceptor
 // is installed): a 3xx is an answer like any other non-2xx. A call in a trace
 // carries the W3C traceparent of its span.
@@ -14,10 +19,10 @@ import tls from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import type { PhaseTwoMessage } from '../protocol/types.js';
 import { CallLimiter } from './call-limiter.js';
-import { checkedLookup, type Resolver } from './checked-lookup.js';
+import { AddressRefusedError, checkedLookup, type Resolver } from './checked-lookup.js';
 import type { ParticipantClient, ParticipantTarget, PhaseTwoAnswer, PrepareAnswer } from './participant-client.js';
 import { signature } from './signing.js';
-import { checkParticipantUrl } from './url-policy.js';
+import { checkParticipantUrl, OPEN_POLICY, type UrlPolicyContext } from './url-policy.js';
 
 export interface HttpParticipantsOptions {
   readonly prepareTimeoutMs: number;
@@ -36,6 +41,12 @@ export interface HttpParticipantsOptions {
   readonly participantSecrets?: ReadonlyMap<string, string>;
   /** TLS for https participants: extra trusted CAs (PEM, added to the system store), a client certificate and key. */
   readonly tls?: { readonly ca: string | null; readonly cert: string | null; readonly key: string | null };
+  /**
+   * The URL policy, checked again at call time without its allowlist (a URL
+   * stored under an older list is still called): loopback and private
+   * addresses when commitd is exposed, commitd instances. Default: open.
+   */
+  readonly urlPolicy?: UrlPolicyContext;
   /** How names are resolved (tests substitute one); every address is checked against the URL policy. */
   readonly resolve?: Resolver;
   readonly onCall?: (call: CallRecord) => void;
@@ -57,15 +68,25 @@ interface Endpoint {
 }
 
 const MAX_CACHED_ENDPOINTS = 10_000;
+/** Unresponsive origins remembered at once; the oldest is forgotten (and called normally again) beyond. */
+const SUSPECT_ORIGINS_MAX = 100_000;
+/** The share of the calls in flight that calls to unresponsive origins may hold together. */
+const SUSPECT_SHARE_DIVISOR = 4;
 
 export class HttpParticipants implements ParticipantClient {
   private readonly agent: Agent;
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly limiter: CallLimiter;
   private readonly perOrigin = new Map<string, CallLimiter>();
+  /** Origins whose last call got no answer, in the order they were marked. */
+  private readonly suspects = new Set<string>();
+  /** Unresponsive origins with their one call in flight. */
+  private readonly probing = new Set<string>();
+  private readonly probesMax: number;
 
   constructor(private readonly options: HttpParticipantsOptions) {
     this.limiter = new CallLimiter(options.callsInFlightMax);
+    this.probesMax = Math.max(1, Math.floor(options.callsInFlightMax / SUSPECT_SHARE_DIVISOR));
     const t = options.tls;
     this.agent = new Agent({
       connections: options.connectionsPerOrigin,
@@ -74,7 +95,7 @@ export class HttpParticipants implements ParticipantClient {
       // A host that never answers the connection counts within the same bound.
       connectTimeout: Math.min(options.prepareTimeoutMs, options.phaseTwoTimeoutMs),
       connect: {
-        lookup: checkedLookup(options.resolve),
+        lookup: checkedLookup(options.resolve, options.urlPolicy?.internalRefused ?? false),
         // Node replaces its default store when `ca` is given: the system
         // store stays trusted, the configured CA is added to it.
         ...(t?.ca ? { ca: [...tls.rootCertificates, t.ca] } : {}),
@@ -89,15 +110,23 @@ export class HttpParticipants implements ParticipantClient {
    * none of the slots other origins need. Both waits count against the
    * call's one time limit.
    */
-  private limited<T>(
+  private limited<T extends PrepareAnswer | PhaseTwoAnswer>(
     url: string | null,
     call: (remainingMs: number) => Promise<T>,
     timeLimitMs: number,
     expired: () => T,
+    paced: T,
   ): Promise<T> {
     // No url (the caller refuses it in post): only the total applies.
     if (url === null) return this.limiter.run(call, timeLimitMs, expired);
     const origin = this.endpoint(url).origin;
+    if (this.suspects.has(origin)) {
+      if (this.probing.has(origin) || this.probing.size >= this.probesMax) return Promise.resolve(paced);
+      this.probing.add(origin);
+      return this.limiter
+        .run((remainingMs) => this.watched(origin, call(remainingMs)), timeLimitMs, expired)
+        .finally(() => this.probing.delete(origin));
+    }
     let limiter = this.perOrigin.get(origin);
     if (limiter === undefined) {
       limiter = new CallLimiter(this.options.callsPerOriginMax);
@@ -105,11 +134,32 @@ export class HttpParticipants implements ParticipantClient {
     }
     const own = limiter;
     return own
-      .run((remainingMs) => this.limiter.run(call, remainingMs, expired), timeLimitMs, expired)
+      .run(
+        (remainingMs) => this.limiter.run((left) => this.watched(origin, call(left)), remainingMs, expired),
+        timeLimitMs,
+        expired,
+      )
       .finally(() => {
         // Idle origins are forgotten: the map holds only origins with calls.
         if (own.idle && this.perOrigin.get(origin) === own) this.perOrigin.delete(origin);
       });
+  }
+
+  /** Marks the origin unresponsive when the call got no answer at all, clears the mark when it got one. */
+  private async watched<T extends PrepareAnswer | PhaseTwoAnswer>(origin: string, call: Promise<T>): Promise<T> {
+    const answer = await call;
+    const reason = answer.kind === 'lost' ? answer.reason : answer.kind === 'failed' ? answer.error : null;
+    if (reason === NO_ANSWER || reason === NO_CONNECTION) {
+      this.suspects.delete(origin);
+      this.suspects.add(origin);
+      if (this.suspects.size > SUSPECT_ORIGINS_MAX) {
+        const oldest = this.suspects.values().next().value;
+        if (oldest !== undefined) this.suspects.delete(oldest);
+      }
+    } else if (reason !== REFUSED_BY_POLICY) {
+      this.suspects.delete(origin);
+    }
+    return answer;
   }
 
   async prepare(
@@ -125,6 +175,7 @@ export class HttpParticipants implements ParticipantClient {
       (remainingMs) => this.prepareCall(txId, target, body, remainingMs, traceParent),
       this.options.prepareTimeoutMs,
       (): PrepareAnswer => ({ kind: 'lost', reason: NO_ANSWER_QUEUED }),
+      { kind: 'lost', reason: PACED },
     );
     const result = answer.kind === 'vote' ? answer.vote : 'lost';
     this.options.onCall?.({ message: 'prepare', result, durationMs: performance.now() - startedAt });
@@ -144,7 +195,8 @@ export class HttpParticipants implements ParticipantClient {
     } catch (error) {
       return { kind: 'lost', reason: describe(error) };
     }
-    if (answer.statusCode !== 200) return { kind: 'lost', reason: `prepare answered HTTP ${answer.statusCode}` };
+    if (answer.statusCode !== 200)
+      return { kind: 'lost', reason: `bad answer: prepare answered HTTP ${answer.statusCode}` };
     const json = parseJson(answer.body);
     if (isObject(json)) {
       const vote = json.vote;
@@ -153,7 +205,7 @@ export class HttpParticipants implements ParticipantClient {
         return { kind: 'vote', vote, reason };
       }
     }
-    return { kind: 'lost', reason: 'prepare answered without a valid vote' };
+    return { kind: 'lost', reason: 'bad answer: prepare answered without a valid vote' };
   }
 
   async deliver(
@@ -168,6 +220,7 @@ export class HttpParticipants implements ParticipantClient {
       (remainingMs) => this.deliverCall(message, txId, target, remainingMs, traceParent),
       this.options.phaseTwoTimeoutMs,
       (): PhaseTwoAnswer => ({ kind: 'failed', error: NO_ANSWER_QUEUED }),
+      { kind: 'failed', error: PACED },
     );
     this.options.onCall?.({ message, result: answer.kind, durationMs: performance.now() - startedAt });
     return answer;
@@ -194,9 +247,9 @@ export class HttpParticipants implements ParticipantClient {
       const contrary = message === 'commit' ? 'abort' : 'commit';
       if (isObject(json) && json.heuristic === contrary) return { kind: 'heuristic', heuristic: contrary };
       if (isObject(json) && json.heuristic === message) return { kind: 'acknowledged' };
-      return { kind: 'failed', error: `${message} answered HTTP 409 without a heuristic outcome` };
+      return { kind: 'failed', error: `bad answer: ${message} answered HTTP 409 without a heuristic outcome` };
     }
-    return { kind: 'failed', error: `${message} answered HTTP ${status}` };
+    return { kind: 'failed', error: `bad answer: ${message} answered HTTP ${status}` };
   }
 
   private post(
@@ -209,9 +262,9 @@ export class HttpParticipants implements ParticipantClient {
   ): Promise<RawAnswer> {
     // The routing client sends only HTTP targets here; a target without a url
     // is a bug upstream, answered as a failed call rather than a crash.
-    if (target.url === null) return Promise.reject(new Error(`participant ${target.name} has no url`));
+    if (target.url === null) return Promise.reject(new PolicyRefusedError(`participant ${target.name} has no url`));
     const endpoint = this.endpoint(target.url);
-    if (endpoint.refused !== null) return Promise.reject(new Error(endpoint.refused));
+    if (endpoint.refused !== null) return Promise.reject(new PolicyRefusedError(endpoint.refused));
     const path = `${endpoint.basePath}/${action}`;
     const headers: Record<string, string> = {
       'content-type': 'application/json',
@@ -261,7 +314,7 @@ export class HttpParticipants implements ParticipantClient {
       const parsed = new URL(url);
       // The fixed rules of the URL policy, again at call time: a URL stored
       // before they existed is not called either.
-      const verdict = checkParticipantUrl(url, []);
+      const verdict = checkParticipantUrl(url, { ...(this.options.urlPolicy ?? OPEN_POLICY), allowed: [] });
       endpoint = {
         origin: parsed.origin,
         basePath: parsed.pathname.replace(/\/+$/, ''),
@@ -372,6 +425,7 @@ class CallTimeoutError extends Error {
 
 const NO_ANSWER = 'no answer within the timeout';
 const NO_ANSWER_QUEUED = `${NO_ANSWER} (it waited for a call slot all that time)`;
+const PACED = 'not sent: the participant did not answer lately and one call to it is already out (retried later)';
 
 function parseJson(body: Buffer | null): unknown {
   if (body === null) return undefined;
@@ -386,9 +440,24 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/**
+ * What kind of failure a call was, as the caller reads it in a vote reason or
+ * `lastError` (issue 23): timed out, refused by the address policy, or no
+ * connection. Never the raw socket error: ECONNREFUSED against "other side
+ * closed" told a client which ports of which hosts answer.
+ */
 function describe(error: unknown): string {
   const e = error as { name?: string; code?: string; message?: string };
   if (e?.code === 'UND_ERR_HEADERS_TIMEOUT' || e?.code === 'UND_ERR_BODY_TIMEOUT' || e?.code === 'COMMITD_CALL_TIMEOUT')
     return NO_ANSWER;
-  return (e?.code ?? e?.message ?? String(error)).slice(0, 200);
+  if (e instanceof AddressRefusedError || e instanceof PolicyRefusedError || e?.code === 'COMMITD_ADDRESS_REFUSED')
+    return REFUSED_BY_POLICY;
+  return NO_CONNECTION;
 }
+
+class PolicyRefusedError extends Error {
+  override name = 'PolicyRefusedError';
+}
+
+const REFUSED_BY_POLICY = 'refused by the participant address policy';
+const NO_CONNECTION = 'no connection (unreachable, refused or closed before answering)';

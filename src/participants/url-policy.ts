@@ -7,8 +7,15 @@
 // metadata lives at 169.254.169.254), unspecified, multicast, broadcast and
 // reserved, in every spelling. WHATWG URL parsing already turns decimal,
 // octal, hex and short IPv4 forms into dotted quads; IPv4 inside IPv6
-// (mapped, compatible, NAT64) is unwrapped here. With an allowlist
+// (mapped, compatible, NAT64, 6to4) is unwrapped here. With an allowlist
 // (COMMITD_PARTICIPANT_ORIGINS) only URLs under one of its entries pass.
+//
+// Exposed (issue 23): a commitd listening on a non-loopback address with no
+// allowlist also refuses loopback, private and unique-local addresses (a
+// client could otherwise make it POST prepare and abort messages to services
+// that trust their neighbours); one listening on loopback only (a developer's
+// machine) accepts them. A URL that reaches a commitd instance itself is
+// refused in both modes (self-origins.ts says which).
 
 import { BlockList, isIP } from 'node:net';
 
@@ -21,6 +28,11 @@ export type UrlRule =
   | 'multicast'
   | 'broadcast'
   | 'reserved'
+  | 'metadata'
+  | 'loopback'
+  | 'private'
+  | 'encoded-slash'
+  | 'commitd'
   | 'not-allowed';
 
 export type UrlVerdict =
@@ -37,27 +49,75 @@ export class UrlPolicyError extends Error {
   override name = 'UrlPolicyError';
 }
 
-const RANGES: Array<[UrlRule, string, number, 'ipv4' | 'ipv6']> = [
+type Range = [UrlRule, string, number, 'ipv4' | 'ipv6'];
+
+const RANGES: Range[] = [
   ['unspecified', '0.0.0.0', 8, 'ipv4'],
   ['link-local', '169.254.0.0', 16, 'ipv4'],
   ['multicast', '224.0.0.0', 4, 'ipv4'],
   ['broadcast', '255.255.255.255', 32, 'ipv4'],
   ['reserved', '240.0.0.0', 4, 'ipv4'],
+  // Shared address space (RFC 6598): carrier NAT, and Alibaba Cloud's
+  // metadata service at 100.100.100.200.
+  ['reserved', '100.64.0.0', 10, 'ipv4'],
+  // IETF protocol assignments (RFC 6890): DS-Lite, NAT64 discovery.
+  ['reserved', '192.0.0.0', 24, 'ipv4'],
+  // Azure's wire server (metadata, agent) and AWS's IPv6 metadata endpoint.
+  ['metadata', '168.63.129.16', 32, 'ipv4'],
+  ['metadata', 'fd00:ec2::254', 128, 'ipv6'],
   ['unspecified', '::', 128, 'ipv6'],
   ['link-local', 'fe80::', 10, 'ipv6'],
   ['multicast', 'ff00::', 8, 'ipv6'],
 ];
 
+/** Refused only when commitd is exposed without an allowlist: addresses of this host and its network. */
+const INTERNAL_RANGES: Range[] = [
+  ['loopback', '127.0.0.0', 8, 'ipv4'],
+  ['loopback', '::1', 128, 'ipv6'],
+  ['private', '10.0.0.0', 8, 'ipv4'],
+  ['private', '172.16.0.0', 12, 'ipv4'],
+  ['private', '192.168.0.0', 16, 'ipv4'],
+  // Unique-local (RFC 4193).
+  ['private', 'fc00::', 7, 'ipv6'],
+];
+
 // One BlockList per rule, so a refusal names its rule. BlockList checks an
 // IPv4-mapped IPv6 address (::ffff:a.b.c.d) against the IPv4 rules itself.
-const LISTS: Array<[UrlRule, BlockList]> = [];
-for (const [rule, network, prefix, family] of RANGES) {
-  let list = LISTS.find(([r]) => r === rule)?.[1];
-  if (!list) {
-    list = new BlockList();
-    LISTS.push([rule, list]);
+function blockLists(ranges: readonly Range[]): Array<[UrlRule, BlockList]> {
+  const lists: Array<[UrlRule, BlockList]> = [];
+  for (const [rule, network, prefix, family] of ranges) {
+    let list = lists.find(([r]) => r === rule)?.[1];
+    if (!list) {
+      list = new BlockList();
+      lists.push([rule, list]);
+    }
+    if (prefix === (family === 'ipv4' ? 32 : 128)) list.addAddress(network, family);
+    else list.addSubnet(network, prefix, family);
   }
-  list.addSubnet(network, prefix, family);
+  return lists;
+}
+
+const LISTS = blockLists(RANGES);
+const INTERNAL_LISTS = blockLists(INTERNAL_RANGES);
+
+/**
+ * Where commitd's policy stands for a URL: the allowlist, whether loopback
+ * and private addresses are refused (listening on a non-loopback address
+ * with no allowlist), and which origins are commitd instances.
+ */
+export interface UrlPolicyContext {
+  readonly allowed: readonly AllowedPrefix[];
+  readonly internalRefused: boolean;
+  /** Whether the URL reaches a commitd instance (this one or a peer). */
+  readonly reachesCommitd: (url: URL) => boolean;
+}
+
+/** The policy of a commitd on loopback with no allowlist and no instance to avoid (tests, tools). */
+export const OPEN_POLICY: UrlPolicyContext = { allowed: [], internalRefused: false, reachesCommitd: () => false };
+
+/** Exposed = listening on an address other than loopback (0.0.0.0 and :: included); an allowlist takes over. */
+export function internalRefused(exposed: boolean, allowed: readonly AllowedPrefix[]): boolean {
+  return exposed && allowed.length === 0;
 }
 
 /**
@@ -70,32 +130,57 @@ for (const [rule, network, prefix, family] of RANGES) {
 const ADDRESS_VERDICTS_MAX = 4096;
 const addressVerdicts = new Map<string, UrlRule | null>();
 
-/** The rule an IP address breaks, or null. `address` is a bare IPv4 or IPv6 address (no brackets). */
-export function addressRule(address: string): UrlRule | null {
+const internalVerdicts = new Map<string, UrlRule | null>();
+
+/**
+ * The rule an IP address breaks, or null. `address` is a bare IPv4 or IPv6
+ * address (no brackets). With `internal`, loopback and private addresses
+ * break a rule too (commitd exposed with no allowlist).
+ */
+export function addressRule(address: string, internal = false): UrlRule | null {
   const family = isIP(address);
   if (family === 0) return null;
-  const known = addressVerdicts.get(address);
-  if (known !== undefined) return known;
-  const rule = ruleOf(address, family);
-  if (addressVerdicts.size >= ADDRESS_VERDICTS_MAX) addressVerdicts.clear();
-  addressVerdicts.set(address, rule);
-  return rule;
+  const fixed = cachedRule(addressVerdicts, address, () => ruleOf(LISTS, address, family, false));
+  if (fixed !== null || !internal) return fixed;
+  return cachedRule(internalVerdicts, address, () => ruleOf(INTERNAL_LISTS, address, family, true));
 }
 
-function ruleOf(address: string, family: number): UrlRule | null {
+function cachedRule(cache: Map<string, UrlRule | null>, address: string, rule: () => UrlRule | null): UrlRule | null {
+  const known = cache.get(address);
+  if (known !== undefined) return known;
+  const found = rule();
+  if (cache.size >= ADDRESS_VERDICTS_MAX) cache.clear();
+  cache.set(address, found);
+  return found;
+}
+
+function ruleOf(
+  lists: Array<[UrlRule, BlockList]>,
+  address: string,
+  family: number,
+  internal: boolean,
+): UrlRule | null {
   const type = family === 4 ? 'ipv4' : 'ipv6';
-  for (const [rule, list] of LISTS) if (list.check(address, type)) return rule;
+  for (const [rule, list] of lists) if (list.check(address, type)) return rule;
   if (family === 6) {
     const embedded = embeddedIpv4(address);
-    if (embedded !== null) return addressRule(embedded);
+    if (embedded !== null) return addressRule(embedded, internal);
   }
   return null;
 }
 
+/** The names that are loopback whatever a resolver says (RFC 6761): `localhost` and anything under it. */
+export function isLocalhostName(hostname: string): boolean {
+  const h = hostname.toLowerCase().replace(/\.$/, '');
+  return h === 'localhost' || h.endsWith('.localhost');
+}
+
 /**
- * The IPv4 address inside an IPv6 one that carries it in its last 32 bits:
- * IPv4-compatible (::a.b.c.d, deprecated but still parsed), NAT64
- * (64:ff9b::/96) and mapped (::ffff:0:0/96, which BlockList also knows).
+ * The IPv4 address inside an IPv6 one that carries it: in its last 32 bits
+ * for IPv4-compatible (::a.b.c.d, deprecated but still parsed), NAT64
+ * (64:ff9b::/96, and the local-use 64:ff9b:1::/48 of RFC 8215) and mapped
+ * (::ffff:0:0/96, which BlockList also knows); in bits 16-47 for 6to4
+ * (2002::/16), whose relay would carry the packet to that IPv4 address.
  */
 export function embeddedIpv4(address: string): string | null {
   const groups = expandIpv6(address);
@@ -105,9 +190,13 @@ export function embeddedIpv4(address: string): string | null {
   const compatible = zeros(6) && (groups[6] !== 0 || (groups[7] ?? 0) > 1); // not :: or ::1
   const mapped = zeros(5) && high[5] === 0xffff;
   const nat64 = high[0] === 0x64 && high[1] === 0xff9b && high.slice(2).every((g) => g === 0);
-  if (!compatible && !mapped && !nat64) return null;
-  const a = groups[6] ?? 0;
-  const b = groups[7] ?? 0;
+  const localNat64 = high[0] === 0x64 && high[1] === 0xff9b && high[2] === 1;
+  if (groups[0] === 0x2002) return dottedQuad(groups[1] ?? 0, groups[2] ?? 0);
+  if (!compatible && !mapped && !nat64 && !localNat64) return null;
+  return dottedQuad(groups[6] ?? 0, groups[7] ?? 0);
+}
+
+function dottedQuad(a: number, b: number): string {
   return `${a >> 8}.${a & 0xff}.${b >> 8}.${b & 0xff}`;
 }
 
@@ -151,8 +240,16 @@ export function parseAllowedPrefixes(entries: readonly string[]): AllowedPrefix[
   });
 }
 
-/** Whether a participant URL may be called: the rule it breaks, named, or the parsed URL. */
-export function checkParticipantUrl(text: string, allowed: readonly AllowedPrefix[]): UrlVerdict {
+/**
+ * Whether a participant URL may be called: the rule it breaks, named, or the
+ * parsed URL. `policy` is an allowlist alone (the policy of a commitd on
+ * loopback) or the whole context.
+ */
+export function checkParticipantUrl(text: string, policy: readonly AllowedPrefix[] | UrlPolicyContext): UrlVerdict {
+  const context: UrlPolicyContext = Array.isArray(policy)
+    ? { ...OPEN_POLICY, allowed: policy as readonly AllowedPrefix[] }
+    : (policy as UrlPolicyContext);
+  const allowed = context.allowed;
   let url: URL;
   try {
     url = new URL(text);
@@ -162,11 +259,27 @@ export function checkParticipantUrl(text: string, allowed: readonly AllowedPrefi
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return refuse('scheme', 'must be http(s)');
   if (url.username || url.password) return refuse('user-info', 'must not carry user-info (credentials)');
   if (url.search || url.hash) return refuse('query-or-fragment', 'must not have a query or fragment');
+  // An encoded slash or backslash is one path segment to the URL parser and
+  // the prefix check, and a separator to many servers and proxies: it would
+  // walk out of an allowlisted prefix (/2pc/..%2f..%2fadmin).
+  if (/%(2f|5c)/i.test(url.pathname)) return refuse('encoded-slash', 'must not carry an encoded slash (%2f, %5c)');
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const rule = addressRule(host);
   if (rule !== null) return refuse(rule, `points at a ${rule} address (${host})`);
+  if (context.reachesCommitd(url)) {
+    return refuse('commitd', `reaches a commitd instance (${url.origin}), not a participant`);
+  }
   if (allowed.length > 0 && !allowed.some((a) => underPrefix(url, a))) {
     return refuse('not-allowed', `is not under an allowed participant origin (COMMITD_PARTICIPANT_ORIGINS)`);
+  }
+  if (context.internalRefused) {
+    const internal = isLocalhostName(host) ? 'loopback' : addressRule(host, true);
+    if (internal !== null) {
+      return refuse(
+        internal,
+        `points at a ${internal} address (${host}), refused while commitd listens on a non-loopback address: list the participant's origin in COMMITD_PARTICIPANT_ORIGINS to allow it`,
+      );
+    }
   }
   return { ok: true, url };
 }

@@ -75,6 +75,7 @@ export function createTransaction(input: NewTransaction): Step {
     requestHash: input.requestHash,
     metadataJson: input.metadataJson,
     traceParent: input.traceParent,
+    ...(input.callerId ? { callerId: input.callerId } : {}),
     participants: input.participants.map(newParticipant),
   };
   return { tx, effects: [FORCED], refusal: null, changed: true };

@@ -72,6 +72,12 @@ export interface Transaction {
    * trace. The protocol never looks inside.
    */
   readonly traceParent: string | null;
+  /**
+   * Who began it (a token's id, or a client address without tokens), kept so
+   * that the per-caller limits are rebuilt after a restart; absent when not
+   * known (begun before it was kept). The protocol never looks at it.
+   */
+  readonly callerId?: string;
   readonly participants: readonly Participant[];
 }
 
@@ -94,6 +100,8 @@ export interface NewTransaction {
   readonly metadataJson: string | null;
   /** A valid W3C traceparent, or null. */
   readonly traceParent: string | null;
+  /** Who begins it; '' or absent: not known. */
+  readonly callerId?: string;
 }
 
 export type Event =

@@ -40,7 +40,8 @@ t.test('an abort calls nobody who was never asked to prepare', async (t) => {
 });
 
 t.test('transactions left only delivering phase two hold no capacity, also after a restart', async (t) => {
-  const limits = { transactions: { maxInFlight: 2 } };
+  // One caller here: its own limits (issue 23) set past the global ones, which this is about.
+  const limits = { transactions: { maxInFlight: 2, maxInFlightPerCaller: 100 } };
   // Closed by the test itself, to restart on its data directory.
   const h = await startHarness(limits);
   // Votes yes, then can never be reached with the commit.
@@ -70,7 +71,10 @@ t.test('transactions left only delivering phase two hold no capacity, also after
 });
 
 t.test('payload and metadata in memory are bounded by bytes; a decided transaction drops its payloads', async (t) => {
-  const h = await harness(t, { transactions: { maxInFlightBytes: 4096, maxPayloadBytes: 4096 } });
+  const h = await harness(t, {
+    // One caller here: its own byte limit (issue 23) set to the global one, which this is about.
+    transactions: { maxInFlightBytes: 4096, maxPayloadBytes: 4096, maxInFlightBytesPerCaller: 4096 },
+  });
   const p = await participant(t);
   const big = { blob: 'x'.repeat(3000) };
   const first = await post(h, '/v1/transactions', { participants: [{ name: 'p', url: p.url, payload: big }] });
@@ -105,4 +109,60 @@ t.test('one caller cannot take the in-flight capacity of others', async (t) => {
   t.equal((await begin('10.0.0.2')).statusCode, 201, 'another caller goes on');
   await post(h, `/v1/transactions/${first.json().id}/abort`);
   t.equal((await begin('10.0.0.1')).statusCode, 201, 'decided work frees its place');
+});
+
+// Issue 23: the per-caller limits have non-zero defaults (a quarter of the
+// global ones), count the bytes and the decided work still owed phase two,
+// and are rebuilt from the log at a restart.
+
+function beginAs(h: Harness, address: string, payload: object = {}) {
+  return h.app.inject({ method: 'POST', url: '/v1/transactions', payload, remoteAddress: address });
+}
+
+t.test('by default one caller may hold a quarter of the undecided limit', async (t) => {
+  const h = await harness(t, { transactions: { maxInFlight: 8 } });
+  for (let i = 0; i < 2; i++) t.equal((await beginAs(h, '10.0.0.1')).statusCode, 201, `begin ${i + 1}`);
+  const third = await beginAs(h, '10.0.0.1');
+  t.equal(third.statusCode, 503, 'its share (8 / 4) reached');
+  t.match(third.json().detail, /2 undecided transactions of this caller/);
+  t.equal((await beginAs(h, '10.0.0.2')).statusCode, 201, 'another caller still begins');
+});
+
+t.test('by default one caller may hold a quarter of the payload bytes', async (t) => {
+  const h = await harness(t, { transactions: { maxInFlightBytes: 4096 } });
+  const p = await participant(t);
+  const payload = { blob: 'x'.repeat(700) };
+  const body = { participants: [{ name: 'p', url: p.url, payload }] };
+  t.equal((await beginAs(h, '10.0.0.1', body)).statusCode, 201);
+  const second = await beginAs(h, '10.0.0.1', body);
+  t.equal(second.statusCode, 503, 'past its 1024 bytes');
+  t.match(second.json().detail, /1024 bytes of payload and metadata of this caller/);
+  t.equal((await beginAs(h, '10.0.0.2', body)).statusCode, 201, 'another caller still begins');
+});
+
+t.test('decided work a participant never acknowledges counts against its caller', async (t) => {
+  const h = await harness(t, { transactions: { maxInFlightPerCaller: 2 } });
+  const down = await startParticipant((m) => (m.action === 'commit' ? { status: 503 } : undefined));
+  t.teardown(() => down.close());
+  const oneShot = { participants: [{ name: 'p', url: down.url }], commit: true };
+  for (let i = 0; i < 2; i++) {
+    const res = await beginAs(h, '10.0.0.1', oneShot);
+    t.equal(res.statusCode, 202, 'decided, its commit not acknowledged');
+  }
+  const third = await beginAs(h, '10.0.0.1', oneShot);
+  t.equal(third.statusCode, 503);
+  t.match(third.json().detail, /still delivering their outcome/);
+  t.equal((await beginAs(h, '10.0.0.2', oneShot)).statusCode, 202, 'another caller still goes on');
+});
+
+t.test('after a restart the per-caller counts are rebuilt from the log', async (t) => {
+  const first = await startHarness({ transactions: { maxInFlightPerCaller: 2 } });
+  for (let i = 0; i < 2; i++) t.equal((await beginAs(first, '10.0.0.1')).statusCode, 201);
+  await first.close();
+  const h = await harness(t, { transactions: { maxInFlightPerCaller: 2 } }, first.dataDir);
+  t.equal(h.coordinator.inFlight, 2, 'both came back');
+  const again = await beginAs(h, '10.0.0.1');
+  t.equal(again.statusCode, 503, 'still its two');
+  t.match(again.json().detail, /of this caller/);
+  t.equal((await beginAs(h, '10.0.0.2')).statusCode, 201, 'another caller begins');
 });

@@ -225,8 +225,26 @@ t.test('SIGSTOP past the silence bound: taken over; woken up, the stale instance
 
   // Past A's deadline for the transaction, then wake A up.
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, pausedAt + 4500 - Date.now())));
+  const beforeWaking = a.output().length;
   a.child.kill('SIGCONT');
   await untilShards([a, b], [16, 16], 'the woken instance to get its share back');
+  // What the woken instance says: that it was the one not running, and what
+  // it lost, as a warning; never that its peer, which ran all along, is gone.
+  const afterWaking = a
+    .output()
+    .slice(beforeWaking)
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { level: number; msg?: string; err?: { message?: string } });
+  const stalled = afterWaking.filter((l) => /this instance did not run for \d+ ms/.test(l.msg ?? ''));
+  t.equal(stalled.length, 1, 'one line says the instance itself did not run');
+  t.equal(stalled[0]?.level, 40, 'a warning');
+  t.match(stalled[0]?.msg, /the leases of 16 of its shards ran out meanwhile/, 'with the shards it lost');
+  t.same(
+    afterWaking.filter((l) => /is gone/.test(`${l.msg} ${l.err?.message}`)).map((l) => l.err?.message ?? l.msg),
+    [],
+    'no peer is said to be gone',
+  );
   for (const p of [orders, payments]) {
     t.notOk(actions(p, id).includes('abort'), 'the stale owner never sent an abort');
     t.equal(p.states.get(id), 'committed');

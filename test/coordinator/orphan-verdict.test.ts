@@ -90,3 +90,18 @@ t.test('unknown: presumed abort, an orphan', async (t) => {
     'orphan',
   );
 });
+
+t.test(
+  "unknown under a name without a deployment (an older build's): left, it may be another deployment's",
+  async (t) => {
+    const unknown = coordinator({ outcome: async () => 'abort', get: fails(new NotFoundError(ID)) });
+    t.equal(await orphanVerdict(unknown, ID, 'orders', 'shop', false), 'leave');
+    t.equal(await orphanVerdict(unknown, ID, 'orders', null, false), 'leave', 'on an XA server too');
+    // Known to this log: the name is this deployment's, whatever its form.
+    const aborted = coordinator({
+      outcome: async () => 'abort',
+      get: async () => ({ participants: [{ name: 'orders', database: 'shop', acknowledged: true }] }) as never,
+    });
+    t.equal(await orphanVerdict(aborted, ID, 'orders', 'shop', false), 'orphan', 'its own aborted transaction');
+  },
+);

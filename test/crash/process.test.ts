@@ -53,6 +53,20 @@ t.test('a bad configuration value stops commitd with a message naming the variab
   t.match(result.output, /COMMITD_PREPARE_TIMEOUT_MS must be an integer/);
 });
 
+t.test('the deployment identity is kept in the store; another one configured later is refused', async (t) => {
+  const dataDir = tempDir('commitd-deployment-');
+  t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const first = await startService(dataDir, { COMMITD_DEPLOYMENT_ID: 'blue' });
+  t.equal(await first.kill('SIGTERM'), 0);
+  const again = await startService(dataDir, { COMMITD_DEPLOYMENT_ID: 'blue' });
+  t.equal(await again.kill('SIGTERM'), 0, 'the same one: starts');
+  const unset = await startService(dataDir);
+  t.equal(await unset.kill('SIGTERM'), 0, 'unset: the kept one is used');
+  const other = await runToExit(dataDir, { COMMITD_DEPLOYMENT_ID: 'green' });
+  t.equal(other.code, 2, 'another one: a configuration error');
+  t.match(other.output, /COMMITD_DEPLOYMENT_ID\) is 'green', but the decision store belongs to deployment 'blue'/);
+});
+
 t.test('a data directory that is not a decision log is refused, never served', async (t) => {
   const dataDir = tempDir('commitd-garbage-');
   fs.writeFileSync(path.join(dataDir, 'commitd.db'), Buffer.alloc(8192, 0x5a));

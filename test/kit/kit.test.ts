@@ -3,6 +3,7 @@
 // before prepare, prepare after abort, a failure inside the service's
 // prepare, signatures, the outcome inquiry, retention and the stale report.
 
+import http from 'node:http';
 import t from 'tap';
 import { signV1 } from '../../src/kit/signature.js';
 import { tempDir } from '../support/harness.js';
@@ -265,6 +266,31 @@ t.test('the outcome inquiry finishes a prepared transaction with commitd answer,
   await s.participant.background();
   t.equal(inquiries.length, 3, 'backoff: not asked again at once');
   await call(commitd.url, 'POST', `/v1/transactions/${open.body.id}/abort`);
+});
+
+t.test('the outcome inquiry: forgotten is rolled back, as presumed abort (issue 24, item 6)', async (t) => {
+  // A commitd that no longer keeps the outcome answers forgotten (test/cluster/outcomes.test.ts
+  // shows when); this one answers it for every id.
+  const forgetful = http.createServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify(req.url?.endsWith('/outcome') ? { outcome: 'forgotten' } : {}));
+  });
+  await new Promise<void>((resolve) => forgetful.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => forgetful.close(() => resolve())));
+  const inquiries: string[] = [];
+  const s = await startStockService(tempDir(), {
+    coordinatorUrl: `http://127.0.0.1:${(forgetful.address() as { port: number }).port}`,
+    inquireAfterMs: 0,
+    hooks: { onInquiry: (e) => inquiries.push(e.outcome) },
+  });
+  t.teardown(() => s.close());
+  const id = `tx_${'1'.repeat(26)}`;
+  await send(s.url, 'prepare', { transactionId: id, participant: 'p', payload: { sku: 'apple', qty: 2 } });
+  t.equal(s.reserved('apple'), 2);
+  await s.participant.background();
+  t.same(inquiries, ['forgotten']);
+  t.match(s.record(id, 'p'), { state: 'aborted' }, 'rolled back');
+  t.equal(s.reserved('apple'), 0);
 });
 
 t.test('finished records and tombstones go after the retention; prepared ones stay and are reported', async (t) => {

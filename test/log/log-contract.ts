@@ -400,4 +400,64 @@ export function decisionLogContract(t: Test, open: OpenLog): void {
     t.same(await ids({ createdBeforeMs: T0 + 500 }), ['tx_001'], 'created before the cutoff, not at it');
     t.same(await ids({ createdBeforeMs: T0 + 501, participant: 'orders' }), ['tx_002', 'tx_001'], 'filters combine');
   });
+
+  keptOutcomeContract(t, open);
+}
+
+/** Aborted by its client before any prepare (nobody to tell): `aborted`, finished at `atMs`. */
+function abortedAndFinished(tx: Transaction, atMs: number): Transaction {
+  return apply(tx, [{ type: 'abort' }], atMs);
+}
+
+/**
+ * What compaction keeps of an outcome (issue 24, item 6): a committed
+ * transaction's id as long as idempotency keys are kept, then a horizon
+ * below which an unknown id is "forgotten", never presumed aborted.
+ */
+export function keptOutcomeContract(t: Test, open: OpenLog): void {
+  t.test('compaction keeps a committed id as long as keys, then forgets it below a horizon', async (t) => {
+    const u = await open(t);
+    // Ids sort as created; these as real ids do.
+    const committedEarly = 'tx_001';
+    const aborted = 'tx_002';
+    const committedLate = 'tx_003';
+    await forced(u, begun(committedEarly));
+    await forced(u, finished(begun(committedEarly), T0 + 100));
+    const abortedTx = abortedAndFinished(begun(aborted), T0 + 100);
+    t.equal(abortedTx.finishedAtMs, T0 + 100, 'the aborted one is finished');
+    await forced(u, begun(aborted));
+    await forced(u, abortedTx);
+    await forced(u, begun(committedLate));
+    await forced(u, finished(begun(committedLate), T0 + 300));
+
+    t.equal(await u.log.keptOutcome('tx_009'), null, 'nothing forgotten yet: an unknown id is unknown');
+    t.equal(await u.log.compact(T0 + 1000, T0, 10), 3, 'all three compacted');
+    t.equal(await u.log.get(committedEarly), undefined, 'its details are gone');
+    t.equal(await u.log.keptOutcome(committedEarly), 'commit', 'a compacted committed one: commit');
+    t.equal(await u.log.keptOutcome(committedLate), 'commit');
+    t.equal(await u.log.keptOutcome(aborted), null, 'a compacted aborted one: nothing kept (it did not commit)');
+
+    // Outcomes of what finished before the key cutoff expire, at most maxRows at a time.
+    await u.log.compact(T0 + 1000, T0 + 200, 10);
+    t.equal(await u.log.keptOutcome(committedEarly), 'forgotten', 'expired: forgotten, not abort');
+    t.equal(await u.log.keptOutcome(committedLate), 'commit', 'finished after the key cutoff: still commit');
+    t.equal(await u.log.keptOutcome('tx_000'), 'forgotten', 'an older unknown id may have been one: forgotten');
+    t.equal(await u.log.keptOutcome(aborted), null, 'a later id than every expired one: never committed');
+    await u.log.compact(T0 + 1000, T0 + 400, 1);
+    t.equal(await u.log.keptOutcome(committedLate), 'forgotten', 'the later one expires in turn');
+    t.equal(await u.log.keptOutcome(aborted), 'forgotten', 'and the horizon moves over the ids before it');
+    t.equal(await u.log.keptOutcome('tx_004'), null, 'an id after the horizon is unknown');
+    u.verify(t);
+  });
+
+  t.test('a committed one compacted after the keys retention already passed still moves the horizon', async (t) => {
+    const u = await open(t);
+    await forced(u, begun('tx_001'));
+    await forced(u, finished(begun('tx_001'), T0 + 100));
+    await u.log.compact(T0 + 1000, T0 + 500, 10);
+    await u.log.compact(T0 + 1000, T0 + 500, 10);
+    t.equal(await u.log.get('tx_001'), undefined);
+    t.equal(await u.log.keptOutcome('tx_001'), 'forgotten', 'never presumed aborted');
+    u.verify(t);
+  });
 }

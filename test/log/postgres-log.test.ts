@@ -250,3 +250,25 @@ t.test(
     await log.flush();
   },
 );
+
+t.test('several stores opened at once on an empty schema all open (issue 24, item 5)', async (t) => {
+  // Instances of one deployment start together on an empty store: each
+  // creates the schema if it is not there, and all must come up. Four at
+  // once, on a fresh schema each round: the creations race in the catalog.
+  const rounds = 8;
+  const instances = 4;
+  for (let round = 0; round < rounds; round++) {
+    const schema = `together_${round}`;
+    const opened = await Promise.allSettled(
+      Array.from({ length: instances }, () =>
+        PostgresLog.open({ url: cluster().url(), schema, batchRecordsMax: 100, lazyFlushDelayMs: 5 }),
+      ),
+    );
+    for (const r of opened) if (r.status === 'fulfilled') await r.value.close();
+    const failures = opened.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+    t.same(failures, [], `round ${round}: all ${instances} opened`);
+    t.same(await cluster().query(`SELECT version FROM ${schema}.schema_version`), [
+      { version: POSTGRES_SCHEMA_VERSION },
+    ]);
+  }
+});

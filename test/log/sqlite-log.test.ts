@@ -651,9 +651,8 @@ t.test('compact forgets only transactions finished before the cutoff, with their
   const db = new Database(path.join(dir, LOG_FILE), { readonly: true });
   try {
     const rows = db.prepare('SELECT tx_id, name FROM payloads ORDER BY tx_id, name').all();
+    // tx_new's went when it finished (issue 23), before any compaction.
     t.same(rows, [
-      { tx_id: 'tx_new', name: 'orders' },
-      { tx_id: 'tx_new', name: 'payments' },
       { tx_id: 'tx_open', name: 'orders' },
       { tx_id: 'tx_open', name: 'payments' },
     ]);

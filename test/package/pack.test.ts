@@ -20,6 +20,7 @@ import semver from 'semver';
 import t from 'tap';
 import { PACKAGE_ROOT } from '../../src/config.js';
 import { tempDir } from '../support/harness.js';
+import { packTarball } from '../support/pack.js';
 import { FAST_SETTINGS, spawnService, startService } from '../support/service.js';
 import { typeCheckStrict } from '../support/typescript.js';
 
@@ -101,17 +102,8 @@ t.teardown(async () => {
   await admin.end();
 });
 
-const packDir = tempDir('commitd-pack-');
-t.teardown(() => fs.rmSync(packDir, { recursive: true, force: true }));
-// The build is `npm test`'s first step; packing must not rebuild.
-const packed = JSON.parse(
-  execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', packDir], {
-    cwd: PACKAGE_ROOT,
-    encoding: 'utf8',
-  }),
-);
-const tarball = path.join(packDir, packed[0].filename as string);
-const files: string[] = packed[0].files.map((f: { path: string }) => f.path);
+const { tarball, files, remove } = packTarball();
+t.teardown(remove);
 
 t.test('the tarball holds what runs, and nothing else', async (t) => {
   for (const f of [

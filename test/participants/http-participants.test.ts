@@ -87,8 +87,8 @@ t.test('prepare: each vote, with its reason, and the request it was sent', async
 
 t.test('prepare: anything but a valid vote is a lost vote, never an exception', async (t) => {
   const cases: Array<[string, Respond, RegExp]> = [
-    ['HTTP 500', json(500, { vote: 'yes' }), /^prepare answered HTTP 500$/],
-    ['HTTP 201', json(201, { vote: 'yes' }), /^prepare answered HTTP 201$/],
+    ['HTTP 500', json(500, { vote: 'yes' }), /^bad answer: prepare answered HTTP 500$/],
+    ['HTTP 201', json(201, { vote: 'yes' }), /^bad answer: prepare answered HTTP 201$/],
     ['not JSON', (_q, res) => res.end('yes please'), /without a valid vote/],
     ['an unknown vote', json(200, { vote: 'maybe' }), /without a valid vote/],
     ['an array', json(200, ['yes']), /without a valid vote/],
@@ -177,7 +177,76 @@ t.test('prepare: nobody listening is a lost vote', async (t) => {
     { name: 'p', url: `http://127.0.0.1:${port}/tx`, database: null },
     null,
   );
-  t.same(answer, { kind: 'lost', reason: 'ECONNREFUSED' });
+  t.same(answer, {
+    kind: 'lost',
+    reason: 'no connection (unreachable, refused or closed before answering)',
+  });
+});
+
+t.test('a closed port and a server that hangs up read the same: no port-scan oracle (issue 23)', async (t) => {
+  const closedPort = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+  const hangsUp = net.createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve) => hangsUp.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => hangsUp.close());
+  const c = client(t);
+  const refused = await c.prepare(
+    'tx_1',
+    { name: 'p', url: `http://127.0.0.1:${closedPort}/tx`, database: null },
+    null,
+  );
+  const closed = await c.prepare(
+    'tx_1',
+    { name: 'p', url: `http://127.0.0.1:${(hangsUp.address() as net.AddressInfo).port}/tx`, database: null },
+    null,
+  );
+  t.equal(refused.kind, 'lost');
+  t.same(refused, closed, 'the same reason for both');
+  t.notMatch(JSON.stringify(refused), /ECONN|socket|closed the connection/i, 'no raw socket error');
+  const phaseTwo = await c.deliver('abort', 'tx_1', {
+    name: 'p',
+    url: `http://127.0.0.1:${closedPort}/tx`,
+    database: null,
+  });
+  t.same(phaseTwo, { kind: 'failed', error: 'no connection (unreachable, refused or closed before answering)' });
+});
+
+t.test('exposed: a name resolving to a loopback or private address is refused at connect time', async (t) => {
+  const { url } = await participant(t, json(200, { vote: 'yes' }));
+  const port = new URL(url).port;
+  const exposed = client(t, {
+    urlPolicy: { allowed: [], internalRefused: true, reachesCommitd: () => false },
+    // A private DNS name: resolves to the participant on loopback.
+    resolve: ((_host: string, options: unknown, callback: (...args: unknown[]) => void) => {
+      const all = (options as { all?: boolean }).all;
+      if (all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
+      else callback(null, '127.0.0.1', 4);
+    }) as never,
+  });
+  const answer = await exposed.prepare(
+    'tx_1',
+    { name: 'p', url: `http://pay.internal:${port}/tx`, database: null },
+    null,
+  );
+  t.same(answer, { kind: 'lost', reason: 'refused by the participant address policy' });
+  const literal = await exposed.prepare('tx_1', { name: 'p', url, database: null }, null);
+  t.same(literal, { kind: 'lost', reason: 'refused by the participant address policy' }, 'a literal loopback too');
+  const open = client(t, {
+    resolve: ((_host: string, options: unknown, callback: (...args: unknown[]) => void) => {
+      const all = (options as { all?: boolean }).all;
+      if (all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
+      else callback(null, '127.0.0.1', 4);
+    }) as never,
+  });
+  t.match(
+    await open.prepare('tx_1', { name: 'p', url: `http://pay.internal:${port}/tx`, database: null }, null),
+    { kind: 'vote', vote: 'yes' },
+    'on loopback the same name is called',
+  );
 });
 
 t.test('phase two: acknowledgements, heuristics and failures', async (t) => {
@@ -198,8 +267,14 @@ t.test('phase two: acknowledgements, heuristics and failures', async (t) => {
     'a 2xx with a body over the limit still acknowledges',
   );
   t.same((await deliver('abort', json(404, {}))).answer, { kind: 'acknowledged' }, 'abort of an unknown id');
-  t.same((await deliver('commit', json(404, {}))).answer, { kind: 'failed', error: 'commit answered HTTP 404' });
-  t.same((await deliver('commit', json(503, {}))).answer, { kind: 'failed', error: 'commit answered HTTP 503' });
+  t.same((await deliver('commit', json(404, {}))).answer, {
+    kind: 'failed',
+    error: 'bad answer: commit answered HTTP 404',
+  });
+  t.same((await deliver('commit', json(503, {}))).answer, {
+    kind: 'failed',
+    error: 'bad answer: commit answered HTTP 503',
+  });
   t.same((await deliver('commit', json(409, { heuristic: 'abort' }))).answer, {
     kind: 'heuristic',
     heuristic: 'abort',
@@ -215,11 +290,11 @@ t.test('phase two: acknowledgements, heuristics and failures', async (t) => {
   );
   t.same((await deliver('commit', json(409, { other: 1 }))).answer, {
     kind: 'failed',
-    error: 'commit answered HTTP 409 without a heuristic outcome',
+    error: 'bad answer: commit answered HTTP 409 without a heuristic outcome',
   });
   t.same((await deliver('commit', (_q, res) => res.writeHead(409).end('not json'))).answer, {
     kind: 'failed',
-    error: 'commit answered HTTP 409 without a heuristic outcome',
+    error: 'bad answer: commit answered HTTP 409 without a heuristic outcome',
   });
   const silent = await participant(t, () => {});
   const timedOut = await client(t, { phaseTwoTimeoutMs: 200 }).deliver('commit', 'tx_1', {
@@ -254,4 +329,32 @@ t.test('calls are reported with their result', async (t) => {
     { message: 'prepare', result: 'no' },
     { message: 'abort', result: 'acknowledged' },
   ]);
+});
+
+t.test('unresponsive origins are paced: healthy participants keep their slots (issue 23)', async (t) => {
+  // Four participants that never answer, one that answers at once.
+  const hanging: string[] = [];
+  for (let i = 0; i < 4; i++) hanging.push((await participant(t, () => {})).url);
+  const healthy = await participant(t, json(200, {}));
+  const c = client(t, { callsInFlightMax: 4, phaseTwoTimeoutMs: 600, prepareTimeoutMs: 600 });
+  const target = (url: string) => ({ name: 'p', url, database: null });
+  // First contact: each hanging origin times out once (and is marked).
+  const first = await Promise.all(hanging.map((url) => c.deliver('commit', 'tx_1', target(url))));
+  t.same(
+    first.map((a) => a.kind),
+    ['failed', 'failed', 'failed', 'failed'],
+  );
+  // Now a burst of retries to them, and a healthy call behind it.
+  const startedAt = performance.now();
+  const retries = hanging.flatMap((url) => [1, 2, 3].map(() => c.deliver('commit', 'tx_1', target(url))));
+  const healthyAnswer = await c.deliver('commit', 'tx_1', target(healthy.url));
+  const healthyMs = performance.now() - startedAt;
+  t.same(healthyAnswer, { kind: 'acknowledged' });
+  t.ok(healthyMs < 300, `the healthy participant answered in ${Math.round(healthyMs)} ms, not after the timeout`);
+  const answers = await Promise.all(retries);
+  const paced = answers.filter((a) => a.kind === 'failed' && /^not sent/.test(a.error));
+  // A quarter of the 4 slots: one unresponsive origin is called, the 11 other calls are not sent.
+  t.equal(paced.length, 11, 'calls to unresponsive origins beyond their share are not sent');
+  // An answer clears the mark: the origin is called normally again.
+  t.same(await c.deliver('commit', 'tx_1', target(healthy.url)), { kind: 'acknowledged' });
 });

@@ -3,10 +3,12 @@
 // test/security/participant-urls.test.ts.
 
 import t from 'tap';
+import { CommitdOrigins } from '../../src/participants/self-origins.js';
 import {
   addressRule,
   checkParticipantUrl,
   embeddedIpv4,
+  internalRefused,
   parseAllowedPrefixes,
 } from '../../src/participants/url-policy.js';
 
@@ -127,4 +129,112 @@ t.test('addresses as a resolver returns them', async (t) => {
   t.equal(embeddedIpv4('::1'), null, '::1 is loopback, not an IPv4-compatible address');
   t.equal(embeddedIpv4('::'), null);
   t.equal(embeddedIpv4('2001:db8::a9fe:a9fe'), null);
+});
+
+t.test('issue 23: more forbidden ranges, and forbidden IPv4 in 6to4 and NAT64 spellings', async (t) => {
+  for (const [url, rule] of [
+    ['http://100.100.100.200/latest/meta-data', 'reserved'],
+    ['http://100.64.0.1/', 'reserved'],
+    ['http://100.127.255.255/', 'reserved'],
+    ['http://192.0.0.9/', 'reserved'],
+    ['http://168.63.129.16/metadata', 'metadata'],
+    ['http://[fd00:ec2::254]/latest/meta-data', 'metadata'],
+    ['http://[2002:a9fe:a9fe::]/', 'link-local'],
+    ['http://[2002:a9fe:a9fe:1234:5678::1]/', 'link-local'],
+    ['http://[2002:6464:64c8::]/', 'reserved'],
+    ['http://[64:ff9b::a9fe:a9fe]/', 'link-local'],
+    ['http://[64:ff9b:1::a9fe:a9fe]/', 'link-local'],
+    ['http://[64:ff9b:1:ffff::a9fe:a9fe]/', 'link-local'],
+    ['http://[64:ff9b::a83f:8110]/', 'metadata'],
+    ['http://[2002:0:0::]/', 'unspecified'],
+  ] as const) {
+    t.match(checkParticipantUrl(url, []), { ok: false, rule }, `${url}: ${rule}`);
+  }
+  for (const url of ['http://100.63.255.255/', 'http://100.128.0.0/', 'http://192.0.1.1/', 'http://168.63.129.17/']) {
+    t.match(checkParticipantUrl(url, []), { ok: true }, `${url}: just outside`);
+  }
+});
+
+t.test(
+  'issue 23: an encoded slash or backslash in the path is refused (it escapes an allowlisted prefix)',
+  async (t) => {
+    const allowed = parseAllowedPrefixes(['https://pay.example:8443/2pc']);
+    for (const url of [
+      'https://pay.example:8443/2pc/..%2f..%2fadmin',
+      'https://pay.example:8443/2pc/..%2F..%2Fadmin',
+      'https://pay.example:8443/2pc/..%5cadmin',
+      'https://pay.example:8443/2pc/%5C',
+    ]) {
+      t.match(checkParticipantUrl(url, allowed), { ok: false, rule: 'encoded-slash' }, url);
+      t.match(checkParticipantUrl(url, []), { ok: false, rule: 'encoded-slash' }, `${url} without a list`);
+    }
+    t.match(checkParticipantUrl('https://pay.example:8443/2pc/a%20b', allowed), { ok: true }, 'other escapes pass');
+  },
+);
+
+t.test('issue 23: exposed with no allowlist, loopback and private addresses are refused', async (t) => {
+  const exposed = { allowed: [], internalRefused: true, reachesCommitd: () => false };
+  for (const [url, rule] of [
+    ['http://127.0.0.1:8080/tx', 'loopback'],
+    ['http://127.9.9.9/tx', 'loopback'],
+    ['http://localhost:8080/tx', 'loopback'],
+    ['http://LOCALHOST./tx', 'loopback'],
+    ['http://app.localhost/tx', 'loopback'],
+    ['http://[::1]/tx', 'loopback'],
+    ['http://[::ffff:127.0.0.1]/tx', 'loopback'],
+    ['http://[64:ff9b::7f00:1]/tx', 'loopback'],
+    ['http://[2002:7f00:1::]/tx', 'loopback'],
+    ['http://10.1.2.3/tx', 'private'],
+    ['http://172.31.255.255/tx', 'private'],
+    ['http://192.168.0.1/tx', 'private'],
+    ['http://[fc00::1]/tx', 'private'],
+    ['http://[fdff::1]/tx', 'private'],
+    ['http://[::ffff:10.0.0.1]/tx', 'private'],
+    ['http://[2002:0a00:0001::]/tx', 'private'],
+  ] as const) {
+    const verdict = checkParticipantUrl(url, exposed);
+    t.match(verdict, { ok: false, rule }, `${url}: ${rule}`);
+    t.match(verdict, { detail: /COMMITD_PARTICIPANT_ORIGINS/ });
+    t.match(checkParticipantUrl(url, []), { ok: true }, `${url}: accepted on loopback`);
+  }
+  for (const url of ['http://172.32.0.1/tx', 'http://[2001:db8::1]/tx', 'https://pay.example/tx', 'http://11.0.0.1/']) {
+    t.match(checkParticipantUrl(url, exposed), { ok: true }, `${url}: not internal`);
+  }
+  // An allowlist takes over: what it lists is the operator's choice.
+  const listed = {
+    allowed: parseAllowedPrefixes(['http://127.0.0.1:9000']),
+    internalRefused: false,
+    reachesCommitd: () => false,
+  };
+  t.match(checkParticipantUrl('http://127.0.0.1:9000/tx', listed), { ok: true });
+  t.match(checkParticipantUrl('http://127.0.0.1:9001/tx', listed), { ok: false, rule: 'not-allowed' });
+  t.equal(internalRefused(true, []), true);
+  t.equal(internalRefused(true, listed.allowed), false);
+  t.equal(internalRefused(false, []), false);
+});
+
+t.test('issue 23: a url reaching a commitd instance is refused in both modes, even when listed', async (t) => {
+  const origins = new CommitdOrigins('0.0.0.0', 0, 'https://commitd-a.example', () => [
+    'https://commitd-b.example:8443',
+  ]);
+  origins.listening(7070, null);
+  const context = {
+    allowed: parseAllowedPrefixes(['https://commitd-b.example:8443', 'http://127.0.0.1:7070']),
+    internalRefused: false,
+    reachesCommitd: (url: URL) => origins.reaches(url),
+  };
+  for (const url of [
+    'https://commitd-a.example/v1/transactions',
+    'https://commitd-b.example:8443/v1/transactions',
+    'http://127.0.0.1:7070/v1',
+    'http://localhost:7070/',
+    'http://[::1]:7070/',
+  ]) {
+    t.match(checkParticipantUrl(url, context), { ok: false, rule: 'commitd' }, url);
+  }
+  t.notOk(origins.reaches(new URL('http://127.0.0.1:7071/')), 'another port');
+  t.notOk(origins.reaches(new URL('https://commitd-b.example/')), "the peer's host on another port");
+  const specific = new CommitdOrigins('10.0.0.5', 7070, null);
+  t.ok(specific.reaches(new URL('http://10.0.0.5:7070/')), 'its specific listen address');
+  t.notOk(specific.reaches(new URL('http://10.0.0.6:7070/')), 'another host');
 });

@@ -14,7 +14,8 @@ export type Invariant =
   | 'liveness: when faults stop, every transaction finishes and no participant stays prepared'
   | 'the coordinator asserts its own invariants'
   | "a transaction's history never contradicts its decision"
-  | "an operator's resolve is applied once and in the history";
+  | "an operator's resolve is applied once and in the history"
+  | 'the outcome inquiry never answers the contrary outcome';
 
 export interface Violation {
   readonly invariant: Invariant;

@@ -50,6 +50,10 @@ export class SimLog implements DecisionLog {
   readonly forgotten = new Map<string, Transaction>();
   /** Idempotency keys of forgotten transactions, with the snapshot kept for them (the SQLite log's idempotency_keys). */
   readonly keptKeys = new Map<string, Transaction>();
+  /** Committed ids of forgotten transactions, with their finish time (the SQLite log's committed table). */
+  readonly keptCommitted = new Map<string, number>();
+  /** The newest id whose kept outcome expired: an unknown id not after it is "forgotten". */
+  forgottenThroughId: string | null = null;
   /** History on disk and queued, by transaction (as the SQLite log's history table). */
   readonly durableHistory = new Map<string, HistoryEntry[]>();
   /** Queued history by `epoch|txId`: a stale writer's goes nowhere. */
@@ -69,6 +73,11 @@ export class SimLog implements DecisionLog {
   onHeuristic: ((txId: string) => void) | null = null;
   /** Set by the simulator: extra milliseconds a flush takes (a slow disk), 0 for none. */
   slowFlushMs: () => number = () => 0;
+  /**
+   * Set by the simulator: check, before a transaction is forgotten, that each resolution has its history
+   * entry. The coordinator writes that entry; the log contract drives the log without one.
+   */
+  checkResolutionsBeforeCompaction = false;
 
   constructor(
     private readonly world: World,
@@ -104,6 +113,7 @@ export class SimLog implements DecisionLog {
       flush: () => this.flush(),
       get: (id) => this.get(id),
       findByIdempotencyKey: (key) => this.findByIdempotencyKey(key),
+      keptOutcome: (id) => this.keptOutcome(id),
       list: (query) => this.list(query),
       history: (txId) => this.history(txId),
       resolveHeuristics: (txId, participant, resolution) => this.resolveHeuristics(txId, participant, resolution),
@@ -299,6 +309,11 @@ export class SimLog implements DecisionLog {
     return this.keptKeys.get(key);
   }
 
+  async keptOutcome(id: string): Promise<'commit' | 'forgotten' | null> {
+    if (this.keptCommitted.has(id)) return 'commit';
+    return this.forgottenThroughId !== null && id <= this.forgottenThroughId ? 'forgotten' : null;
+  }
+
   async list(query: ListQuery): Promise<ListPage> {
     const all = [...this.durable.values()]
       .filter(
@@ -337,7 +352,7 @@ export class SimLog implements DecisionLog {
           `${tx.id} forgotten while ${tx.participants.filter((p) => !p.acknowledged).map((p) => p.name)} had not acknowledged`,
         );
       }
-      this.checkResolutionsRecorded(tx.id);
+      if (this.checkResolutionsBeforeCompaction) this.checkResolutionsRecorded(tx.id);
       this.durable.delete(tx.id);
       this.durableHistory.delete(tx.id);
       this.heuristics.delete(tx.id);
@@ -345,7 +360,16 @@ export class SimLog implements DecisionLog {
       if (tx.idempotencyKey !== null && (tx.finishedAtMs ?? 0) >= keysFinishedBeforeMs) {
         this.keptKeys.set(tx.idempotencyKey, tx);
       }
+      if (tx.outcome === 'commit') this.keptCommitted.set(tx.id, tx.finishedAtMs ?? 0);
       n++;
+    }
+    let expiredCommitted = 0;
+    for (const [id, finishedAtMs] of [...this.keptCommitted]) {
+      if (expiredCommitted >= maxRows) break;
+      if (finishedAtMs >= keysFinishedBeforeMs) continue;
+      this.keptCommitted.delete(id);
+      if (this.forgottenThroughId === null || id > this.forgottenThroughId) this.forgottenThroughId = id;
+      expiredCommitted++;
     }
     let expired = 0;
     for (const [key, tx] of this.keptKeys) {

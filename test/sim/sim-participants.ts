@@ -128,6 +128,16 @@ export class SimParticipant {
     return reply;
   }
 
+  /**
+   * Someone other than the coordinator rolls a prepared transaction back (an
+   * orphan scan): true if it was prepared. Checked as every local decision is.
+   */
+  rollBackPrepared(txId: string): boolean {
+    if (this.states.get(txId) !== 'prepared') return false;
+    this.set(txId, 'aborted', ok());
+    return true;
+  }
+
   crashFor(ms: number): void {
     this.down = true;
     this.world.at(ms, () => {
@@ -147,7 +157,9 @@ export class SimParticipant {
       this.inquire?.(txId, (outcome) => {
         if (this.states.get(txId) !== 'prepared') return;
         if (outcome === 'commit') this.set(txId, 'committed', ok());
-        if (outcome === 'abort') this.set(txId, 'aborted', ok());
+        // Forgotten: rolled back, as the participant kit does (docs/protocol.md
+        // says why that is safe); the inquiry check sees if it ever was not.
+        if (outcome === 'abort' || outcome === 'forgotten') this.set(txId, 'aborted', ok());
       });
       this.scheduleDoubt(txId);
     });

@@ -121,6 +121,21 @@ t.test('planted: recovery leaves a preparing transaction alone', async (t) => {
   t.not(seed, null, `caught at seed ${seed}`);
 });
 
+t.test(
+  'planted: a second deployment on the same database server under the same identity (issue 24, item 2)',
+  async (t) => {
+    // Its orphan scan takes the simulated deployment's prepared participants for
+    // unknown ones of its own and rolls them back: what happens when the names
+    // do not tell deployments apart.
+    const seed = await firstCatch(
+      { runtimeBugs: { sharedDeploymentId: true } },
+      ['commit goes only to participants that voted yes', 'TCConsistent: no participant commits while another aborts'],
+      50,
+    );
+    t.not(seed, null, `caught at seed ${seed}`);
+  },
+);
+
 t.test('planted: a lost vote is taken for a yes', async (t) => {
   const optimistic = wrap((tx, event, r) =>
     event.type === 'vote-lost' ? step(tx, { type: 'vote', participant: event.participant, vote: 'yes' }, 0) : r,

@@ -15,6 +15,7 @@ import type { Outcome, Transaction } from '../../src/protocol/types.js';
 import type { TimerHandle, Timers } from '../../src/timers.js';
 import { Checks, type Violation } from './checks.js';
 import { SimLog, type SimLogBugs } from './sim-log.js';
+import { scheduleOtherDeployment } from './sim-other-deployment.js';
 import { type Faults, type Incarnation, SimClient, SimNetwork, SimParticipant } from './sim-participants.js';
 import { SimPlacement } from './sim-placement.js';
 import { Rng, World } from './world.js';
@@ -39,6 +40,8 @@ export interface RuntimeBugs {
   readonly undecidedAnsweredAccepted?: boolean;
   /** A participant call's time limit counts from when it got a call slot, not from when it was asked for. */
   readonly callTimeFromWire?: boolean;
+  /** A second deployment sharing the participants' database server runs under the simulated one's identity. */
+  readonly sharedDeploymentId?: boolean;
 }
 
 export interface SimResult {
@@ -85,6 +88,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   simulation.checkWhatClientsWereTold();
   simulation.checkHistories();
   simulation.checkResolutions();
+  await simulation.checkOutcomeInquiry();
   return simulation.result();
 }
 
@@ -155,6 +159,7 @@ class Simulation {
     };
     const heuristics = rng.chance(0.1);
     this.log = new SimLog(this.world, this.checks, rng.int(0, 5), options.logBugs);
+    this.log.checkResolutionsBeforeCompaction = true;
     // An operator resolves a heuristic outcome some time after it shows,
     // through whichever instance the call reaches: while an instance that
     // slept through a takeover still runs, most often that one.
@@ -191,6 +196,14 @@ class Simulation {
     };
     void this.start();
     this.letParticipantsInquire();
+    // From a stream of its own: the other draws stay what they were.
+    scheduleOtherDeployment(
+      this.world,
+      new Rng(options.seed + 0xde910),
+      () => this.participants.values(),
+      this.faultMs + 2000,
+      options.runtimeBugs?.sharedDeploymentId === true,
+    );
   }
 
   /**
@@ -254,6 +267,7 @@ class Simulation {
       inFlightMax: 10_000,
       inFlightBytesMax: 1_000_000,
       inFlightPerCallerMax: 0,
+      inFlightBytesPerCallerMax: 0,
       participantsMax: 8,
       retryDelayMsMin: 5,
       retryDelayMsMax: 200,
@@ -575,6 +589,34 @@ class Simulation {
     for (const id of this.begun) {
       if (!this.log.durable.has(id) && !this.log.forgotten.has(id)) {
         this.checks.fail('an acknowledged begin is never lost', `${id} is in no log`);
+      }
+    }
+  }
+
+  /**
+   * The outcome inquiry never answers the contrary outcome, for a
+   * transaction that is finished and forgotten (compacted) as much as for
+   * one still held: asked of the running coordinator after healing, for
+   * every transaction begun.
+   */
+  async checkOutcomeInquiry(): Promise<void> {
+    const c = this.coordinator;
+    if (!c) return;
+    for (const id of this.begun) {
+      const final = this.finalOutcome(id);
+      if (final === null) continue;
+      let answer: string;
+      try {
+        answer = await c.reads.outcome(id);
+      } catch {
+        continue; // another instance's to say: nothing was answered
+      }
+      if ((answer === 'commit' || answer === 'abort') && answer !== final) {
+        const where = this.log.durable.has(id) ? 'held' : 'forgotten';
+        this.checks.fail(
+          'the outcome inquiry never answers the contrary outcome',
+          `${id} (${where}): ended ${final}, the inquiry answered ${answer}`,
+        );
       }
     }
   }

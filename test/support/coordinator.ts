@@ -18,6 +18,7 @@ export function testCoordinator(
     inFlightMax: 100,
     inFlightBytesMax: 1_000_000,
     inFlightPerCallerMax: 0,
+    inFlightBytesPerCallerMax: 0,
     participantsMax: 8,
     retryDelayMsMin: 10,
     retryDelayMsMax: 100,

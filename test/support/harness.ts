@@ -69,19 +69,24 @@ export async function startHarness(
   const metrics = new Metrics({ processMetrics: false });
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const errors: Error[] = [];
-  const { log, member, participants, coordinator, orphans, deploymentId } = await assemble(config, metrics, readiness, {
-    logError: (e) => {
-      errors.push(e);
-      report?.logError(e);
+  const { log, member, participants, coordinator, orphans, deploymentId, urlPolicy } = await assemble(
+    config,
+    metrics,
+    readiness,
+    {
+      logError: (e) => {
+        errors.push(e);
+        report?.logError(e);
+      },
+      error: (e, context, about) => {
+        errors.push(e);
+        report?.error(e, context, about);
+      },
+      heuristic: (message, about) => report?.heuristic(message, about),
+      orphan: (message, about) => report?.orphan?.(message, about),
     },
-    error: (e, context, about) => {
-      errors.push(e);
-      report?.error(e, context, about);
-    },
-    heuristic: (message, about) => report?.heuristic(message, about),
-    orphan: (message, about) => report?.orphan?.(message, about),
-  });
-  const app = await buildApi({ coordinator, deploymentId, member, config, metrics, readiness, logger, tls });
+  );
+  const app = await buildApi({ coordinator, deploymentId, member, config, metrics, readiness, logger, tls, urlPolicy });
   await app.ready();
   if (member === null) await coordinator.recover();
   else {

@@ -7,8 +7,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../../src/config.js';
 
-/** Writes dir/tsconfig.json for `files` and type-checks them; answers tsc's status and output. */
-export function typeCheckStrict(dir: string, files: readonly string[]): { status: number | null; output: string } {
+/**
+ * Writes dir/tsconfig.json for `files` and type-checks them (and, with
+ * `outDir`, compiles them there); answers tsc's status and output.
+ */
+export function typeCheckStrict(
+  dir: string,
+  files: readonly string[],
+  outDir: string | null = null,
+): { status: number | null; output: string } {
   const tsconfig = path.join(dir, 'tsconfig.json');
   fs.writeFileSync(
     tsconfig,
@@ -18,7 +25,7 @@ export function typeCheckStrict(dir: string, files: readonly string[]): { status
         moduleResolution: 'NodeNext',
         target: 'ES2022',
         strict: true,
-        noEmit: true,
+        ...(outDir === null ? { noEmit: true } : { outDir }),
         skipLibCheck: true,
         types: ['node'],
         typeRoots: [path.join(PACKAGE_ROOT, 'node_modules', '@types')],

@@ -80,7 +80,7 @@ export class MysqlAdapter implements DatabaseAdapter {
   /**
    * XA cannot tell how a vanished xid ended: once XA COMMIT or XA ROLLBACK
    * (ours, or one by hand) has run, the server keeps nothing of the xid, and
-   * InnoDB's transaction ids are not exposed to look up afterwards. So a
+   * offers no query for how a finished transaction ended. So a
    * branch finished by hand the other way answers `absent`, never `contrary`.
    */
   async finish(message: PhaseTwoMessage, txId: string, participant: string): Promise<FinishResult> {

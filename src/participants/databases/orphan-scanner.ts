@@ -9,8 +9,8 @@
 // the safety interval. This is what finishes a transaction a service prepared
 // after commitd had already counted its vote as `no`.
 //
-// Only this deployment's names are listed (the adapters filter by the
-// deployment in the name): another deployment sharing the server has
+// Only this deployment's names are looked at (the adapters list only those,
+// and the scan skips any other one listed): another deployment sharing the server has
 // transactions this one's log knows nothing of, and presumed abort would
 // roll back its decided work. A name an older build prepared carries no
 // deployment: it is finished when this log knows its transaction, but never
@@ -37,6 +37,8 @@ export function orphanAction(verdict: OrphanVerdict, ageMs: number, safetyInterv
 
 export interface OrphanScannerOptions {
   readonly adapters: readonly DatabaseAdapter[];
+  /** This deployment's identity: a name carrying another one is never touched. */
+  readonly deployment: string;
   /**
    * commitd's verdict on one participant's prepared transaction (built on
    * Coordinator.outcome): found in `database`, or somewhere on its server
@@ -125,6 +127,7 @@ export class OrphanScanner {
     // Only what this scan saw is kept: the map never outgrows one listing.
     const seen = new Map<string, number>();
     for (const t of found) {
+      if (t.deployment !== null && t.deployment !== this.o.deployment) continue;
       const key = `${t.txId}\0${t.participant}`;
       const firstSeenMs = before.get(key) ?? nowMs;
       seen.set(key, firstSeenMs);

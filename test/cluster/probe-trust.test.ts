@@ -441,6 +441,14 @@ t.test('resolve through the other instance while the owner is paused (SIGSTOP): 
   t.equal(view.body.participants[0].heuristicResolved?.note, note, 'the view shows the one applied');
 });
 
+// FINDING (not fixed): fails now and then, more often with
+// COMMITD_PROBE_ROUNDS=6 (2 runs of 3; 3 and 1 rounds of 6): right after the
+// transaction reads 'aborted', its history read at one instance lacks the
+// 'decided' entry and one of the two 'requested abort' entries, which a read
+// a moment later shows. Likely cause: PostgresLog.flush takes pendingHistory
+// into the batch it writes (this.pendingHistory = new Map()) before the
+// batch commits, so a history read while a batch is in flight finds its
+// entries neither in the store nor in memory.
 t.test("an operator's abort sent to both instances at once: decided once, in the history once", async (t) => {
   const { a, b } = await sharedPair();
   for (let round = 0; round < ROUNDS; round++) {

@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Readiness } from './api/server.js';
+import type { Readiness } from './api/readiness.js';
 import { ClusterMember, type ClusterObserver } from './cluster/cluster-member.js';
 import { type Config, ConfigError } from './config.js';
 import { Coordinator } from './coordinator/coordinator.js';
@@ -57,6 +57,8 @@ export interface Assembled {
   readonly urlPolicy: UrlPolicyContext;
   /** The commitd instances no participant URL may reach; tell it the port once listening. */
   readonly commitdOrigins: CommitdOrigins;
+  /** COMMITD_PEER_CA_FILE's PEM text (instances speaking HTTPS to each other with a private CA), or null. */
+  readonly peerCa: string | null;
   /** The deployment's identity, in the names of prepared transactions (transaction-names.ts). */
   readonly deploymentId: string;
 }
@@ -87,6 +89,8 @@ export async function assemble(
   report: Reporting,
 ): Promise<Assembled> {
   const p = config.participants;
+  // Read before anything is opened, like the participants' files: a bad one is a configuration error.
+  const peerCa = readPem(config.cluster.peerCaFile, 'COMMITD_PEER_CA_FILE');
   const participantTls = {
     ca: readPem(p.participantCaFile, 'COMMITD_PARTICIPANT_CA_FILE'),
     ...(readPair(
@@ -120,6 +124,7 @@ export async function assemble(
           flush: () => log.flush(),
           observer: clusterObserver(metrics, report),
           onError: (error, context) => report.error(error, context),
+          peerCa,
         });
   const fence: Fence | undefined =
     member === null
@@ -233,7 +238,7 @@ export async function assemble(
       );
     },
   });
-  return { log, member, participants, coordinator, orphans, deploymentId, urlPolicy, commitdOrigins };
+  return { log, member, participants, coordinator, orphans, deploymentId, urlPolicy, commitdOrigins, peerCa };
 }
 
 /**

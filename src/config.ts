@@ -12,7 +12,7 @@ import { DEPLOYMENT_ID_PATTERN } from './participants/databases/transaction-name
 import { parseParticipantSecrets, SecretFormatError } from './participants/signing.js';
 import { parseAllowedPrefixes, UrlPolicyError } from './participants/url-policy.js';
 import { normalOrigin } from './security/access.js';
-import { parseTokens, TokenFormatError } from './security/tokens.js';
+import { MIN_SECRET_LENGTH, parseTokens, TokenFormatError } from './security/tokens.js';
 
 type Spec =
   | { readonly kind: 'int'; readonly min: number; readonly max: number }
@@ -105,6 +105,8 @@ export const SETTINGS = {
   },
   cluster: {
     advertiseUrl: optionalStr,
+    /** A PEM file of the private CA that signed the other instances' certificates (they speak HTTPS to each other). */
+    peerCaFile: optionalStr,
     leaseMs: int(500, 600_000),
     peerProbeIntervalMs: int(10, 60_000),
     peerSilenceMs: int(50, 600_000),
@@ -252,8 +254,14 @@ export function resolveConfig(
   if (config.server.headersTimeoutMs > config.server.requestTimeoutMs) {
     throw new ConfigError('server.headersTimeoutMs must not exceed requestTimeoutMs');
   }
+  const authToken = config.server.authToken;
+  if (authToken !== null && authToken.length < MIN_SECRET_LENGTH) {
+    throw new ConfigError(
+      `server.authToken (COMMITD_AUTH_TOKEN): a token must be at least ${MIN_SECRET_LENGTH} characters`,
+    );
+  }
   try {
-    parseTokens(config.server.tokens, config.server.authToken);
+    parseTokens(config.server.tokens, authToken);
   } catch (error) {
     if (error instanceof TokenFormatError) throw new ConfigError(`server.tokens (COMMITD_TOKENS): ${error.message}`);
     throw error;
@@ -264,6 +272,11 @@ export function resolveConfig(
     }
   }
   const p = config.participants;
+  if (p.signingSecret !== null && p.signingSecret.length < MIN_SECRET_LENGTH) {
+    throw new ConfigError(
+      `participants.signingSecret (COMMITD_SIGNING_SECRET): a secret must be at least ${MIN_SECRET_LENGTH} characters`,
+    );
+  }
   try {
     parseAllowedPrefixes(p.participantOrigins);
   } catch (error) {

@@ -6,14 +6,14 @@
 
 // The modules that import the service's optional peer dependencies (fastify,
 // better-sqlite3) are loaded once service-peers.ts has found them installed.
-import type { Readiness } from './api/server.js';
+import type { Readiness } from './api/readiness.js';
 import { ConfigError, loadConfig } from './config.js';
 import { LogLockedError } from './log/decision-log.js';
 import { Metrics } from './metrics.js';
 import { type LineLogger, logReporting } from './reporting.js';
 import { exposure } from './security/exposure.js';
 import { readPair } from './security/pem-files.js';
-import { parseTokens } from './security/tokens.js';
+import { parseTokens, unboundParticipantTokens } from './security/tokens.js';
 import { missingPeersProblem, peersNeeded } from './service-peers.js';
 
 async function start(): Promise<void> {
@@ -30,11 +30,8 @@ async function start(): Promise<void> {
   } catch (error) {
     return exit(error instanceof ConfigError ? 2 : 1, `commitd: configuration: ${(error as Error).message}`);
   }
-  const exposed = exposure(
-    config.server.host,
-    parseTokens(config.server.tokens, config.server.authToken).length,
-    config.server.insecure,
-  );
+  const tokens = parseTokens(config.server.tokens, config.server.authToken);
+  const exposed = exposure(config.server.host, tokens.length, config.server.insecure);
   if (exposed.kind === 'refuse') return exit(2, `commitd: configuration: ${exposed.message}`);
   // Said before anything else, on stderr, where it is seen even with logs shipped elsewhere.
   if (exposed.kind === 'warn') console.error(`commitd: WARNING: ${exposed.message}`);
@@ -65,7 +62,8 @@ async function start(): Promise<void> {
     if (error instanceof ConfigError) return exit(2, `commitd: configuration: ${error.message}`);
     return exit(error instanceof LogLockedError ? 3 : 4, `commitd: ${(error as Error).message}`);
   }
-  const { log, member, participants, coordinator, orphans, deploymentId, urlPolicy, commitdOrigins } = assembled;
+  const { log, member, participants, coordinator, orphans, deploymentId, urlPolicy, commitdOrigins, peerCa } =
+    assembled;
 
   const server = await buildApi({
     coordinator,
@@ -77,6 +75,7 @@ async function start(): Promise<void> {
     logger: { level: config.server.logLevel },
     tls,
     urlPolicy,
+    peerCa,
   });
   app.log = server.log;
 
@@ -130,6 +129,15 @@ async function start(): Promise<void> {
   orphans.start();
   readiness.ready = true;
   if (exposed.kind === 'warn') server.log.warn(exposed.message);
+  const unbound = unboundParticipantTokens(tokens);
+  if (unbound.length > 0) {
+    // Such a token may enlist any name into any active transaction (take a
+    // name first, or add a veto): bind each to the names it speaks for.
+    server.log.warn(
+      { tokens: unbound.map((t) => t.id) },
+      'participant tokens not bound to names may enlist, read and inquire as any participant: write participant@<name>:<token> (COMMITD_TOKENS)',
+    );
+  }
   server.log.info(
     { recovered, dataDir: config.server.dataDir, address, ...(member ? { instance: member.instanceId } : {}) },
     'commitd ready',

@@ -24,10 +24,14 @@ t.test('defaults load, and the environment wins over the file', async (t) => {
   t.equal(defaults.server.host, '127.0.0.1');
   t.equal(defaults.server.dataDir, './data');
   t.equal(defaults.server.authToken, null, 'an empty secret means none');
-  const overridden = loadConfig({ COMMITD_PORT: '8080', COMMITD_HOST: '0.0.0.0', COMMITD_AUTH_TOKEN: 'x' });
+  const overridden = loadConfig({
+    COMMITD_PORT: '8080',
+    COMMITD_HOST: '0.0.0.0',
+    COMMITD_AUTH_TOKEN: 'x-long-enough-token-0123',
+  });
   t.equal(overridden.server.port, 8080);
   t.equal(overridden.server.host, '0.0.0.0');
-  t.equal(overridden.server.authToken, 'x');
+  t.equal(overridden.server.authToken, 'x-long-enough-token-0123');
 });
 
 t.test('bad values stop the start with a message naming the key', async (t) => {

@@ -10,7 +10,7 @@ import { accessFor, actionName, isLoopbackHost, isMutating, originAllowed } from
 import { type Identity, identify, parseTokens } from '../security/tokens.js';
 import { parseTraceParent } from '../tracing/traceparent.js';
 import { problem, sendProblem } from './problems.js';
-import type { Readiness } from './server.js';
+import type { Readiness } from './readiness.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

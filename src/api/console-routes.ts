@@ -90,12 +90,23 @@ export function consoleRoutes(app: FastifyInstance, files: Map<string, ConsoleFi
   });
 }
 
-function send(request: FastifyRequest, reply: FastifyReply, file: ConsoleFile): FastifyReply {
-  reply
-    .header('content-security-policy', CONSOLE_CSP)
+/**
+ * What every page commitd serves carries, the console's and /docs alike: no
+ * framing (clickjacking), no content-type sniffing, no referrer.
+ */
+export function pageHeaders(reply: FastifyReply): FastifyReply {
+  return reply
     .header('x-content-type-options', 'nosniff')
     .header('x-frame-options', 'DENY')
-    .header('referrer-policy', 'no-referrer')
+    .header('referrer-policy', 'no-referrer');
+}
+
+/** /docs: the page headers, and no framing said the CSP way too (Swagger UI's own scripts keep working). */
+export const DOCS_CSP = "frame-ancestors 'none'; object-src 'none'; base-uri 'none'";
+
+function send(request: FastifyRequest, reply: FastifyReply, file: ConsoleFile): FastifyReply {
+  pageHeaders(reply)
+    .header('content-security-policy', CONSOLE_CSP)
     // The files change with a new build, not with time, and are not named by
     // their content: the browser keeps them but asks each time (a 304 costs
     // a few bytes), so an upgraded commitd never runs yesterday's script.

@@ -12,7 +12,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Agent, request as send } from 'undici';
 import type { ElsewhereError } from '../coordinator/errors.js';
 import type { Metrics } from '../metrics.js';
-import { problem, sendProblem } from './problems.js';
+import { trustingAlso } from '../security/pem-files.js';
+import { problem, seesInternals, sendProblem } from './problems.js';
+import { routedTarget } from './request-target.js';
 
 /** The header a forwarded call carries: the forwarding instance's id. */
 export const FORWARDED_HEADER = 'commitd-forwarded-by';
@@ -31,29 +33,42 @@ export interface ForwardingOptions {
   /** Largest answer passed back. */
   readonly answerBytesMax: number;
   readonly metrics: Metrics;
+  /** The private CA the other instances' certificates come from (COMMITD_PEER_CA_FILE), or null. */
+  readonly peerCa?: string | null;
 }
 
 export class Forwarding {
   private readonly agent: Agent;
 
   constructor(private readonly o: ForwardingOptions) {
-    this.agent = new Agent({ connections: o.connectionsPerPeer, pipelining: 1 });
+    this.agent = new Agent({
+      connections: o.connectionsPerPeer,
+      pipelining: 1,
+      connect: trustingAlso(o.peerCa ?? null),
+    });
   }
 
   /** Answers the call by the owner's answer, or 503 when there is no owner to ask now. */
   async forward(error: ElsewhereError, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     if (error.url === null || request.headers[FORWARDED_HEADER] !== undefined) {
       this.o.metrics.forwardedCalls.inc({ result: 'moving' });
-      return moving(reply, error.message);
+      return moving(reply, seesInternals(request) ? error.message : movingMessage(error));
     }
     const headers: Record<string, string> = { [FORWARDED_HEADER]: this.o.instanceId };
     for (const name of PASSED_REQUEST_HEADERS) {
       const value = request.headers[name];
       if (typeof value === 'string') headers[name] = value;
     }
+    // The owner's advertised URL with what was routed here: never the raw
+    // request target, whose absolute form would name a host of the caller's choosing.
+    const target = routedTarget(request.routeOptions.url, request.params, request.query);
+    if (target === null) {
+      this.o.metrics.forwardedCalls.inc({ result: 'moving' });
+      return moving(reply, seesInternals(request) ? error.message : movingMessage(error));
+    }
     const hasBody = request.body !== undefined && request.body !== null;
     try {
-      const answer = await send(new URL(request.url, error.url), {
+      const answer = await send(new URL(target, error.url), {
         method: request.method as 'GET' | 'POST',
         headers,
         body: hasBody ? JSON.stringify(request.body) : null,
@@ -78,14 +93,26 @@ export class Forwarding {
     } catch (failure) {
       this.o.metrics.forwardedCalls.inc({ result: 'unreachable' });
       // The owner may be gone: the others take its transactions over within
-      // seconds, and the retry finds the new owner.
-      return moving(reply, `${error.message}, which cannot be reached: ${(failure as Error).message}`);
+      // seconds, and the retry finds the new owner. Its address and the
+      // network's word are for the log and admin tokens only: to anyone
+      // else they would map the network behind commitd.
+      const detail = `${error.message}, which cannot be reached: ${(failure as Error).message}`;
+      request.log.warn({ forwardedTo: error.url, err: failure }, 'forwarding failed');
+      return moving(
+        reply,
+        seesInternals(request) ? detail : `${movingMessage(error)}: the instance driving it cannot be reached now`,
+      );
     }
   }
 
   async close(): Promise<void> {
     await this.agent.close().catch(() => {});
   }
+}
+
+/** What any caller reads of a call that cannot be passed on now: no address. */
+function movingMessage(error: ElsewhereError): string {
+  return `${error.txId ?? 'a new transaction'} is driven by another instance of commitd; retry shortly`;
 }
 
 function moving(reply: FastifyReply, detail: string): FastifyReply {

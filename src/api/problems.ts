@@ -44,6 +44,16 @@ export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
   return reply.code(p.status).type(PROBLEM_TYPE).send(p);
 }
 
+/**
+ * May this caller read what commitd's own failures say (peer addresses, a
+ * store's or a peer's network errors)? Admin tokens, and every caller of a
+ * commitd without tokens (loopback only, or insecure by choice); a client
+ * or participant token reads what kind of failure it was, not its detail.
+ */
+export function seesInternals(request: FastifyRequest): boolean {
+  return request.identity === null || request.identity.role === 'admin';
+}
+
 /** A caller's mistake, raised from a handler: answered as a problem, never logged as an error. */
 export class ProblemError extends Error {
   constructor(readonly problem: Problem) {
@@ -66,6 +76,10 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
   if (error instanceof LimitError) return sendProblem(reply, problem('limit-exceeded', 400, error.message));
   if (error instanceof UnavailableError) {
     reply.header('retry-after', String(error.retryAfterS));
+    if (error.publicMessage !== null && !seesInternals(request)) {
+      request.log.warn({ err: error }, 'unavailable');
+      return sendProblem(reply, problem('unavailable', 503, error.publicMessage));
+    }
     return sendProblem(reply, problem('unavailable', 503, error.message));
   }
   switch (error.code) {

@@ -4,9 +4,8 @@
 
 import { type Config, DATABASE_NAME_PATTERN } from '../config.js';
 import { TX_ID_PATTERN } from '../coordinator/ids.js';
-import { TX_STATES } from '../protocol/types.js';
+import { PARTICIPANT_NAME_PATTERN, TX_STATES } from '../protocol/types.js';
 
-export const PARTICIPANT_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$';
 const URL_MAX_LENGTH = 2048;
 const IDEMPOTENCY_KEY_MAX_LENGTH = 255;
 

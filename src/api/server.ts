@@ -13,20 +13,15 @@ import type { Metrics } from '../metrics.js';
 import type { UrlPolicyContext } from '../participants/url-policy.js';
 import { answerWaitMsMax } from '../protocol/answers.js';
 import { installAccessControl } from './access-control.js';
-import { consoleRoutes, readConsoleFiles } from './console-routes.js';
+import { consoleRoutes, DOCS_CSP, pageHeaders, readConsoleFiles } from './console-routes.js';
 import { Forwarding } from './forwarding.js';
 import { errorHandler, ProblemError, problem, sendProblem } from './problems.js';
 import { installRateLimit } from './rate-limit.js';
+import type { Readiness } from './readiness.js';
+import { installRefusalLimit } from './refusal-limit.js';
+import { absoluteFormRefusal } from './request-target.js';
 import { problemSchema, transactionSchema } from './schemas.js';
 import { transactionRoutes } from './transactions-routes.js';
-
-/** What /readyz reports: set by main once recovery is under way, cleared on shutdown. */
-export interface Readiness {
-  ready: boolean;
-  stopping: boolean;
-  /** False while the last write to the decision log failed (a full disk): no decision can be made durable. */
-  logWritable: boolean;
-}
 
 export interface ApiOptions {
   readonly coordinator: Coordinator;
@@ -38,6 +33,8 @@ export interface ApiOptions {
   readonly logger: FastifyServerOptions['logger'];
   /** With several instances on one store: this one's part (healthz names it, /v1/cluster shows the cluster, calls are forwarded). */
   readonly member?: ClusterMember | null;
+  /** The private CA the other instances' certificates come from (PEM, read by the caller), or null. */
+  readonly peerCa?: string | null;
   /** Serve HTTPS with this certificate chain and key (PEM), read by the caller. */
   readonly tls?: { readonly cert: string; readonly key: string } | null;
   /** Which participant URLs begin and enlist accept (assemble.ts); without it, the allowlist of the config alone. */
@@ -123,6 +120,7 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
           connectionsPerPeer: FORWARD_CONNECTIONS_PER_PEER,
           answerBytesMax: o.config.transactions.listPageMaxBytes,
           metrics: o.metrics,
+          peerCa: o.peerCa ?? null,
         });
   if (forwarding) app.addHook('onClose', () => forwarding.close());
   app.setErrorHandler((error: FastifyError, request, reply) =>
@@ -154,7 +152,21 @@ export async function buildApi(o: ApiOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
+  // The console's frame and content-type headers on every /docs answer, its
+  // static files included (which the plugin's own hooks do not reach).
+  app.addHook('onRequest', (request, reply, done) => {
+    if (request.routeOptions.url?.startsWith('/docs')) pageHeaders(reply).header('content-security-policy', DOCS_CSP);
+    done();
+  });
 
+  // Before anything else looks at the request: a proxy's request line is refused.
+  app.addHook('onRequest', (request, reply, done) => {
+    const refusal = absoluteFormRefusal(request.raw.url ?? '', request.headers.host);
+    if (refusal === null) return done();
+    sendProblem(reply, problem('invalid-request', 400, refusal));
+  });
+  // Counted by address before authentication: refusals cost the caller too.
+  if (server.rateLimitPerS > 0) installRefusalLimit(app, server.rateLimitPerS);
   installAccessControl(app, o.config, o.readiness);
   // While stopping, every answer closes its connection: a kept-alive one
   // (a client's pool, a peer's) would otherwise hold the server's close

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Config, DatabaseKind } from '../config.js';
 import type { Answer, Coordinator } from '../coordinator/coordinator.js';
+import { reachable } from '../coordinator/transaction-calls.js';
 import type { ListPage } from '../log/decision-log.js';
 import {
   nameProblem as participantNameProblem,
@@ -21,7 +22,7 @@ import {
 import { commitAnswer, mixedOutcome, prepareAnswer } from '../protocol/answers.js';
 import { abortedDetail } from '../protocol/transitions.js';
 import type { NewParticipant, Transaction, TxState } from '../protocol/types.js';
-import { actorOf, callContext, traceParentOf } from './call-context.js';
+import { actorOf, callContext, checkParticipantName, checkParticipantReach, traceParentOf } from './call-context.js';
 import { operatorRoutes } from './operator-routes.js';
 import { ProblemError, problem, sendProblem } from './problems.js';
 import { actionSchema, beginSchema, enlistSchema, getSchema, listSchema, outcomeSchema } from './schemas.js';
@@ -111,6 +112,7 @@ export function transactionRoutes(
       metadataJson,
       commit,
       by: actorOf(request),
+      beganBy: request.identity?.tokenId ?? null,
       traceParent: traceParentOf(request),
     });
     reply.header('location', `/v1/transactions/${answer.tx.id}`);
@@ -122,7 +124,8 @@ export function transactionRoutes(
     '/v1/transactions/:id/participants',
     { schema: enlistSchema(config) },
     async (request, reply) => {
-      const answer = await coordinator.enlist(request.params.id, newParticipant(request.body), traceParentOf(request));
+      checkParticipantName(request, request.body.name);
+      const answer = await coordinator.enlist(request.params.id, newParticipant(request.body), callContext(request));
       if (answer.refusal) {
         const slug = answer.refusal.code === 'conflict' ? 'conflict' : 'transaction-not-active';
         return refused(reply, slug, answer, transactionView);
@@ -164,15 +167,19 @@ export function transactionRoutes(
     },
   );
 
-  app.get<{ Params: IdParams }>(
-    '/v1/transactions/:id',
-    { schema: getSchema },
-    async (request) => await transactionView(await coordinator.reads.get(request.params.id)),
-  );
+  app.get<{ Params: IdParams }>('/v1/transactions/:id', { schema: getSchema }, async (request) => {
+    // Checked on what is read anyway (memory, or the one store read): no read of its own.
+    const tx = reachable(await coordinator.reads.get(request.params.id), callContext(request));
+    checkParticipantReach(request, tx);
+    return await transactionView(tx);
+  });
 
-  app.get<{ Params: IdParams }>('/v1/transactions/:id/outcome', { schema: outcomeSchema }, async (request) => ({
-    outcome: await coordinator.reads.outcome(request.params.id),
-  }));
+  app.get<{ Params: IdParams }>('/v1/transactions/:id/outcome', { schema: outcomeSchema }, async (request) => {
+    // Only a bound token pays for the read; an unknown id is presumed
+    // aborted for everyone, which tells nothing.
+    if (request.identity?.names) checkParticipantReach(request, await coordinator.reads.find(request.params.id));
+    return { outcome: await coordinator.reads.outcome(request.params.id) };
+  });
 
   app.get<{ Querystring: ListParams }>('/v1/transactions', { schema: listSchema(config) }, async (request, reply) => {
     const q = request.query;

@@ -56,12 +56,18 @@ export function duration(ms: number): string {
 /**
  * Control characters escaped: reasons, errors and notes come from
  * participants and operators, and must not move the cursor or recolour an
- * operator's terminal.
+ * operator's terminal. Nor reorder what it shows: the bidirectional
+ * overrides, embeddings, isolates and marks (U+061C, U+200E-U+200F,
+ * U+202A-U+202E, U+2066-U+2069) would make a line read other than it is (a
+ * name shown reversed, a reason appearing to say another participant's
+ * answer), and the line and paragraph separators (U+2028, U+2029) break a line.
  */
 export function printable(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 function cut(text: string, max: number): string {
   const chars = [...text];

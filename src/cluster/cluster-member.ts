@@ -38,6 +38,8 @@ export interface ClusterMemberOptions {
   readonly flush: () => Promise<void>;
   readonly observer?: ClusterObserver;
   readonly onError?: (error: Error, context: string) => void;
+  /** The private CA the other instances' certificates come from, or null. */
+  readonly peerCa?: string | null;
 }
 
 export interface ClusterObserver {
@@ -115,6 +117,7 @@ export class ClusterMember implements Placement {
         o.observer?.peerGone(id, why);
         this.kick();
       },
+      peerCa: o.peerCa ?? null,
     });
   }
 

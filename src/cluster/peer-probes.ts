@@ -10,6 +10,7 @@
 // still renews its heartbeat (cluster-member.ts).
 
 import { Agent, request } from 'undici';
+import { trustingAlso } from '../security/pem-files.js';
 
 export interface ProbeOptions {
   readonly silenceMs: number;
@@ -18,6 +19,8 @@ export interface ProbeOptions {
   readonly monotonicMs: () => number;
   /** A peer was found gone: the member plans again at once. */
   readonly gone: (instanceId: string, why: string) => void;
+  /** The private CA the peers' certificates come from (COMMITD_PEER_CA_FILE), or null. */
+  readonly peerCa?: string | null;
 }
 
 /** How a peer was found gone: nobody listens at its address (or another instance does), or it said nothing for too long. */
@@ -39,9 +42,15 @@ export class PeerProbes {
   private readonly peers = new Map<string, PeerState>();
   /** When the last round started (monotonic); null before the first. */
   private lastRoundMs: number | null = null;
-  private readonly agent = new Agent({ connections: PROBE_CONNECTIONS_PER_PEER, pipelining: 0 });
+  private readonly agent: Agent;
 
-  constructor(private readonly o: ProbeOptions) {}
+  constructor(private readonly o: ProbeOptions) {
+    this.agent = new Agent({
+      connections: PROBE_CONNECTIONS_PER_PEER,
+      pipelining: 0,
+      connect: trustingAlso(o.peerCa ?? null),
+    });
+  }
 
   /**
    * Probes each of these peers once (one probe in flight per peer); forgets

@@ -102,6 +102,8 @@ export interface BeginRequest {
   readonly callerId: string;
   /** Who began it, for its history; null when not known. */
   readonly by: Actor | null;
+  /** The id of the caller's token, kept with the transaction (ownership); null or absent without tokens. */
+  readonly beganBy?: string | null;
   /** The valid W3C traceparent the client sent (tracing/traceparent.ts), kept with the transaction; null for none. */
   readonly traceParent?: string | null;
 }
@@ -110,6 +112,12 @@ export interface BeginRequest {
 export interface CallContext {
   readonly by: Actor | null;
   readonly operator: boolean;
+  /**
+   * The call may act only on transactions begun by this token id (a client
+   * token's): another's answers as an unknown id does. Null or absent: any
+   * (admin, participant tokens, no tokens).
+   */
+  readonly onlyBegunBy?: string | null;
   /** The valid W3C traceparent the call came with: the parent of its spans; null or absent for none. */
   readonly traceParent?: string | null;
 }

@@ -189,9 +189,8 @@ export class Coordinator {
     return this.calls.begin(request);
   }
 
-  /** `traceParent`: the valid W3C traceparent the call came with, or null. */
-  enlist(id: string, participant: NewParticipant, traceParent: string | null = null): Promise<Answer> {
-    return this.calls.enlist(id, participant, traceParent);
+  enlist(id: string, participant: NewParticipant, call: CallContext = NO_CALLER): Promise<Answer> {
+    return this.calls.enlist(id, participant, call);
   }
 
   /** Phase one only: answers once every vote is in (or the transaction aborted). */

@@ -4,12 +4,26 @@ export class NotFoundError extends Error {
   override name = 'NotFoundError';
 }
 
+/**
+ * The answer for an id the caller cannot see: the same for one that does not
+ * exist and for another caller's, so that the answer says nothing of which.
+ */
+export function noTransaction(id: string): NotFoundError {
+  return new NotFoundError(`no transaction ${id}`);
+}
+
 /** The request cannot be served now (starting, shutting down, at a limit): retry later. */
 export class UnavailableError extends Error {
   override name = 'UnavailableError';
   constructor(
     message: string,
     readonly retryAfterS: number,
+    /**
+     * What any caller may read when the message holds more (a store's
+     * network error, naming its address): the rest is for the log and for
+     * admin tokens. Null: the message says nothing internal.
+     */
+    readonly publicMessage: string | null = null,
   ) {
     super(message);
   }
@@ -48,12 +62,14 @@ export class LimitError extends Error {
 
 /** A write the decision log could not make durable: nothing was decided, so the caller may retry. */
 export function logUnwritable(error: unknown): UnavailableError {
-  return new UnavailableError(`the decision log cannot be written: ${(error as Error).message}`, 5);
+  const what = 'the decision log cannot be written';
+  return new UnavailableError(`${what}: ${(error as Error).message}`, 5, what);
 }
 
 /** A read of the decision log failed (a store out of reach): nothing changed, so the caller may retry. */
 export function logUnreadable(error: unknown): UnavailableError {
-  return new UnavailableError(`the decision log cannot be read: ${(error as Error).message}`, 5);
+  const what = 'the decision log cannot be read';
+  return new UnavailableError(`${what}: ${(error as Error).message}`, 5, what);
 }
 
 /** Runs a read of the decision log, its failure a 503 rather than a 500. */

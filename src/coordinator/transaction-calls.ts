@@ -20,7 +20,15 @@ import type { Timers } from '../timers.js';
 import { startBegin } from '../tracing/transaction-trace.js';
 import type { Admission } from './admission.js';
 import type { Answer, BeginRequest, CallContext, CoordinatorOptions, Placement } from './contract.js';
-import { ConflictError, ElsewhereError, LimitError, logUnwritable, readingLog, UnavailableError } from './errors.js';
+import {
+  ConflictError,
+  ElsewhereError,
+  LimitError,
+  logUnwritable,
+  noTransaction,
+  readingLog,
+  UnavailableError,
+} from './errors.js';
 import { type IdempotencyIndex, scopedKey } from './idempotency-keys.js';
 import { IdGenerator } from './ids.js';
 import type { LiveTransaction } from './live-transaction.js';
@@ -135,6 +143,7 @@ export class TransactionCalls {
       metadataJson: request.metadataJson,
       traceParent: request.traceParent ?? origin.traceParent(),
       callerId: request.callerId,
+      beganBy: request.beganBy ?? null,
     });
     const live = this.o.track(created.tx, request.callerId);
     live.trace.adopt(origin);
@@ -153,17 +162,19 @@ export class TransactionCalls {
     return { live, origin };
   }
 
-  /** `traceParent` (here and in the calls below): the valid W3C traceparent the call came with, or null. */
-  async enlist(id: string, participant: NewParticipant, traceParent: string | null = null): Promise<Answer> {
+  async enlist(id: string, participant: NewParticipant, call: CallContext = NO_CALLER): Promise<Answer> {
     const live = this.o.live.get(id);
-    if (!live?.published) return this.answerStored(await this.o.reads.readHere(id), { type: 'enlist', participant });
+    if (!live?.published) {
+      return this.answerStored(reachable(await this.o.reads.readHere(id), call), { type: 'enlist', participant });
+    }
+    reachable(live.published, call);
     const known = live.current.participants.some((p) => p.name === participant.name);
     if (!known && live.current.participants.length >= this.o.settings.participantsMax) {
       throw new LimitError(`a transaction has at most ${this.o.settings.participantsMax} participants`);
     }
     if (!known) this.o.admission.admitEnlist(live.callerId, participant);
     const result = await live.trace
-      .origin('enlist', traceParent)
+      .origin('enlist', call.traceParent ?? null)
       .around(live.dispatch({ type: 'enlist', participant }))
       .catch((error) => this.towardOwner(id, error));
     return { tx: live.published, refusal: result.refusal, created: result.changed && result.refusal === null };
@@ -254,7 +265,8 @@ export class TransactionCalls {
     call: CallContext,
   ): Promise<Answer> {
     const live = this.o.live.get(id);
-    if (!live?.published) return this.answerStored(await this.o.reads.readHere(id), event);
+    if (!live?.published) return this.answerStored(reachable(await this.o.reads.readHere(id), call), event);
+    reachable(live.published, call);
     if (call !== NO_CALLER) live.record([{ type: 'requested', action: event.type, by: call.by }]);
     return live.trace
       .origin(event.type, call.traceParent ?? null)
@@ -327,6 +339,15 @@ export class TransactionCalls {
     assert(result.effects.length === 0, 'a finished transaction takes no more effects');
     return { tx: stored, refusal: result.refusal, created: false };
   }
+}
+
+/**
+ * The transaction, when the call may act on it; else the answer an unknown
+ * id gets. Read from what is in memory (or was read anyway): no store read.
+ */
+export function reachable(tx: Transaction, call: CallContext): Transaction {
+  if (call.onlyBegunBy != null && tx.beganBy !== call.onlyBegunBy) throw noTransaction(tx.id);
+  return tx;
 }
 
 /** `work`'s result, or undefined once `bound` is aborted (work's own failure is then nobody's to hear). */

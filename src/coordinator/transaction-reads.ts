@@ -9,7 +9,7 @@ import type { HistoryEntry } from '../protocol/history.js';
 import { type Outcome, type Transaction, type TxState, UNFINISHED_STATES } from '../protocol/types.js';
 import type { ListFilter, Placement, Stats } from './contract.js';
 import type { DecisionRate } from './decision-rate.js';
-import { ElsewhereError, logUnwritable, NotFoundError, readingLog } from './errors.js';
+import { ElsewhereError, logUnwritable, NotFoundError, noTransaction, readingLog } from './errors.js';
 import type { LiveTransaction } from './live-transaction.js';
 
 export interface TransactionReadsOptions {
@@ -34,8 +34,18 @@ export class TransactionReads {
     // would already return it).
     const live = this.o.live.get(id);
     const tx = live ? live.published : await readingLog(() => this.o.log.get(id));
-    if (!tx) throw new NotFoundError(`no transaction ${id}`);
+    if (!tx) throw noTransaction(id);
     return tx;
+  }
+
+  /** As readers see it, or null for one they cannot see. */
+  async find(id: string): Promise<Transaction | null> {
+    try {
+      return await this.read(id);
+    } catch (error) {
+      if (error instanceof NotFoundError) return null;
+      throw error;
+    }
   }
 
   /**

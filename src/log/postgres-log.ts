@@ -510,9 +510,9 @@ export class PostgresLog implements DecisionLog {
        ), input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[],
            $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[], $25::text[],
-           $30::bigint[], $32::text[])
+           $30::bigint[], $32::text[], $33::text[])
            AS i(id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
-             finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, epoch, caller)
+             finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, epoch, caller, began_by)
          -- Each record under the epoch it was queued under, and no other.
          WHERE NOT $29 OR (${SHARD_SQL('i.id')}, i.epoch) IN (SELECT shard, epoch FROM fence)
        ), fresh AS (
@@ -521,9 +521,10 @@ export class PostgresLog implements DecisionLog {
          -- insert waits for that one's statement and, once it committed,
          -- leaves this row out (key_taken) instead of failing the batch.
          INSERT INTO ${s}.transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
-           decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, caller)
+           decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, caller,
+           began_by)
          SELECT id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms, decided_at_ms,
-           finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, caller FROM input i
+           finished_at_ms, idempotency_key, request_hash, metadata, participants, trace_parent, caller, began_by FROM input i
          WHERE NOT EXISTS (SELECT 1 FROM ${s}.transactions t WHERE t.id = i.id)
          ON CONFLICT DO NOTHING
          RETURNING id
@@ -597,6 +598,7 @@ export class PostgresLog implements DecisionLog {
         batch.map((e) => e.epoch),
         [...history.values()].map((h) => h.epoch),
         batch.map(({ tx }) => tx.callerId ?? null),
+        batch.map(({ tx }) => tx.beganBy),
       ],
     );
     return parseMarker(rows[0]?.marker ?? '', token) ?? { ids: new Set(), fencesHeld: new Set(), keyTaken: new Set() };

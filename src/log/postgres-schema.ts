@@ -141,6 +141,11 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE $S.transactions ADD COLUMN caller text;
   `,
+  // 7: who began the transaction (its token's id), as the SQLite log's
+  // migration 7: a client token reaches only the transactions it began.
+  `
+  ALTER TABLE $S.transactions ADD COLUMN began_by text;
+  `,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;

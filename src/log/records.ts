@@ -21,6 +21,8 @@ export interface TxRow {
   trace_parent?: string | null;
   /** Who began it; absent or null from rows written before the column existed. */
   caller?: string | null;
+  /** The beginner's token id; absent from rows and snapshots written before the column existed. */
+  began_by?: string | null;
   participants: string;
 }
 
@@ -84,6 +86,7 @@ export function fromRow(row: TxRow, payloads: Map<string, string> | null): Trans
     metadataJson: row.metadata,
     traceParent: row.trace_parent ?? null,
     ...(row.caller ? { callerId: row.caller } : {}),
+    beganBy: row.began_by ?? null,
     participants: stored.map(({ database, preparedId, ...p }) => ({
       ...p,
       database: database ?? null,

@@ -136,6 +136,13 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE transactions ADD COLUMN caller TEXT;
   `,
+  // 9: who began the transaction (its token's id, never the token): a
+  // client token reaches only the transactions it began, after a restart
+  // too. Written with the begin, never changed; NULL for one begun without
+  // tokens, and for every one written before.
+  `
+  ALTER TABLE transactions ADD COLUMN began_by TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

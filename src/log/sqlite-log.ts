@@ -92,9 +92,11 @@ export class SqliteLog implements DecisionLog {
     this.statements = {
       upsert: this.db.prepare(`
         INSERT INTO transactions (id, state, outcome, abort_reason, one_shot, created_at_ms, deadline_ms,
-          decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, trace_parent, caller, participants)
+          decided_at_ms, finished_at_ms, idempotency_key, request_hash, metadata, trace_parent, caller, began_by,
+          participants)
         VALUES (@id, @state, @outcome, @abort_reason, @one_shot, @created_at_ms, @deadline_ms,
           @decided_at_ms, @finished_at_ms, @idempotency_key, @request_hash, @metadata, @trace_parent, @caller,
+          @began_by,
           @participants)
         ON CONFLICT (id) DO UPDATE SET state = excluded.state, outcome = excluded.outcome,
           abort_reason = excluded.abort_reason, decided_at_ms = excluded.decided_at_ms,
@@ -340,6 +342,7 @@ export class SqliteLog implements DecisionLog {
       metadata: tx.metadataJson,
       trace_parent: tx.traceParent,
       caller: tx.callerId ?? null,
+      began_by: tx.beganBy,
       participants: participantsJson(tx),
     });
     if (tx.outcome !== null) {

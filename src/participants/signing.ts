@@ -5,6 +5,7 @@
 // keeps one participant from forging messages to the others.
 
 import { createHmac } from 'node:crypto';
+import { MIN_SECRET_LENGTH } from '../security/tokens.js';
 
 export const SIGNATURE_VERSION = 'v1';
 
@@ -57,8 +58,10 @@ export function parseParticipantSecrets(entries: readonly string[]): Map<string,
     if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.username || url.search) {
       throw new SecretFormatError(`${where}: '${originText.slice(0, 200)}' must be an origin, scheme://host[:port]`);
     }
-    if (secret.length < 16)
-      throw new SecretFormatError(`${where} (${url.origin}): a secret must be at least 16 characters`);
+    if (secret.length < MIN_SECRET_LENGTH)
+      throw new SecretFormatError(
+        `${where} (${url.origin}): a secret must be at least ${MIN_SECRET_LENGTH} characters`,
+      );
     if (secrets.has(url.origin)) throw new SecretFormatError(`${where}: ${url.origin} is listed twice`);
     secrets.set(url.origin, secret);
   });

@@ -76,6 +76,7 @@ export function createTransaction(input: NewTransaction): Step {
     metadataJson: input.metadataJson,
     traceParent: input.traceParent,
     ...(input.callerId ? { callerId: input.callerId } : {}),
+    beganBy: input.beganBy ?? null,
     participants: input.participants.map(newParticipant),
   };
   return { tx, effects: [FORCED], refusal: null, changed: true };

@@ -8,6 +8,8 @@ export type TxState = (typeof TX_STATES)[number];
 /** The states of a transaction not yet finished at every participant: what the coordinator holds in memory. */
 export const UNFINISHED_STATES: readonly TxState[] = TX_STATES.filter((s) => s !== 'committed' && s !== 'aborted');
 export type Outcome = 'commit' | 'abort';
+/** What a participant's name may be (the API's schema, and the names a participant token is bound to). */
+export const PARTICIPANT_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$';
 export type Vote = 'yes' | 'no' | 'read-only';
 export type Heuristic = 'commit' | 'abort';
 export type PhaseTwoMessage = 'commit' | 'abort';
@@ -78,6 +80,12 @@ export interface Transaction {
    * known (begun before it was kept). The protocol never looks at it.
    */
   readonly callerId?: string;
+  /**
+   * The id of the token that began it (never the token), or null: begun
+   * without tokens, or by a commitd before this was kept. A client token
+   * reaches only the transactions it began. The protocol never looks at it.
+   */
+  readonly beganBy: string | null;
   readonly participants: readonly Participant[];
 }
 
@@ -102,6 +110,8 @@ export interface NewTransaction {
   readonly traceParent: string | null;
   /** Who begins it; '' or absent: not known. */
   readonly callerId?: string;
+  /** The beginner's token id; null (the default) when not known. */
+  readonly beganBy?: string | null;
 }
 
 export type Event =

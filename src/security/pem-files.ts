@@ -3,6 +3,7 @@
 // configuration error naming the setting (exit 2), never with its contents.
 
 import fs from 'node:fs';
+import tls from 'node:tls';
 import { ConfigError } from '../config.js';
 
 export function readPem(file: string | null, setting: string): string | null {
@@ -15,6 +16,15 @@ export function readPem(file: string | null, setting: string): string | null {
   }
   if (!/-----BEGIN [A-Z0-9 ]+-----/.test(text)) throw new ConfigError(`${setting}: ${file} holds no PEM block`);
   return text;
+}
+
+/**
+ * undici's connect option that trusts the system's CAs plus `ca` (a PEM
+ * file's text), or nothing to add when there is none: a private CA is
+ * added to the trusted ones, never put in their place.
+ */
+export function trustingAlso(ca: string | null): { ca: string[] } | Record<string, never> {
+  return ca === null ? {} : { ca: [...tls.rootCertificates, ca] };
 }
 
 /** Both of a certificate and its key, or neither. */

@@ -831,7 +831,7 @@ t.test('operations endpoints', async (t) => {
 });
 
 t.test('participant requests are signed when a signing secret is configured', async (t) => {
-  const secret = 's3cret';
+  const secret = 's3cret-0123456789abcdef';
   const h = await harness(t, { participants: { signingSecret: secret } });
   const a = await participant(t);
   const startedAt = Date.now();

@@ -20,11 +20,11 @@ import { startParticipant, waitUntil } from '../support/participant.js';
 import { startService } from '../support/service.js';
 
 const commitd = await startService(tempDir(), {
-  COMMITD_AUTH_TOKEN: 'client-token',
+  COMMITD_AUTH_TOKEN: 'client-token-0123456789',
   COMMITD_TOKENS: 'participant:participant-token-0123456789',
 });
 t.teardown(() => commitd.kill('SIGTERM'));
-const client = new CommitdClient({ url: commitd.url, token: 'client-token', retries: 0 });
+const client = new CommitdClient({ url: commitd.url, token: 'client-token-0123456789', retries: 0 });
 t.teardown(() => client.close());
 const yes = await startParticipant();
 t.teardown(() => yes.close());
@@ -78,7 +78,7 @@ t.test('begin with an idempotency key answers the same transaction; without one 
   const first = await client.begin({ idempotencyKey: key });
   const again = await client.begin({ idempotencyKey: key });
   t.equal(again.id, first.id);
-  const retrying = new CommitdClient({ url: commitd.url, token: 'client-token' });
+  const retrying = new CommitdClient({ url: commitd.url, token: 'client-token-0123456789' });
   t.teardown(() => retrying.close());
   t.match((await retrying.begin()).idempotencyKey, /^client-[0-9a-f-]{36}$/);
   t.equal((await client.begin()).idempotencyKey, null, 'with retries off, no key is added');
@@ -202,7 +202,7 @@ t.test('a begin whose answer is lost on the way is retried under the same key: o
   t.teardown(() => new Promise<void>((r) => proxy.close(() => r())));
   const through = new CommitdClient({
     url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-    token: 'client-token',
+    token: 'client-token-0123456789',
     retries: 2,
     retryDelayMsMin: 10,
   });

@@ -16,7 +16,7 @@ import { call } from '../support/http.js';
 import { startService } from '../support/service.js';
 import { send } from './stock.js';
 
-const secret = 'plugin-secret';
+const secret = 'plugin-secret-0123456789';
 const db = new Database(path.join(tempDir(), 'svc.db'));
 db.exec('CREATE TABLE item (tx TEXT PRIMARY KEY, state TEXT NOT NULL)');
 const participant = createParticipant<Database.Database>({

@@ -45,6 +45,8 @@ function begun(id: string, key: string | null = null): Transaction {
     requestHash: key === null ? null : `hash-of-${key}`,
     metadataJson: '{"source":"contract"}',
     traceParent: key === null ? null : TRACE_PARENT,
+    // The beginner's token id, kept as the traceparent is.
+    beganBy: key === null ? null : 'a1b2c3d4e5f6',
   }).tx;
 }
 

@@ -104,10 +104,16 @@ t.test('the routes that really run behind the tricks are guarded (not only 404s)
   const { port } = await serve(t);
   // These are the ones the issue's probe found passing: the router maps them
   // to real routes, so a 404 would mean the test no longer tests the bypass.
-  for (const target of ['/%761/transactions', '/v%31/transactions', 'http://x/v1/transactions']) {
+  // The absolute form names this host (the Host the request carries): one
+  // naming another host is refused outright (issue 23, forwarding), below.
+  for (const target of ['/%761/transactions', '/v%31/transactions', 'http://127.0.0.1/v1/transactions']) {
     const withToken = await raw(port, `GET ${target} HTTP/1.1`, { authorization: `Bearer ${ADMIN}` });
     t.equal(withToken.status, 200, `${target} reaches the list route`);
     const without = await raw(port, `GET ${target} HTTP/1.1`, {});
     t.equal(without.status, 401, `${target} is refused without a token`);
+  }
+  for (const target of ['http://x/v1/transactions', 'http://127.0.0.1:1/v1/transactions']) {
+    const withToken = await raw(port, `GET ${target} HTTP/1.1`, { authorization: `Bearer ${ADMIN}` });
+    t.equal(withToken.status, 400, `${target}, another host: refused even with a token`);
   }
 });

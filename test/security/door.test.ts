@@ -60,8 +60,49 @@ t.test('requests per second per token; 429 problem with Retry-After; per address
     t.match(refused.json(), { type: 'urn:commitd:problem:rate-limited', status: 429 });
     t.match(String(refused.headers['retry-after']), /^\d+$/, 'Retry-After in seconds');
   }
-  t.equal((await get('client-two-0123456789')).statusCode, 404, 'another token has its own budget');
+  // From another address: the 404s above count against 127.0.0.1 too (refusals are limited by address).
+  t.equal((await get('client-two-0123456789', '127.0.0.9')).statusCode, 404, 'another token has its own budget');
   t.equal((await h.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200, '/healthz is never limited');
+});
+
+t.test('refused calls (401, 403, 404, /docs) count by address, before authentication', async (t) => {
+  const tokens = ['client:client-one-0123456789', 'participant:participant-0123456789'];
+  const h = await startHarness({ server: { tokens, rateLimitPerS: 5 } });
+  t.teardown(() => h.close(true));
+  const call = (url: string, token: string | null, remoteAddress: string) =>
+    h.app.inject({ method: 'GET', url, remoteAddress, headers: token ? { authorization: `Bearer ${token}` } : {} });
+  const guesses: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    guesses.push(
+      (await call('/v1/transactions/tx_00000000000000000000000000', `guess-${i}-0123456789`, '10.1.1.1')).statusCode,
+    );
+  }
+  // Before: twenty 401s, every guess answered. Within one window at most 5 are (the loop may straddle two).
+  t.ok(guesses.filter((s) => s === 429).length >= 10, `token guesses are limited (${guesses.join(',')})`);
+  const limited = await call('/v1/transactions/tx_00000000000000000000000000', 'guess-x-0123456789', '10.1.1.1');
+  if (limited.statusCode === 429) {
+    t.match(limited.json(), { type: 'urn:commitd:problem:rate-limited', status: 429 });
+    t.equal(limited.headers['retry-after'], '1');
+  }
+  const forbidden: number[] = [];
+  for (let i = 0; i < 20; i++)
+    forbidden.push((await call('/v1/transactions', 'client-one-0123456789', '10.1.1.2')).statusCode);
+  t.ok(forbidden.filter((s) => s === 429).length >= 10, `403s are limited (${forbidden.join(',')})`);
+  const probes: number[] = [];
+  for (let i = 0; i < 20; i++) {
+    probes.push(
+      (await call(`/v1/transactions/tx_0000000000000000000000000${i % 10}`, 'client-one-0123456789', '10.1.1.3'))
+        .statusCode,
+    );
+  }
+  t.ok(probes.filter((s) => s === 429).length >= 10, `id probes (404) are limited (${probes.join(',')})`);
+  const docs: number[] = [];
+  for (let i = 0; i < 20; i++) docs.push((await call('/docs/json', null, '10.1.1.4')).statusCode);
+  t.ok(docs.filter((s) => s === 429).length >= 10, `/docs is limited (${docs.join(',')})`);
+  t.equal((await call('/healthz', null, '10.1.1.1')).statusCode, 200, '/healthz is never limited');
+  // A token not used above (the client's own per-token budget is spent).
+  const elsewhere = await call('/v1/transactions/tx_00000000000000000000000000', 'participant-0123456789', '10.1.1.9');
+  t.equal(elsewhere.statusCode, 404, 'another address is not limited');
 });
 
 t.test('without tokens the limit is per client address', async (t) => {

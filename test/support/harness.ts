@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { buildApi, type Readiness } from '../../src/api/server.js';
+import type { Readiness } from '../../src/api/readiness.js';
+import { buildApi } from '../../src/api/server.js';
 import { assemble, type Reporting } from '../../src/assemble.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { Coordinator } from '../../src/coordinator/coordinator.js';
@@ -69,7 +70,7 @@ export async function startHarness(
   const metrics = new Metrics({ processMetrics: false });
   const readiness: Readiness = { ready: false, stopping: false, logWritable: true };
   const errors: Error[] = [];
-  const { log, member, participants, coordinator, orphans, deploymentId, urlPolicy } = await assemble(
+  const { log, member, participants, coordinator, orphans, deploymentId, urlPolicy, peerCa } = await assemble(
     config,
     metrics,
     readiness,
@@ -86,7 +87,18 @@ export async function startHarness(
       orphan: (message, about) => report?.orphan?.(message, about),
     },
   );
-  const app = await buildApi({ coordinator, deploymentId, member, config, metrics, readiness, logger, tls, urlPolicy });
+  const app = await buildApi({
+    coordinator,
+    deploymentId,
+    member,
+    config,
+    metrics,
+    readiness,
+    logger,
+    tls,
+    urlPolicy,
+    peerCa,
+  });
   await app.ready();
   if (member === null) await coordinator.recover();
   else {

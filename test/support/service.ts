@@ -137,7 +137,7 @@ async function untilReady(port: number, output: () => string, gone: () => boolea
   const deadline = Date.now() + timeoutMs;
   let url = port === 0 ? null : `http://${HOST}:${port}`;
   for (let poll = 0; Date.now() < deadline && !gone(); poll++) {
-    url ??= /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output())?.[1] ?? null;
+    url ??= /Server listening at (https?:\/\/127\.0\.0\.1:\d+)/.exec(output())?.[1] ?? null;
     if (url !== null && /commitd ready/.test(output())) return url;
     if (url !== null && poll % READY_REQUEST_EVERY === 0) {
       try {

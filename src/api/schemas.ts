@@ -169,7 +169,10 @@ export function beginSchema(config: Config) {
           minLength: 1,
           maxLength: IDEMPOTENCY_KEY_MAX_LENGTH,
           // No control characters: keys are stored joined to their caller's scope by one.
-          pattern: '^[^\\u0000-\\u001f\\u007f]+$',
+          // No lone surrogates: UTF-8 cannot hold one, so neither store keeps it
+          // as sent (PostgreSQL stores U+FFFD, and finds the key spelled with
+          // it; SQLite reads it back as three U+FFFD).
+          pattern: '^[^\\u0000-\\u001f\\u007f\\ud800-\\udfff]+$',
         },
         metadata: { type: 'object', description: `at most ${t.maxMetadataBytes} bytes as JSON` },
         commit: { type: 'boolean' },

@@ -106,3 +106,31 @@ t.test('with tokens, the in-flight limit per caller counts per token, not per ad
   t.ok(refused.headers['retry-after'], 'with Retry-After');
   t.equal((await begin(ALICE)).statusCode, 201, 'another token from the same address goes on');
 });
+
+t.test('a key that is not well-formed Unicode is refused: stored, it would be another key', async (t) => {
+  // A lone surrogate is valid in a JSON string, but UTF-8 cannot hold it:
+  // PostgreSQL stores 'order-\ud800' as 'order-\ufffd', which then finds it
+  // (one transaction for two different keys: test/cluster/probe-trust.test.ts);
+  // SQLite reads it back as three U+FFFD (the view shows another key).
+  const h = await startHarness({ server: { tokens: [`client:${ALICE}`] } });
+  t.teardown(() => h.close(true));
+  const begin = (key: string) =>
+    h.app.inject({
+      method: 'POST',
+      url: '/v1/transactions',
+      // JSON.stringify escapes a lone surrogate as \ud800: what a client sends.
+      payload: JSON.stringify({ idempotencyKey: key, metadata: { order: 1 } }),
+      headers: { authorization: `Bearer ${ALICE}`, 'content-type': 'application/json' },
+    });
+  for (const key of ['order-\ud800', 'order-\udfff', '\udc00x']) {
+    const res = await begin(key);
+    t.equal(res.statusCode, 400, `refused: ${JSON.stringify(key)} (${res.body})`);
+  }
+  t.equal(h.coordinator.inFlight, 0, 'nothing begun');
+  const replacement = await begin('order-\ufffd');
+  t.equal(replacement.statusCode, 201, 'the key spelled with U+FFFD is a key of its own');
+  t.equal(replacement.json().idempotencyKey, 'order-\ufffd');
+  const pair = await begin('order-\ud83d\ude00');
+  t.equal(pair.statusCode, 201, 'a well-formed pair (an emoji) is a key like any other');
+  t.equal(pair.json().idempotencyKey, 'order-\ud83d\ude00', 'shown as sent');
+});

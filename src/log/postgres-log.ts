@@ -125,6 +125,8 @@ export class PostgresLog implements DecisionLog {
   private unverified: Unverified | null = null;
   /** History entries not yet written, by transaction: they ride along with the next batch. */
   private pendingHistory: History = new Map();
+  /** The history a flush is writing, until it has settled (written, or queued again). */
+  private historyInFlight: { readonly txIds: ReadonlySet<string>; readonly done: Promise<void> } | null = null;
   /** Batches run one after the other on this chain; `running` counts those queued on it. */
   private chain: Promise<unknown> = Promise.resolve();
   private running = 0;
@@ -277,6 +279,8 @@ export class PostgresLog implements DecisionLog {
   }
 
   async history(txId: string): Promise<HistoryEntry[]> {
+    const inFlight = this.historyInFlight;
+    if (inFlight?.txIds.has(txId)) await inFlight.done;
     const { rows } = await this.pool.query<{ entries: string }>(
       `SELECT entries FROM ${this.s}.history WHERE tx_id = $1 ORDER BY seq`,
       [txId],
@@ -374,49 +378,63 @@ export class PostgresLog implements DecisionLog {
     const history = this.ownedHistory(this.pendingHistory);
     this.pendingHistory = new Map();
     if (batch.length === 0 && history.size === 0) return;
-    const token = `${this.writerId}:${++this.tokens}`;
-    const startedAt = performance.now();
+    // Until this batch has settled its history is in neither the store nor
+    // pendingHistory: a reader of one of these transactions waits for it.
+    let settled!: () => void;
+    this.historyInFlight = {
+      txIds: new Set(history.keys()),
+      done: new Promise((r) => {
+        settled = r;
+      }),
+    };
     try {
-      const written = await this.write(writer, batch, history, token);
-      this.settle(batch, written, startedAt);
-      return;
-    } catch (error) {
-      if (!(error instanceof pg.DatabaseError)) {
-        // No answer from the server: the COMMIT may have happened. Nobody
-        // hears until a new session has read the marker.
-        this.unverified = { batch, history, token, startedAt };
-        this.dropWriter();
-        throw unreachable(error, this.where());
-      }
-      // History waits for the next batch, ahead of anything queued since.
-      this.requeueHistory(history);
-      if (batch.length === 0) throw error;
-      if (isTransient(error) || batch.length === 1) {
-        this.notWritten(batch, error, isTransient(error));
-        throw error;
-      }
-    }
-    // One record the store refuses must not sink the rest of the batch:
-    // write them one by one, so only what really cannot be written fails.
-    let first: Error | null = null;
-    for (const entry of batch) {
-      const single = `${this.writerId}:${++this.tokens}`;
+      const token = `${this.writerId}:${++this.tokens}`;
+      const startedAt = performance.now();
       try {
-        const written = await this.write(writer, [entry], new Map(), single);
-        this.settle([entry], written, performance.now());
+        const written = await this.write(writer, batch, history, token);
+        this.settle(batch, written, startedAt);
+        return;
       } catch (error) {
         if (!(error instanceof pg.DatabaseError)) {
-          this.unverified = { batch: [entry], history: new Map(), token: single, startedAt };
+          // No answer from the server: the COMMIT may have happened. Nobody
+          // hears until a new session has read the marker.
+          this.unverified = { batch, history, token, startedAt };
           this.dropWriter();
-          // The others wait for the next batch, behind the unknown one.
-          for (const rest of batch.slice(batch.indexOf(entry) + 1)) this.requeue(rest, true);
           throw unreachable(error, this.where());
         }
-        this.notWritten([entry], error, isTransient(error));
-        first ??= error;
+        // History waits for the next batch, ahead of anything queued since.
+        this.requeueHistory(history);
+        if (batch.length === 0) throw error;
+        if (isTransient(error) || batch.length === 1) {
+          this.notWritten(batch, error, isTransient(error));
+          throw error;
+        }
       }
+      // One record the store refuses must not sink the rest of the batch:
+      // write them one by one, so only what really cannot be written fails.
+      let first: Error | null = null;
+      for (const entry of batch) {
+        const single = `${this.writerId}:${++this.tokens}`;
+        try {
+          const written = await this.write(writer, [entry], new Map(), single);
+          this.settle([entry], written, performance.now());
+        } catch (error) {
+          if (!(error instanceof pg.DatabaseError)) {
+            this.unverified = { batch: [entry], history: new Map(), token: single, startedAt };
+            this.dropWriter();
+            // The others wait for the next batch, behind the unknown one.
+            for (const rest of batch.slice(batch.indexOf(entry) + 1)) this.requeue(rest, true);
+            throw unreachable(error, this.where());
+          }
+          this.notWritten([entry], error, isTransient(error));
+          first ??= error;
+        }
+      }
+      if (first) throw first;
+    } finally {
+      this.historyInFlight = null;
+      settled();
     }
-    if (first) throw first;
   }
 
   private hasWork(): boolean {

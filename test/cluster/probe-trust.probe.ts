@@ -1,3 +1,8 @@
+// Not part of npm test: `npm run probe:trust`. Two of its cases fail here
+// (an operator's abort sent to both instances at once: a history read right
+// after the transaction finished misses entries; and under SIGSTOP with 6
+// rounds an expectation of the probe itself), so it runs as a probe until
+// they are understood and fixed (issue 24, item 4 stays open).
 // A probe of issue 24's fixes for items 1 and 4 (idempotency keys with
 // tokens on the PostgreSQL store; operator actions at a non-owner), as an
 // adversary would: two instances with tokens on a private PostgreSQL, the

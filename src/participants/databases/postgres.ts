@@ -68,13 +68,13 @@ export class PostgresAdapter implements DatabaseAdapter {
   }
 
   async findPrepared(txId: string, participant: string): Promise<PreparedEvidence | null> {
-    const result = await (await this.pool()).query<{ xid: string; next_xid: string }>(
-      `SELECT transaction::text AS xid, pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid
+    const result = await (await this.pool()).query<{ xid: string; xmax: string }>(
+      `SELECT transaction::text AS xid, pg_snapshot_xmax(pg_current_snapshot())::text AS xmax
          FROM pg_prepared_xacts WHERE gid = ANY($1) AND database = current_database()`,
       [this.gids(txId, participant)],
     );
     const row = result.rows[0];
-    return row === undefined ? null : { preparedId: fullTransactionId(row.xid, row.next_xid) };
+    return row === undefined ? null : { preparedId: fullTransactionId(row.xid, row.xmax) };
   }
 
   /**
@@ -135,14 +135,17 @@ export class PostgresAdapter implements DatabaseAdapter {
 
 /**
  * pg_prepared_xacts gives a 32-bit xid; pg_xact_status takes the 64-bit one.
- * A prepared transaction is older than the next xid and less than 2^31 behind
- * it (wraparound protection), so it has the next xid's epoch, or the one
- * before when its low bits are above the next xid's.
+ * The reference is pg_snapshot_xmax: the oldest xid still running or not yet
+ * assigned, not the next xid, so a prepared transaction (still running) may
+ * be at or above it as well as below. Either way it is less than 2^31 away
+ * (wraparound protection), so its 64-bit id is the one with its low bits
+ * nearest the reference: the reference's epoch, or the one before or after.
  */
-export function fullTransactionId(xid: string, nextFullXid: string): string {
-  const next = BigInt(nextFullXid);
-  const low = BigInt(xid);
-  let full = ((next >> 32n) << 32n) | low;
-  if (full > next) full -= 1n << 32n;
+export function fullTransactionId(xid: string, referenceFullXid: string): string {
+  const reference = BigInt(referenceFullXid);
+  const epochBits = 1n << 32n;
+  let full = ((reference >> 32n) << 32n) | BigInt(xid);
+  if (full - reference >= epochBits / 2n) full -= epochBits;
+  else if (reference - full > epochBits / 2n) full += epochBits;
   return full.toString();
 }
